@@ -1,0 +1,69 @@
+"""The ``hscsim`` command line: one sub-command per job, heavy imports deferred."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import HscsimError
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from . import provision
+
+    provision.provision(cache_root=args.cache, force=args.force)
+
+
+def _cmd_demo_tile(args: argparse.Namespace) -> None:
+    from . import demo_tile
+
+    path = demo_tile.build_demo_tile(args.out, size=tuple(args.size), seed=args.seed)
+    print(f"demo tile (simulated, not real HSC data) written to {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``hscsim``."""
+    parser = argparse.ArgumentParser(
+        prog="hscsim", description="Simulate an HSC deep coadd patch."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="fill the cosmo_torrent cache (offline-capable)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="cache root (default: cosmo_torrent's, ~/_cache/cosmo-torrent)",
+    )
+    p.add_argument("--force", action="store_true", help="rebuild every data set")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("demo-tile", help="build the simulated demo tile with truth")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(4200, 4200),
+        metavar=("NX", "NY"),
+        help="patch size in pixels",
+    )
+    p.add_argument("--seed", type=int, default=20240611, help="random seed")
+    p.set_defaults(func=_cmd_demo_tile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hscsim`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HscsimError as err:
+        print(f"hscsim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv and install hscsim with its pinned dependencies.
+# Called by `make setup`; make re-runs it only when pyproject.toml or
+# constraints.txt change, so a second `make` costs seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info[:2] != (3, 11):
+    sys.exit(f"hscsim needs Python 3.11, found {sys.version.split()[0]}")
+PY
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+.venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
