@@ -22,6 +22,18 @@ def _cmd_demo_tile(args: argparse.Namespace) -> None:
     print(f"demo tile (simulated, not real HSC data) written to {path}")
 
 
+def _cmd_run(args: argparse.Namespace) -> None:
+    from . import runner
+
+    state = runner.run_tile(
+        args.tile, args.out, stages=args.stages, start=args.start, force=args.force
+    )
+    failed = [name for name, s in state.items() if s["status"] != "ok"]
+    print(f"report: {Path(args.out).resolve() / 'report.html'}")
+    if failed:
+        raise runner.StageFailed(f"stages failed: {failed}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``hscsim``."""
     parser = argparse.ArgumentParser(
@@ -51,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=20240611, help="random seed")
     p.set_defaults(func=_cmd_demo_tile)
+
+    p = sub.add_parser("run", help="run the numbered notebooks on one tile")
+    p.add_argument("--tile", type=Path, required=True, help="tile YAML file")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--stages", default=None, help="e.g. 01-09 or 01,03 (default all)")
+    p.add_argument("--from", dest="start", default=None, help="first stage, e.g. 05")
+    p.add_argument("--force", action="store_true", help="rerun unchanged stages")
+    p.set_defaults(func=_cmd_run)
     return parser
 
 

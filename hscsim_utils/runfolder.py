@@ -12,7 +12,7 @@ outputs here, so notebooks, the chain runner and tests agree on the layout::
       psf/psf_model.h5, psf/psf_catalog.cat             stage 05
       sim/                              stage 06 (GalSBI/ufig outputs)
       metrics.json                      stage 07+
-      plots/                            figures of every stage
+      notebooks/                        executed notebooks and their figures
 """
 
 from __future__ import annotations
@@ -103,9 +103,16 @@ class RunFolder:
     def metrics(self) -> Path:
         return self.path("metrics.json")
 
+    @property
+    def notebooks_dir(self) -> Path:
+        """Executed notebooks, with their figures beside them."""
+        d = self.root / "notebooks"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
     def plot(self, name: str) -> Path:
-        """Path of a figure file ``plots/name``."""
-        return self.path("plots", name)
+        """Path of a figure file, saved beside the executed notebooks."""
+        return self.path("notebooks", name)
 
 
 def default_demo_dir() -> Path:

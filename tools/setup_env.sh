@@ -12,6 +12,9 @@ if sys.version_info[:2] != (3, 11):
     sys.exit(f"hscsim needs Python 3.11, found {sys.version.split()[0]}")
 PY
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+# pip warns about every package absent from this machine's local indexes; hide that noise.
+quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }; }
+echo "installing hscsim and its pinned dependencies into .venv (a few minutes the first time)"
+quiet .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+quiet .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null

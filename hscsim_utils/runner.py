@@ -1,0 +1,255 @@
+"""Run a tile's numbered notebooks in order with papermill.
+
+Each stage is one notebook ``notebooks/NN_name.ipynb``; it receives the tile file
+and the run folder as papermill parameters. A stage is skipped when its recorded
+key (content hashes of the tile's input files, its parameters, its notebook, the
+package code and the previous stage's key) is unchanged. A failing stage stops
+the chain, leaves its executed notebook for inspection and names the failing
+cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic import write_json
+from .errors import HscsimError, InputError
+from .metrics import update_metrics
+from .runfolder import REPO_ROOT, RunFolder
+from .tile import load_tile
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+STATE_FILE = ".hscsim_state.json"
+FIRST_STAGE = "01"  # 00 builds the demo tile; it is not part of a tile's chain
+
+
+class StageFailed(HscsimError):
+    """A notebook raised; the message names the stage, cell and error."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One numbered notebook."""
+
+    number: str
+    notebook: Path
+
+    @property
+    def name(self) -> str:
+        return self.notebook.stem
+
+
+def discover_stages(notebook_dir: Path = NOTEBOOK_DIR) -> list[Stage]:
+    """All numbered notebooks of the chain, in order."""
+    stages = [
+        Stage(p.name[:2], p)
+        for p in sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+        if p.name[:2] >= FIRST_STAGE
+    ]
+    if not stages:
+        raise InputError(notebook_dir, "no numbered notebooks found")
+    return stages
+
+
+def select_stages(
+    stages: list[Stage], spec: str | None = None, start: str | None = None
+) -> list[Stage]:
+    """Stages within ``spec`` ("01-09", "03", "01,05") and from ``start`` on."""
+    chosen = stages
+    if spec:
+        wanted: set[str] = set()
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            hi = hi or lo
+            if not (lo.isdigit() and hi.isdigit()):
+                raise InputError("--stages", f"cannot read {spec!r}; use e.g. 01-09")
+            wanted |= {f"{i:02d}" for i in range(int(lo), int(hi) + 1)}
+        chosen = [s for s in chosen if s.number in wanted]
+    if start:
+        if not start.isdigit():
+            raise InputError("--from", f"cannot read {start!r}; use e.g. 05")
+        chosen = [s for s in chosen if int(s.number) >= int(start)]
+    if not chosen:
+        raise InputError("--stages", "selects no stage")
+    return chosen
+
+
+def _hash_file(h, path: Path) -> None:
+    h.update(str(path).encode())
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+
+
+def inputs_digest(tile_file: Path) -> str:
+    """Hash of the tile file, every input file it names and the package code."""
+    tile = load_tile(tile_file)
+    h = hashlib.sha256()
+    _hash_file(h, tile_file)
+    files = [tile.calexp, tile.frame_metadata, tile.coadd_metadata, tile.gaia_table]
+    files += tile.besancon_headers + tile.besancon_catalogs
+    for path in files:
+        if path is not None and path.is_file():
+            _hash_file(h, path)
+    for path in sorted((REPO_ROOT / "hscsim_utils").glob("*.py")):
+        _hash_file(h, path)
+    for path in sorted((REPO_ROOT / "params").glob("*.py")):
+        _hash_file(h, path)
+    return h.hexdigest()
+
+
+def stage_key(stage: Stage, params: dict, previous: str) -> str:
+    """Key of a stage run: its notebook, parameters and everything before it."""
+    h = hashlib.sha256(previous.encode())
+    _hash_file(h, stage.notebook)
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class PeakMemory:
+    """Peak resident memory of this process's children, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _notebook_params(stage: Stage, tile_file: Path, run: RunFolder) -> dict:
+    import papermill
+
+    declared = papermill.inspect_notebook(str(stage.notebook))
+    params = {"tile_file": str(tile_file), "run_dir": str(run.root)}
+    return {k: v for k, v in params.items() if k in declared}
+
+
+def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = run.notebooks_dir / stage.notebook.name
+    try:
+        papermill.execute_notebook(
+            str(stage.notebook),
+            str(out),
+            parameters=params,
+            cwd=str(run.notebooks_dir),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+        )
+    except PapermillExecutionError as err:
+        raise StageFailed(
+            f"stage {stage.name} failed in cell {err.exec_count}: "
+            f"{err.ename}: {err.evalue}\nexecuted notebook kept at {out}"
+        ) from None
+    return out
+
+
+def _load_state(run: RunFolder) -> dict:
+    path = run.root / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_tile(
+    tile_file: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    stages: str | None = None,
+    start: str | None = None,
+    force: bool = False,
+    report: bool = True,
+    notebook_dir: Path = NOTEBOOK_DIR,
+) -> dict:
+    """Run the chain for one tile; return the state of every stage."""
+    from tqdm.auto import tqdm
+
+    tile_file = Path(tile_file).resolve()
+    run = RunFolder(Path(out_dir))
+    all_stages = discover_stages(notebook_dir)
+    chosen = {s.number for s in select_stages(all_stages, stages, start)}
+    state = _load_state(run)
+    key = inputs_digest(tile_file)
+    bar = tqdm(all_stages, desc="stages", unit="stage", file=sys.stdout)
+    for stage in bar:
+        params = _notebook_params(stage, tile_file, run)
+        key = stage_key(stage, params, key)
+        if stage.number not in chosen:
+            continue
+        bar.set_postfix_str(stage.name)
+        done = state.get(stage.name, {})
+        if not force and done.get("key") == key and done.get("status") == "ok":
+            tqdm.write(f"{stage.name}: unchanged, skipped")
+            continue
+        t0 = time.perf_counter()
+        status = "failed"
+        mem = PeakMemory()
+        try:
+            with mem:
+                _run_notebook(stage, params, run)
+            status = "ok"
+        finally:
+            wall = time.perf_counter() - t0
+            state[stage.name] = {
+                "key": key, "status": status, "wall_s": round(wall, 2),
+                "peak_rss_mb": round(mem.peak / 2**20, 1),
+            }  # fmt: skip
+            write_json(run.root / STATE_FILE, state)
+            update_metrics(
+                run.metrics, "timing",
+                {stage.name: {"wall_s": state[stage.name]["wall_s"],
+                              "peak_rss_mb": state[stage.name]["peak_rss_mb"]}},
+            )  # fmt: skip
+        tqdm.write(f"{stage.name}: {status} in {wall:.1f} s")
+    if report:
+        write_report(run)
+    return state
+
+
+def write_report(run: RunFolder) -> Path:
+    """Render every executed notebook of the run into one ``report.html``."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from .atomic import atomic_path
+
+    merged = nbformat.v4.new_notebook()
+    for path in sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        merged.cells.append(nbformat.v4.new_markdown_cell(f"# Stage {path.stem}"))
+        merged.cells.extend(nb.cells)
+    merged.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    body, _ = HTMLExporter().from_notebook_node(merged)
+    out = run.root / "report.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text(body)
+    return out

@@ -1,0 +1,97 @@
+"""The project's shape: pinned dependencies agree, notebooks are paired and clean."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+def _pyproject_deps() -> list[str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = data["project"]
+    return project["dependencies"] + project["optional-dependencies"]["dev"]
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line.strip())
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+def test_every_direct_dependency_is_pinned():
+    deps = _pyproject_deps()
+    assert deps and all("==" in d for d in deps), deps
+
+
+def test_environment_yml_agrees_with_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == _pins(_pyproject_deps())
+    assert "python=3.11" in env["dependencies"]
+    assert "astromatic-source-extractor" in env["dependencies"]
+
+
+def test_constraints_pin_the_same_versions():
+    lock = _pins((ROOT / "constraints.txt").read_text().splitlines())
+    for name, version in _pins(_pyproject_deps()).items():
+        assert lock.get(name) == version, f"constraints.txt: {name}"
+
+
+def test_torch_is_the_cpu_build_pin():
+    assert _pins(_pyproject_deps())["torch"] == "2.13.0"
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no numbered notebooks in notebooks/"
+
+
+def _cells(nb) -> list[tuple[str, str, tuple]]:
+    return [
+        (c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ())))
+        for c in nb.cells
+    ]
+
+
+@pytest.mark.parametrize("script", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_pair_in_sync(script: Path):
+    ipynb = script.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"{script.name} has no paired .ipynb"
+    assert _cells(jupytext.read(script)) == _cells(jupytext.read(ipynb)), (
+        f"{script.name} and {ipynb.name} differ: run `jupytext --sync {script}`"
+    )
+
+
+@pytest.mark.parametrize("script", NOTEBOOKS, ids=lambda p: p.stem)
+def test_ipynb_has_no_outputs(script: Path):
+    nb = json.loads(script.with_suffix(".ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{script.stem}.ipynb carries outputs"
+            assert cell.get("execution_count") is None
+
+
+@pytest.mark.parametrize("script", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_has_parameters_cell(script: Path):
+    nb = jupytext.read(script)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", ())]
+    assert len(tagged) == 1, f"{script.name}: needs exactly one parameters cell"
+
+
+def test_readme_starts_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S).group(1)
+    assert "make demo" in first_block and "make test" in first_block
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci

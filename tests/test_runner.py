@@ -1,0 +1,98 @@
+"""The papermill chain runner on small real notebooks."""
+
+from __future__ import annotations
+
+import json
+
+import jupytext
+import pytest
+
+from hscsim_utils import runner
+from hscsim_utils.errors import InputError
+from hscsim_utils.tile import write_tile
+
+STAGE = """# %% tags=["parameters"]
+tile_file = ""
+run_dir = ""
+# %%
+from pathlib import Path
+out = Path(run_dir) / "{name}.txt"
+out.write_text(str(len(list(Path(run_dir).glob("*.txt")))))
+{extra}
+"""
+
+
+def _notebooks(folder, fail_in=None):
+    folder.mkdir(exist_ok=True)
+    for name in ("01_a", "02_b", "03_c"):
+        extra = "raise ValueError('boom in ' + out.name)" if name == fail_in else ""
+        nb = jupytext.reads(STAGE.format(name=name, extra=extra), fmt="py:percent")
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        jupytext.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+@pytest.fixture
+def tile(tmp_path):
+    (tmp_path / "c.fits").write_bytes(b"x")
+    return write_tile(
+        tmp_path / "tile.yaml",
+        dict(
+            tile_name="t",
+            calexp=tmp_path / "c.fits",
+            frame_metadata=tmp_path / "f.csv",
+            coadd_metadata=tmp_path / "m.csv",
+            besancon_headers=[],
+            besancon_catalogs=[],
+        ),
+    )
+
+
+def test_chain_runs_skips_and_reruns(tmp_path, tile, capsys):
+    nbs = _notebooks(tmp_path / "nb")
+    out = tmp_path / "run"
+    state = runner.run_tile(tile, out, notebook_dir=nbs)
+    assert [s["status"] for s in state.values()] == ["ok"] * 3
+    assert (out / "03_c.txt").read_text() == "2"  # ran after 01 and 02
+    assert (out / "notebooks" / "02_b.ipynb").is_file()
+    assert (out / "report.html").read_text().count("Stage 0") == 3
+    timing = json.loads((out / "metrics.json").read_text())["timing"]
+    assert set(timing) == {"01_a", "02_b", "03_c"} and timing["01_a"]["wall_s"] > 0
+
+    (out / "01_a.txt").unlink()
+    runner.run_tile(tile, out, notebook_dir=nbs)
+    assert not (out / "01_a.txt").exists(), "unchanged stage was not skipped"
+    assert "unchanged, skipped" in capsys.readouterr().out
+
+    (tmp_path / "c.fits").write_bytes(b"changed input")
+    runner.run_tile(tile, out, notebook_dir=nbs, stages="01-02")
+    assert (out / "01_a.txt").exists()
+
+    (out / "01_a.txt").unlink()
+    runner.run_tile(tile, out, notebook_dir=nbs, start="02", force=True)
+    assert not (out / "01_a.txt").exists()
+
+
+def test_failing_stage_stops_the_chain(tmp_path, tile):
+    nbs = _notebooks(tmp_path / "nb", fail_in="02_b")
+    out = tmp_path / "run"
+    with pytest.raises(runner.StageFailed) as err:
+        runner.run_tile(tile, out, notebook_dir=nbs)
+    assert "02_b" in str(err.value) and "boom in 02_b.txt" in str(err.value)
+    assert (out / "notebooks" / "02_b.ipynb").is_file()
+    assert not (out / "03_c.txt").exists()
+    state = json.loads((out / runner.STATE_FILE).read_text())
+    assert state["02_b"]["status"] == "failed" and "03_c" not in state
+
+
+def test_stage_selection_errors(tmp_path):
+    stages = runner.discover_stages(_notebooks(tmp_path / "nb"))
+    assert [s.number for s in runner.select_stages(stages, "01,03")] == ["01", "03"]
+    with pytest.raises(InputError, match="--stages"):
+        runner.select_stages(stages, "x-y")
+    with pytest.raises(InputError, match="selects no stage"):
+        runner.select_stages(stages, "07-09")
