@@ -1,4 +1,8 @@
-"""Write files so that a failure never leaves a half-written output behind."""
+"""Write files so that a failure never leaves a half-written output behind.
+
+Temporary names start with ``TMP_PREFIX`` so that leftovers of a killed process
+can be recognised and swept (``sweep_temporaries``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+TMP_PREFIX = ".tmp-hscsim-"
 
 
 @contextlib.contextmanager
@@ -21,7 +27,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.",
+        prefix=f"{TMP_PREFIX}{path.name}.",
         suffix=suffix if suffix is not None else path.suffix,
         dir=path.parent,
     )
@@ -46,11 +52,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent))
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f"{TMP_PREFIX}{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
@@ -78,3 +84,16 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def sweep_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Remove temporaries left below ``root`` by a killed process; return them."""
+    import shutil
+
+    found = sorted(Path(root).rglob(f"{TMP_PREFIX}*"))
+    for p in found:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return found

@@ -34,6 +34,25 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise runner.StageFailed(f"stages failed: {failed}")
 
 
+def _cmd_batch(args: argparse.Namespace) -> None:
+    from . import batch
+
+    if args.slurm_script:
+        script = batch.slurm_script(args.tiles, args.out, threads=args.threads or 2)
+        path = Path(args.out) / "hscsim_array.slurm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(script)
+        print(f"SLURM job-array script written to {path}: sbatch {path}")
+        return
+    rows = batch.run_batch(
+        args.tiles, args.out, executor=args.executor, workers=args.workers,
+        scheduler=args.scheduler, threads=args.threads,
+    )  # fmt: skip
+    failed = [r["tile"] for r in rows if r["status"] != "ok"]
+    if failed:
+        raise batch.HscsimError(f"{len(failed)} tile(s) failed: {failed}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``hscsim``."""
     parser = argparse.ArgumentParser(
@@ -71,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", default=None, help="first stage, e.g. 05")
     p.add_argument("--force", action="store_true", help="rerun unchanged stages")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("batch", help="run many tiles (process pool or Dask)")
+    p.add_argument("tiles", type=Path, help="batch YAML with a 'tiles:' list")
+    p.add_argument("--out", type=Path, required=True, help="folder of the runs")
+    p.add_argument("--executor", choices=("local", "dask"), default="local")
+    p.add_argument("--scheduler", default=None, help="address of a Dask scheduler")
+    p.add_argument("--workers", type=int, default=2, help="tiles run at once")
+    p.add_argument("--threads", type=int, default=None, help="threads per tile")
+    p.add_argument(
+        "--slurm-script",
+        action="store_true",
+        help="only write a SLURM job-array script into --out",
+    )
+    p.set_defaults(func=_cmd_batch)
     return parser
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import write_json
+from .atomic import TMP_PREFIX, sweep_temporaries, write_json
 from .errors import HscsimError, InputError
 from .metrics import update_metrics
 from .runfolder import REPO_ROOT, RunFolder
@@ -158,10 +158,13 @@ def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:
     from papermill.exceptions import PapermillExecutionError
 
     out = run.notebooks_dir / stage.notebook.name
+    # papermill rewrites its output after every cell: write a temporary name and
+    # rename it once the notebook has finished, successfully or not.
+    partial = out.with_name(f"{TMP_PREFIX}{out.name}")
     try:
         papermill.execute_notebook(
             str(stage.notebook),
-            str(out),
+            str(partial),
             parameters=params,
             cwd=str(run.notebooks_dir),
             kernel_name="python3",
@@ -169,10 +172,15 @@ def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:
             log_output=False,
         )
     except PapermillExecutionError as err:
+        os.replace(partial, out)
         raise StageFailed(
             f"stage {stage.name} failed in cell {err.exec_count}: "
             f"{err.ename}: {err.evalue}\nexecuted notebook kept at {out}"
         ) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, out)
     return out
 
 
@@ -197,6 +205,7 @@ def run_tile(
     run = RunFolder(Path(out_dir))
     all_stages = discover_stages(notebook_dir)
     chosen = {s.number for s in select_stages(all_stages, stages, start)}
+    sweep_temporaries(run.root)  # leftovers of a killed earlier run
     state = _load_state(run)
     key = inputs_digest(tile_file)
     bar = tqdm(all_stages, desc="stages", unit="stage", file=sys.stdout)

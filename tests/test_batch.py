@@ -1,0 +1,155 @@
+"""Many tiles on a process pool and on a real Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import jupytext
+import pytest
+import yaml
+
+from hscsim_utils import batch
+from hscsim_utils.atomic import TMP_PREFIX
+from hscsim_utils.errors import InputError
+from hscsim_utils.tile import write_tile
+
+STAGES = {
+    "01_start": """# %% tags=["parameters"]
+tile_file = ""
+run_dir = ""
+# %%
+import time, pathlib
+(pathlib.Path(run_dir) / "started").write_text("x")
+time.sleep(4)
+""",
+    "02_metrics": """# %% tags=["parameters"]
+tile_file = ""
+run_dir = ""
+# %%
+import os, pathlib
+from hscsim_utils.metrics import update_metrics
+from hscsim_utils.tile import load_tile
+tile = load_tile(tile_file)
+update_metrics(pathlib.Path(run_dir) / "metrics.json", "realism",
+               {"bkg_std_ratio": 1 + tile.seed / 1000,
+                "threads": os.environ["HSCSIM_THREADS"]})
+""",
+}
+
+
+@pytest.fixture
+def notebooks(tmp_path):
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    for name, text in STAGES.items():
+        nb = jupytext.reads(text, fmt="py:percent")
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        jupytext.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+@pytest.fixture
+def batch_file(tmp_path):
+    tiles = {}
+    for seed in (1, 2, 3, 4):
+        d = tmp_path / "tiles" / f"t{seed}"
+        d.mkdir(parents=True)
+        tiles[f"t{seed}"] = str(write_tile(d / "tile.yaml", dict(
+            tile_name=f"t{seed}", calexp=d / "c.fits", frame_metadata=d / "f.csv",
+            coadd_metadata=d / "m.csv", besancon_headers=[], besancon_catalogs=[],
+            seed=seed)))  # fmt: skip
+    path = tmp_path / "batch.yaml"
+    path.write_text(yaml.safe_dump({"tiles": tiles}))
+    return path
+
+
+def _ratios(out):
+    return {
+        t: json.loads((out / t / "metrics.json").read_text())["realism"][
+            "bkg_std_ratio"
+        ]
+        for t in ("t1", "t2", "t3", "t4")
+    }
+
+
+def test_local_pool_equals_single_runs(tmp_path, batch_file, notebooks, capsys):
+    rows = batch.run_batch(batch_file, tmp_path / "out", executor="local",
+                           workers=2, notebook_dir=notebooks)  # fmt: skip
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert "summary:" in capsys.readouterr().out
+    alone = batch.run_one("t3", batch.load_batch(batch_file)["t3"],
+                          tmp_path / "alone", notebook_dir=notebooks)  # fmt: skip
+    assert alone["bkg_std_ratio"] == rows[2]["bkg_std_ratio"] == 1.003
+    metrics = json.loads((tmp_path / "out" / "t1" / "metrics.json").read_text())
+    assert metrics["realism"]["threads"] == "1"  # 2 cores / 2 workers
+    assert (tmp_path / "out" / "summary.csv").read_text().count("\n") == 5
+
+
+def test_dask_cluster_survives_a_killed_worker(tmp_path, batch_file, notebooks):
+    from distributed import Client, LocalCluster
+
+    out = tmp_path / "out"
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)  # fmt: skip
+    client = Client(cluster)
+    pids = list(client.run(os.getpid).values())
+    killed = []
+
+    def killer():
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(out.glob("*/started")):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(pids[0])
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        rows = batch.run_batch(batch_file, out, executor="dask", workers=2,
+                               scheduler=cluster.scheduler_address,
+                               notebook_dir=notebooks)  # fmt: skip
+    finally:
+        thread.join()
+        client.close()
+        cluster.close()
+    assert killed, "no worker was killed"
+    assert [r["status"] for r in rows] == ["ok"] * 4, rows
+    assert _ratios(out) == {"t1": 1.001, "t2": 1.002, "t3": 1.003, "t4": 1.004}
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(TMP_PREFIX)]
+    assert leftovers == []
+
+
+def test_failed_tile_is_reported_and_others_go_on(tmp_path, batch_file, notebooks):
+    path = notebooks / "02_metrics.ipynb"
+    nb = jupytext.read(path)
+    nb.cells[1].source = nb.cells[1].source.replace(
+        "tile = load_tile(tile_file)",
+        "tile = load_tile(tile_file)\nassert tile.seed != 2, 'bad tile'",
+    )
+    jupytext.write(nb, path)
+    rows = batch.run_batch(batch_file, tmp_path / "out", executor="local",
+                           workers=2, notebook_dir=notebooks)  # fmt: skip
+    status = {r["tile"]: r["status"] for r in rows}
+    assert status == {"t1": "ok", "t2": "failed", "t3": "ok", "t4": "ok"}
+    assert "bad tile" in rows[1]["error"]
+
+
+def test_batch_file_errors_and_slurm_script(tmp_path, batch_file):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiles: [nowhere/tile.yaml]\n")
+    with pytest.raises(InputError, match="not found"):
+        batch.load_batch(bad)
+    bad.write_text("tiless: []\n")
+    with pytest.raises(InputError, match="tiles"):
+        batch.load_batch(bad)
+    script = batch.slurm_script(batch_file, tmp_path / "out")
+    assert "#SBATCH --array=0-3" in script and script.count("tile.yaml") == 4
