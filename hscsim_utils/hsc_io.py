@@ -182,7 +182,7 @@ def write_calexp(
     img = fits.ImageHDU(np.asarray(image, np.float32), header=wcs_header, name="IMAGE")
     msk_header = fits.Header()
     for name, bit in planes.items():
-        msk_header[f"MP_{name}"] = bit
+        msk_header[f"HIERARCH MP_{name}"] = bit  # as in real PDR3 files
     msk = fits.ImageHDU(np.asarray(mask, np.int32), header=msk_header, name="MASK")
     var = fits.ImageHDU(
         np.asarray(variance, np.float32), header=wcs_header, name="VARIANCE"
@@ -224,8 +224,9 @@ def write_archive_csv(
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write("# " + ",".join(columns) + "\n")
+            # 17 significant digits: floats round-trip exactly (frame corners!)
             df.loc[:, list(columns)].to_csv(
-                fh, header=False, index=False, float_format="%.10g"
+                fh, header=False, index=False, float_format="%.17g"
             )
     return path
 
