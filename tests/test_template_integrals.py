@@ -1,0 +1,146 @@
+"""The vectorised template integral table against galsbi's direct calculation."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from hscsim_utils import template_integrals as ti
+from hscsim_utils.errors import InputError
+
+BANDS = ("HSC_i2", "SuprimeCam_B")
+SMALL_GRID = ti.Grid(z_max=6.0, z_step=0.03, ebv_max=0.4, ebv_step=0.05)
+
+
+def _bump(lam, lo, hi):
+    """A smooth filter curve, zero at both ends, on ``lam`` (Angstrom)."""
+    return np.sin(np.pi * (lam - lo) / (hi - lo)) ** 2
+
+
+def write_inputs(folder, seed=3):
+    """Synthetic filter collection and 5 templates in galsbi's file formats."""
+    rng = np.random.default_rng(seed)
+    filters = folder / "filters.h5"
+    with h5py.File(filters, "w") as fh:
+        for name, lo, hi, n in (
+            ("HSC_i2", 6700.0, 8900.0, 221),
+            ("SuprimeCam_B", 3600.0, 5480.0, 190),
+            ("HSC_g", 3900.0, 5500.0, 80),
+        ):
+            lam = np.linspace(lo, hi, n)
+            fh[f"{name}/lam"] = lam
+            fh[f"{name}/amp"] = _bump(lam, lo, hi) * (0.8 + 0.2 * rng.random(n))
+    templates = folder / "templates.h5"
+    lam = np.unique(np.geomspace(1000.0, 3e5, 2500).round(2))
+    slopes = rng.uniform(-2.5, 0.5, 5)
+    amp = np.array([(lam / 5000.0) ** s * 1e-6 for s in slopes])
+    amp *= 1 + 0.3 * rng.random(amp.shape)  # jagged, like real templates
+    with h5py.File(templates, "w") as fh:
+        fh["wavelength"] = lam
+        fh["amplitudes"] = amp
+    return filters, templates
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("integrals")
+    filters, templates = write_inputs(folder)
+    out = folder / "integrals.h5"
+    ti.build_integrals_file(
+        filters, templates, out, bands=BANDS, grid=SMALL_GRID, progress=False
+    )
+    return filters, templates, out
+
+
+def test_random_cells_match_galsbi_direct_calculation(table):
+    filters, templates, out = table
+    diffs = ti.spot_check(out, filters, templates, bands=BANDS, n_cells=50, seed=7)
+    assert len(diffs) == 2 * 5
+    assert max(diffs.values()) <= 1e-10
+
+
+def test_file_layout_is_galsbis_and_galsbi_reads_it(table):
+    from galsbi.ucat.magnitude_calculator import MagCalculatorTable
+
+    filters, templates, out = table
+    n_z, n_e = SMALL_GRID.shape()
+    with h5py.File(out, "r") as fh:
+        assert sorted(fh["integrals"]) == sorted(BANDS)  # HSC_g not requested
+        dset = fh["integrals/HSC_i2/template_4"]
+        assert dset.shape == (n_z, n_e)
+        assert dset.compression == "lzf" and dset.shuffle
+        z, ebv = np.asarray(fh["z"]), np.asarray(fh["E(B-V)"])
+        expected = np.asarray(fh["integrals/SuprimeCam_B/template_2"])
+    calc = MagCalculatorTable(["SuprimeCam_B"], str(out))
+    coeffs = np.zeros((4, 5))
+    coeffs[:, 2] = 1.0
+    iz, ie = np.array([0, 5, 40, n_z - 1]), np.array([0, 3, 1, n_e - 1])
+    got = calc(z[iz], ebv[ie], coeffs, ["SuprimeCam_B"], return_fluxes=True)
+    np.testing.assert_array_equal(
+        got["SuprimeCam_B"], np.clip(expected[iz, ie], 0, None)
+    )
+
+
+def test_no_extinction_cell_equals_plain_trapezoid(table):
+    filters, templates, out = table
+    flt, tpl = ti.load_inputs(filters, templates, BANDS)
+    z = 0.9
+    x = tpl["lam"] * (1 + z)
+    filt = np.interp(x, flt["HSC_i2"]["lam"], flt["HSC_i2"]["amp"], left=0, right=0)
+    expected = np.trapezoid(x * tpl["amp"][1] * filt, x) / (
+        3e14 * flt["HSC_i2"]["integ"]
+    )
+    got = ti.compute_template_integrals(
+        flt, tpl, np.array([z]), np.array([0.0]), ["HSC_i2"], progress=False
+    )
+    assert got["HSC_i2"][1, 0, 0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_thread_count_does_not_change_values(table):
+    filters, templates, _ = table
+    flt, tpl = ti.load_inputs(filters, templates, BANDS)
+    z, ebv = np.linspace(0, 3, 23), np.array([0.0, 0.13, 0.4])
+    one = ti.compute_template_integrals(flt, tpl, z, ebv, BANDS, False, workers=1)
+    three = ti.compute_template_integrals(flt, tpl, z, ebv, BANDS, False, workers=3)
+    for band in BANDS:
+        np.testing.assert_array_equal(one[band], three[band])
+
+
+def test_extinction_dims_and_high_redshift_b_band_vanishes(table):
+    _, _, out = table
+    with h5py.File(out, "r") as fh:
+        z = np.asarray(fh["z"])
+        for band in BANDS:
+            for t in range(5):
+                values = np.asarray(fh[f"integrals/{band}/template_{t}"])
+                assert np.all(values >= 0)
+                assert np.all(np.diff(values, axis=1) <= 0)  # more dust, less flux
+                assert values[0, 0] > 0
+        b_band = np.asarray(fh["integrals/SuprimeCam_B/template_0"])
+    # B-band light at z > 5480/1000 - 1 would come from below the templates' range
+    beyond = z > 5480.0 / 1000.0 - 1
+    assert beyond.sum() > 5
+    assert np.all(b_band[beyond] == 0)
+    assert np.all(b_band[z < 1] > 0)
+
+
+def test_missing_band_names_file_and_band(tmp_path):
+    filters, templates = write_inputs(tmp_path)
+    with pytest.raises(InputError, match="HSC_y") as err:
+        ti.load_inputs(filters, templates, ["HSC_i2", "HSC_y"])
+    assert str(filters) in str(err.value)
+    with pytest.raises(InputError, match="file not found"):
+        ti.load_inputs(tmp_path / "nope.h5", templates, ["HSC_i2"])
+
+
+def test_full_grid_is_galsbis_production_grid():
+    assert ti.FULL_GRID.shape() == (7463, 401)
+    z, ebv = ti.FULL_GRID.arrays()
+    assert z.shape == (7463,) and ebv.shape == (401,)
+    assert z[-1] == pytest.approx(7.462) and ebv[-1] == pytest.approx(0.4)
+
+
+def test_max_relative_difference_treats_double_zero_as_equal():
+    assert ti.max_relative_difference([0.0, 2.0], [0.0, 1.0]) == 1.0
+    assert ti.max_relative_difference([1.0], [0.0]) == np.inf
