@@ -7,7 +7,7 @@
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEMO    ?= runs/demo
+DEMO    := runs/demo
 
 .PHONY: demo test setup data sextractor lint clean-runs
 
@@ -23,9 +23,11 @@ sextractor:
 data: setup
 	$(BIN)/hscsim data
 
-demo: data
+demo: data $(DEMO)/input/tile.yaml
+	$(BIN)/hscsim run --tile params/demo_tile.yaml --out $(DEMO)/run
+
+$(DEMO)/input/tile.yaml: | data
 	$(BIN)/hscsim demo-tile --out $(DEMO)/input
-	$(BIN)/hscsim run --tile $(DEMO)/input/tile.yaml --out $(DEMO)/run
 
 test: data
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import h5py
 import healpy as hp
@@ -326,3 +327,20 @@ def _tutorial_header_parse(path):
                 float(tokens[tokens.index("angle") + 1]),
             )
     raise AssertionError("no l, b, solid angle line")
+
+
+def test_params_demo_tile_names_the_built_files(demo):
+    """params/demo_tile.yaml (used by `make demo`) agrees with what is built."""
+    built = demo["spec"]
+    shipped = tile.load_tile(Path(__file__).parents[1] / "params" / "demo_tile.yaml")
+    for key in ("calexp", "frame_metadata", "coadd_metadata", "gaia_table"):
+        assert getattr(shipped, key).name == getattr(built, key).name
+    assert [p.name for p in shipped.besancon_headers] == [
+        p.name for p in built.besancon_headers
+    ]
+    assert shipped.truth_dir.name == built.truth_dir.name
+    assert (shipped.tile_name, shipped.seed, shipped.posterior_index) == (
+        built.tile_name,
+        built.seed,
+        built.posterior_index,
+    )
