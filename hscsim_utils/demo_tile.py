@@ -107,7 +107,7 @@ def build_demo_tile(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InputError("seed", f"must be a non-negative integer, got {seed!r}")
     geom = obs.patch_geometry(parse_size(size), centre=centre)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # ufig reads relative paths as its own resources
     with (
         atomic_dir(out_dir) as tmp,
         tempfile.TemporaryDirectory(prefix="hscsim-demo-") as work,

@@ -146,11 +146,8 @@ class PeakMemory:
 
 
 def _notebook_params(stage: Stage, tile_file: Path, run: RunFolder) -> dict:
-    import papermill
-
-    declared = papermill.inspect_notebook(str(stage.notebook))
-    params = {"tile_file": str(tile_file), "run_dir": str(run.root)}
-    return {k: v for k, v in params.items() if k in declared}
+    """Parameters every stage notebook receives."""
+    return {"tile_file": str(tile_file), "run_dir": str(run.root)}
 
 
 def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:

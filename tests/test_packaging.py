@@ -95,3 +95,26 @@ def test_readme_starts_with_the_two_commands():
     assert "make demo" in first_block and "make test" in first_block
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+@pytest.mark.parametrize(
+    "script", [p for p in NOTEBOOKS if p.name[:2] != "00"], ids=lambda p: p.stem
+)
+def test_papermill_sees_the_chain_parameters(script: Path):
+    """papermill must parse every parameter line (a quote or '=' in a comment breaks
+    it), and every chain stage takes the tile file and the run folder."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(script.with_suffix(".ipynb")))
+    source = next(
+        c.source
+        for c in jupytext.read(script).cells
+        if "parameters" in c.metadata.get("tags", ())
+    )
+    names = [
+        line.split("=")[0].strip()
+        for line in source.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert list(declared) == names
+    assert {"tile_file", "run_dir"} <= set(declared)

@@ -1,0 +1,90 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 Simulating the image
+#
+# With every ingredient of the patch in the run folder (sky information and
+# systematic maps, masks, stars, PSF model), GalSBI samples a galaxy population
+# from the ABC posterior of a galaxy model and UFig renders it together with the
+# Besançon + Gaia stars, adds the background noise of the patch, runs SExtractor
+# in the same configuration as on the data and matches its detections to the input
+# catalogues.
+#
+# The static settings are in `params/galsbi_hsc_config.py`; everything that
+# belongs to this patch (WCS, zero point, effective gain, saturation, background
+# level, input files, seed, galaxy model) is passed to GalSBI as keyword arguments.
+# Outputs go to `sim/baseline/` in the run folder: image, segmentation and
+# background maps, the SExtractor catalogue and the intrinsic galaxy and star
+# catalogues.
+
+# %% tags=["parameters"]
+tile_file = ""  # tile YAML; empty means the demo tile
+run_dir = ""  # run folder; empty means the demo run folder
+galaxy_model = ""  # empty means the model of the tile file (Moser+24 or Fischbacher+24)
+posterior_index = -1  # posterior sample; -1 means the tile file's
+seed = -1  # random seed; -1 means the tile file's
+measure_psf = "auto"  # PSF of the simulation: auto (CNN if cached), direct, none
+
+# %%
+import matplotlib.pyplot as plt
+
+from hscsim_utils import simulate
+from hscsim_utils.hsc_io import read_calexp
+from hscsim_utils.tile import resolve_run, resolve_tile
+
+tile = resolve_tile(tile_file, galaxy_model=galaxy_model)
+run = resolve_run(run_dir)
+print(tile.label)
+
+# %% [markdown]
+# ## Run GalSBI + UFig
+#
+# `run_simulation` checks the inputs of the run folder, resolves the galaxy model,
+# posterior sample and seed, and runs the simulation into a temporary folder that
+# replaces `sim/baseline/` only once everything is written. With the PSF CNN in the
+# cache (or `measure_psf = "direct"`) the PSF of the simulation is measured as in
+# stage 05, for the comparison of stage 07.
+
+# %%
+sim = simulate.run_simulation(tile, run, posterior_index=posterior_index, seed=seed)
+print(sim.settings)
+print(f"simulation wall time: {sim.wall_s} s, outputs in {sim.directory}")
+
+# %% [markdown]
+# ## Load the outputs with GalSBI's loaders
+#
+# `load_images` gives the image, the segmentation and the background map;
+# `load_catalogs` the SExtractor catalogue (with the matched input columns) and
+# the intrinsic galaxy and star catalogues.
+
+# %%
+images = sim.load_images()
+catalogs = sim.load_catalogs()
+for key, value in {**images, **catalogs}.items():
+    print(f"{key:>15s}: {value.shape}")
+
+# %% [markdown]
+# ## Simulated versus data image
+#
+# Both images are shown with the same normalisation (90% interval of the data).
+
+# %%
+data = read_calexp(tile.calexp, tile.band)
+fig = simulate.plot_sim_vs_data(images["image"], data.image, tile.label)
+fig.savefig(run.plot("06_sim_vs_data.png"), dpi=100)
+plt.show()

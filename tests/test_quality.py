@@ -1,0 +1,364 @@
+"""Stage 07: quality metrics and plots, on synthetic images and catalogues."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import h5py
+import matplotlib
+import numpy as np
+import pytest
+from astropy.io import fits
+from cosmic_toolbox import arraytools as at
+from fabricated_run import make_tile, patch_wcs, wcs_header
+
+from hscsim_utils import quality, simulate
+from hscsim_utils.errors import InputError
+from hscsim_utils.hsc_io import write_calexp
+from hscsim_utils.metrics import CLOSURE_KEYS, REALISM_KEYS, read_metrics
+from hscsim_utils.runfolder import RunFolder
+
+matplotlib.use("Agg")
+
+SHAPE = (300, 400)
+SIGMA = 0.02
+
+
+def catalog(rng, n, n_junk=0, shape=SHAPE):
+    """Objects with the same distributions; ``n_junk`` more that every cut drops."""
+    total = n + 3 * n_junk
+    names = ("XWIN_IMAGE", "YWIN_IMAGE", "FLAGS", "MAG_AUTO", "FLUX_RADIUS",
+             "ELLIPTICITY")  # fmt: skip
+    cat = np.zeros(total, dtype=[(c, "i2" if c == "FLAGS" else "f4") for c in names])
+    cat["XWIN_IMAGE"] = rng.uniform(101, shape[1], total)  # x < 100.5 is masked
+    cat["YWIN_IMAGE"] = rng.uniform(1, shape[0], total)
+    cat["MAG_AUTO"] = rng.uniform(20, 26, total)
+    cat["FLUX_RADIUS"] = rng.lognormal(1, 0.3, total)
+    cat["ELLIPTICITY"] = rng.beta(2, 5, total)
+    flagged, masked, unmeasured = (slice(n + i * n_junk, n + (i + 1) * n_junk)
+                                   for i in range(3))  # fmt: skip
+    cat["FLAGS"][flagged] = 2
+    cat["XWIN_IMAGE"][masked] = rng.uniform(1, 99, n_junk)
+    cat["MAG_AUTO"][unmeasured] = 99.0
+    return cat
+
+
+def pixel_mask(shape=SHAPE):
+    masked = np.zeros(shape, bool)
+    masked[:, :100] = True
+    return masked
+
+
+def image(rng, sigma, shape=SHAPE):
+    """Noise, one bright source in the segmentation, junk on masked pixels."""
+    img = rng.normal(0.0, sigma, shape).astype(np.float32)
+    seg = np.zeros(shape, np.int32)
+    seg[200:240, 300:340] = 1
+    img[200:240, 300:340] += 5.0
+    img[:, :100] += 50.0  # masked
+    img[0, 150] = np.nan
+    return img, seg
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_robust_std_and_ks():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 2.0, 200_000)
+    assert quality.robust_std(a) == pytest.approx(2.0, rel=0.01)
+    assert quality.robust_std(np.concatenate([a, np.full(1000, 1e6)])) == (
+        pytest.approx(2.0, rel=0.02)
+    )  # outliers barely matter
+    assert quality.ks_statistic(a, a) == 0.0
+    assert quality.ks_statistic(a, a + 100) == 1.0
+    assert quality.ks_statistic(a, []) is None
+    assert quality.robust_std([]) is None
+    assert quality.ratio(1.0, 0.0) is None and quality.ratio(None, 1.0) is None
+
+
+def test_subsample_is_seeded_and_bounded():
+    values = np.arange(1000)
+    a = quality.subsample(values, 100, seed=4)
+    assert len(a) == 100 and len(np.unique(a)) == 100
+    assert np.array_equal(a, quality.subsample(values, 100, seed=4))
+    assert not np.array_equal(a, quality.subsample(values, 100, seed=5))
+    assert np.array_equal(quality.subsample(values, 5000), values)
+
+
+def test_identical_inputs_give_ratio_one_and_ks_zero():
+    rng = np.random.default_rng(2)
+    bkg = rng.normal(0, SIGMA, 50_000)
+    cat = catalog(rng, 300)
+    out = quality.compute_realism(bkg, bkg.copy(), cat, cat.copy())
+    assert out["bkg_std_ratio"] == 1.0 and out["n_detect_ratio"] == 1.0
+    for key in ("bkg_ks", "mag_auto_ks", "flux_radius_ks", "ellipticity_ks"):
+        assert out[key] == 0.0
+    assert out["psf_fwhm_max_abs_diff"] is None
+    assert set(out) == set(REALISM_KEYS)
+
+
+def test_wider_noise_and_other_objects():
+    rng = np.random.default_rng(3)
+    data_bkg = rng.normal(0, SIGMA, 400_000)
+    sim_bkg = rng.normal(0, 1.1 * SIGMA, 400_000)
+    data, sim = catalog(rng, 500), catalog(rng, 550)
+    sim["MAG_AUTO"] += 1.0  # a magnitude shift the KS statistic must see
+    out = quality.compute_realism(sim_bkg, data_bkg, sim, data, max_pixels=100_000)
+    assert out["bkg_std_ratio"] == pytest.approx(1.1, rel=0.01)
+    assert 0.02 < out["bkg_ks"] < 0.08  # same mean, 10% wider
+    assert out["n_detect_ratio"] == pytest.approx(1.1)
+    assert out["mag_auto_ks"] > 0.1
+    assert out["flux_radius_ks"] < 0.1 and out["ellipticity_ks"] < 0.1
+
+
+def test_background_pixels_and_object_cuts():
+    rng = np.random.default_rng(4)
+    img, seg = image(rng, SIGMA)
+    masked = pixel_mask()
+    bkg = quality.background_pixels(img, seg, masked)
+    assert bkg.size == (~masked).sum() - 40 * 40 - 1  # minus source and NaN pixel
+    assert np.abs(bkg).max() < 10 * SIGMA
+    with pytest.raises(InputError, match="segmentation"):
+        quality.background_pixels(img, seg[:-1])
+    cat = catalog(rng, 200, n_junk=30)
+    keep = quality.object_selection(cat, masked)
+    assert keep.sum() == 200 and keep[:200].all()
+    assert quality.object_selection(cat).sum() == 230  # without the pixel mask
+    with pytest.raises(InputError, match="ELLIPTICITY"):
+        quality.object_selection(at.delete_cols(cat, ["ELLIPTICITY"]))
+
+
+def test_psf_fwhm_max_abs_diff():
+    names = ("psf_fwhm", "psf_fwhm_ipt", "psf_fwhm_cnn", "FLAGS_STARS")
+    cat = np.zeros(6, dtype=[(c, "i4" if c == "FLAGS_STARS" else "f4") for c in names])
+    cat["psf_fwhm"] = [3.6, 3.6, 3.6, -200, 3.6, 3.6]
+    cat["psf_fwhm_ipt"] = [3.65, 3.5, 3.7, 9.0, 5.0, 4.5]
+    cat["psf_fwhm_cnn"] = [3.6, 3.5, 3.7, 3.6, 999.0, 3.6]
+    cat["FLAGS_STARS"] = [0, 0, 0, 0, 0, 4]
+    # unmatched (-200), unmeasured (999) and flagged stars do not count
+    assert quality.psf_fwhm_max_abs_diff(cat) == pytest.approx(0.1, abs=1e-5)
+    assert quality.psf_fwhm_max_abs_diff(None) is None
+    cat["FLAGS_STARS"] = 1
+    with pytest.warns(UserWarning, match="no PSF star"):
+        assert quality.psf_fwhm_max_abs_diff(cat) is None
+
+
+def test_number_counts_per_deg2_per_mag():
+    mags = np.array([20.1, 20.2, 20.3, 20.6, 21.2])
+    bins = np.array([20, 20.5, 21, 22.0])
+    centres, density = quality.number_counts(mags, 0.5, bins=bins)
+    assert np.allclose(centres, [20.25, 20.75, 21.5])
+    assert np.allclose(density, [3 / 0.5 / 0.5, 1 / 0.5 / 0.5, 1 / 0.5 / 1.0])
+    masked = pixel_mask()
+    assert quality.area_deg2(masked, 0.168) == pytest.approx(
+        300 * 300 * (0.168 / 3600) ** 2
+    )
+    with pytest.raises(InputError, match="area"):
+        quality.number_counts(mags, 0.0)
+
+
+def test_schema_check():
+    good = dict.fromkeys(REALISM_KEYS, 0.5) | {"psf_fwhm_max_abs_diff": None}
+    quality.check_schema(good, REALISM_KEYS)
+    for bad in ({"bkg_ks": math.nan}, {"bkg_ks": True}, {"bkg_ks": "0.1"}):
+        with pytest.raises(InputError, match="bkg_ks"):
+            quality.check_schema(good | bad, REALISM_KEYS)
+    with pytest.raises(InputError, match="missing"):
+        quality.check_schema({"bkg_ks": 0.1}, REALISM_KEYS)
+
+
+# ---------------------------------------------------------------- stage 07 end to end
+
+
+def write_products(root, rng, sim_sigma=1.1 * SIGMA, n_sim=330, n_data=300):
+    """Data products of stages 01-03 and a simulation in stage 06's layout."""
+    run = RunFolder(root / "run")
+    tile = make_tile(root)
+    masked = pixel_mask()
+    with h5py.File(run.mask, "w") as fh5:
+        fh5["mask"] = masked.astype(np.int64) * 4
+    data_img, data_seg = image(rng, SIGMA)
+    write_calexp(tile.calexp, data_img, np.zeros(SHAPE, np.int32),
+                 np.full(SHAPE, SIGMA**2, np.float32),
+                 wcs_header(patch_wcs(SHAPE)))  # fmt: skip
+    fits.writeto(run.sextractor_seg, data_seg)
+    at.save_hdf_cols(str(run.sextractor_cat), catalog(rng, n_data, n_junk=20))
+    sim_dir = run.sim_dir / simulate.SIM_NAME
+    sim_dir.mkdir()
+    sim_img, sim_seg = image(rng, sim_sigma)
+    prefix = sim_dir / f"{simulate.FILE_PREFIX}_0_i"
+    fits.writeto(f"{prefix}_image.fits", sim_img.astype(np.float64))
+    for name, data in (("SEGMENTATION", sim_seg), ("BACKGROUND", 0 * sim_img)):
+        with h5py.File(f"{prefix}_se_{name[:3].lower()}.h5", "w") as fh5:
+            fh5[name] = data
+    at.save_hdf(f"{prefix}_se.cat", catalog(rng, n_sim, n_junk=20))
+    manifest = {"settings": {"galaxy_model": "Moser+24", "posterior_index": 0,
+                             "seed": 1, "band": "i"},
+                "parameters": {"pixscale": 0.168}}  # fmt: skip
+    (sim_dir / simulate.MANIFEST).write_text(json.dumps(manifest))
+    return tile, run
+
+
+def test_stage07_metrics_json(tmp_path):
+    rng = np.random.default_rng(5)
+    tile, run = write_products(tmp_path, rng)
+    run.metrics.write_text(json.dumps({"timing": {"06_simulate": {"wall_s": 1.0}}}))
+    inputs = quality.load_inputs(tile, run)
+    realism = inputs.realism()
+    quality.write_metrics(run, realism)
+    metrics = read_metrics(run.metrics)
+    assert metrics["timing"] == {"06_simulate": {"wall_s": 1.0}}  # kept
+    section = metrics["realism"]
+    quality.check_schema(section, REALISM_KEYS)
+    assert section["bkg_std_ratio"] == pytest.approx(1.1, rel=0.03)
+    assert section["n_detect_ratio"] == pytest.approx(330 / 300)
+    for key in ("bkg_ks", "mag_auto_ks", "flux_radius_ks", "ellipticity_ks"):
+        assert 0.0 <= section[key] < 0.2
+    assert section["psf_fwhm_max_abs_diff"] is None  # no PSF catalogue of the sim
+
+
+def test_stage07_inputs_must_fit(tmp_path):
+    rng = np.random.default_rng(6)
+    tile, run = write_products(tmp_path, rng)
+    run.sextractor_seg.unlink()
+    with pytest.raises(InputError, match="run stage 03"):
+        quality.load_inputs(tile, run)
+    fits.writeto(run.sextractor_seg, np.zeros((10, 10), np.int32))
+    with pytest.raises(InputError, match="shape"):
+        quality.load_inputs(tile, run)
+
+
+def test_write_metrics_checks_schema(tmp_path):
+    run = RunFolder(tmp_path)
+    with pytest.raises(InputError, match="missing"):
+        quality.write_metrics(run, {"bkg_ks": 0.1})
+    assert not run.metrics.exists()
+    closure = dict.fromkeys(CLOSURE_KEYS)
+    quality.write_metrics(run, dict.fromkeys(REALISM_KEYS, 0.5), closure)
+    assert read_metrics(run.metrics)["closure"] == closure
+
+
+def test_plots_say_what_the_data_is(tmp_path):
+    rng = np.random.default_rng(7)
+    tile, run = write_products(tmp_path, rng)
+    inputs = quality.load_inputs(tile, run)
+    sim_bkg, data_bkg = inputs.background()
+    sim_obj, data_obj = inputs.objects()
+    area = quality.area_deg2(inputs.masked, inputs.pixscale)
+    figs = [
+        simulate.plot_sim_vs_data(inputs.sim_image, inputs.data_image, tile.label),
+        quality.plot_background_histograms(sim_bkg, data_bkg, tile.label),
+        quality.plot_triangles(sim_obj, data_obj, tile.label),
+        quality.plot_number_counts(
+            sim_obj["MAG_AUTO"], data_obj["MAG_AUTO"], area, tile.label
+        ),  # fmt: skip
+    ]
+    for fig in figs:
+        titles = [t.get_text() for t in fig.texts]
+        titles += [ax.get_title() for ax in fig.axes]
+        assert any("DEMO tile (simulated)" in t for t in titles)
+        matplotlib.pyplot.close(fig)
+
+
+# ---------------------------------------------------------------- closure
+
+
+def write_closure_products(root):
+    """Truth in the demo builder's layout and run products with known errors."""
+    truth, run = root / "truth", RunFolder(root / "run")
+    truth.mkdir()
+    words = np.dtype([(f"bit{i}", np.uint64) for i in range(1, 6)])
+    expt = np.full(SHAPE, 5400.0, np.float32)
+    pointings = np.zeros(SHAPE, words)
+    pointings["bit1"] = 0b1011
+    pointings["bit3"][5, 5] = 1
+    bsig = np.full(SHAPE, 0.03, np.float32)
+    bsig[:10] = 0.0  # no data: not counted
+    with h5py.File(truth / "sysmaps.h5", "w") as fh5:
+        fh5["map_expt"], fh5["map_pointings"], fh5["map_bsig"] = expt, pointings, bsig
+    est_expt, est_pointings = expt.copy(), pointings.copy()
+    est_expt[3, 4] += 2.5
+    est_pointings["bit1"][:7, 0] = 0b1010
+    with h5py.File(run.sysmaps, "w") as fh5:
+        fh5["map_expt"], fh5["map_pointings"] = est_expt, est_pointings
+        fh5["map_bsig"] = np.where(bsig > 0, 0.9 * bsig, 0.05)
+    mask = np.zeros(SHAPE, np.int32)
+    mask[:, :100] = 4
+    with h5py.File(truth / "mask.h5", "w") as fh5:
+        fh5["mask"] = mask
+    est_mask = mask.copy()
+    est_mask[50, 150:163] = 2
+    with h5py.File(run.mask, "w") as fh5:
+        fh5["mask"] = est_mask
+    stars = np.zeros(6, dtype=[("X_IMAGE", "f8"), ("Y_IMAGE", "f8"), ("mag", "f4")])
+    stars["X_IMAGE"] = [150.0, 200.0, 250.0, 300.0, 350.0, 50.0]  # last one masked
+    stars["Y_IMAGE"] = 150.0
+    stars["mag"] = [20, 21, 22, 23, 25.5, 20]  # 25.5: too faint to count
+    with h5py.File(truth / "stars.h5", "w") as fh5:
+        fh5["data"] = stars
+    cat = np.zeros(4, dtype=[("XWIN_IMAGE", "f4"), ("YWIN_IMAGE", "f4")])
+    cat["XWIN_IMAGE"] = [150.3, 200.0, 252.0, 350.0]  # 250 missed by 2 px
+    cat["YWIN_IMAGE"] = [150.4, 149.0, 150.0, 150.0]  # 300 not detected
+    at.save_hdf_cols(str(run.sextractor_cat), cat)
+    grid = fabricated_psf_grid()
+    with h5py.File(truth / "psf_model.h5", "w") as fh5:
+        fh5["grid_psf"] = grid
+    model = grid.copy()
+    model["psf_fwhm_ipt"] *= 1.02
+    model["psf_e1_ipt"] += 0.01
+    with h5py.File(run.psf_model, "w") as fh5:
+        fh5["grid_psf"] = model
+    return make_tile(root, truth_dir=truth), run
+
+
+def fabricated_psf_grid():
+    from fabricated_run import psf_grid
+
+    grid = psf_grid(SHAPE, 3.6, e1=0.02)
+    grid["psf_fwhm_ipt"] += np.linspace(0, 0.3, len(grid))
+    return grid
+
+
+def test_closure_against_truth(tmp_path):
+    tile, run = write_closure_products(tmp_path)
+    out = quality.compute_closure(tile, run)
+    assert set(out) == set(CLOSURE_KEYS)
+    assert out["expt_map_max_abs_diff"] == pytest.approx(2.5)
+    assert out["pointings_mismatch_pixels"] == 7
+    assert out["bsig_median_rel_err"] == pytest.approx(-0.1, abs=1e-6)
+    assert out["mask_mismatch_pixels"] == 13
+    assert out["star_detect_frac"] == pytest.approx(2 / 4)
+    assert out["psf_fwhm_bias_frac"] == pytest.approx(0.02, abs=1e-5)
+    assert out["psf_fwhm_rms_frac"] == pytest.approx(0.02, abs=1e-5)
+    assert out["psf_e1_rms"] == pytest.approx(0.01, abs=1e-6)
+    assert out["psf_e2_rms"] == 0.0 and out["psf_flux_ratio_rms"] == 0.0
+    quality.write_metrics(run, dict.fromkeys(REALISM_KEYS, 1.0), out)
+    quality.check_schema(read_metrics(run.metrics)["closure"], CLOSURE_KEYS)
+
+
+def test_closure_missing_product_gives_null(tmp_path):
+    tile, run = write_closure_products(tmp_path)
+    run.psf_model.unlink()
+    (tile.truth_dir / "mask.h5").unlink()
+    with pytest.warns(UserWarning, match="null") as record:
+        out = quality.compute_closure(tile, run)
+    assert len(record) == 3  # mask, stars (need the true mask), PSF
+    for key in ("mask_mismatch_pixels", "star_detect_frac", "psf_fwhm_bias_frac",
+                "psf_e1_rms"):  # fmt: skip
+        assert out[key] is None
+    assert out["pointings_mismatch_pixels"] == 7
+    with pytest.warns(UserWarning, match="truth_dir"):
+        assert set(quality.compute_closure(make_tile(tmp_path), run).values()) == {None}
+
+
+def test_closure_comparisons():
+    a = np.zeros((3, 4))
+    with pytest.raises(InputError, match="shapes differ"):
+        quality.max_abs_diff(a, np.zeros((4, 3)))
+    with pytest.raises(InputError, match="positive"):
+        quality.median_rel_err(a, a)
+    assert quality.detected_fraction(np.array([[1.0, 1.0]]), np.zeros((0, 2))) == 0.0
+    with pytest.raises(InputError, match="no true object"):
+        quality.detected_fraction(np.zeros((0, 2)), np.zeros((3, 2)))

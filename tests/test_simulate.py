@@ -1,0 +1,298 @@
+"""Stage 06: GalSBI + UFig simulation of a patch, on a small fabricated run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib.resources import files
+
+import h5py
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+from cosmic_toolbox import arraytools as at
+from fabricated_run import make_run_folder, make_tile, patch_wcs
+from scipy.spatial import cKDTree
+
+from hscsim_utils import quality, simulate
+from hscsim_utils.errors import InputError
+
+SHAPE = (500, 500)
+SEED = 3
+BSIG = 0.03
+
+
+@pytest.fixture(scope="module")
+def config():
+    return simulate.load_config()
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """One simulation with the direct PSF estimator measuring its PSF."""
+    tf_before = "tensorflow" in sys.modules
+    root = tmp_path_factory.mktemp("sim")
+    run = make_run_folder(root, SHAPE, bsig=BSIG, star_grid_step=100)
+    tile = make_tile(root, seed=SEED)
+    sim = simulate.run_simulation(tile, run, measure_psf="direct")
+    return tile, run, sim, tf_before
+
+
+def test_outputs_in_place_and_loadable(simulated):
+    tile, run, sim, _ = simulated
+    assert sim.directory == run.sim_dir / simulate.SIM_NAME
+    leftovers = [p.name for p in run.sim_dir.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+    manifest = json.loads((sim.directory / simulate.MANIFEST).read_text())
+    assert manifest["settings"] == {"galaxy_model": "Moser+24", "posterior_index": 0,
+                                    "seed": SEED, "band": "i"}  # fmt: skip
+    assert str(sim.directory) in manifest["parameters"]["filepath_psfmodel_output"]
+    images = simulate.load_simulation(run).load_images()
+    assert {k: v.shape for k, v in images.items()} == dict.fromkeys(
+        ("image", "segmentation", "background"), SHAPE
+    )
+    cats = sim.load_catalogs()
+    assert {"sextractor", "ucat galaxies", "ucat stars"} <= set(cats)
+    se = cats["sextractor"]
+    assert len(se) > 50 and {"MAG_AUTO", "FLUX_RADIUS", "ELLIPTICITY"} <= set(
+        se.dtype.names
+    )
+    assert set(np.unique(se["star_gal"])) <= {-200, 0, 1}
+    assert (se["star_gal"] == 1).sum() >= 10  # the grid stars are found
+
+
+def test_patch_parameters_reach_ufig(simulated):
+    _, run, sim, _ = simulated
+    p = sim.parameters
+    assert p["gain_dict"]["i"] == pytest.approx(3.0 * 20)  # gain x nexp
+    assert p["exposure_time_dict"]["i"] == pytest.approx(270.0)
+    assert p["saturation_level_dict"]["i"] == 1500.0
+    assert p["sextractor_binary"].endswith(("source-extractor", "sex"))
+    assert p["filepath_sysmaps_dict"]["i"] == str(run.sysmaps)
+    image = sim.load_images()["image"]
+    assert image.max() <= 1500.0  # saturation level of the patch
+
+
+def test_gaia_stars_land_on_their_wcs_position(simulated):
+    """Stars at the data WCS position; the image header is the data WCS."""
+    _, run, sim, _ = simulated
+    se = sim.load_catalogs()["sextractor"]
+    with h5py.File(run.gaia, "r") as fh5:
+        gaia = fh5["data"][()]
+    wcs = patch_wcs(SHAPE)
+    x, y = wcs.all_world2pix(gaia["ra"], gaia["dec"], 1)
+    inside = (x > 20) & (x < SHAPE[1] - 20) & (y > 20) & (y < SHAPE[0] - 20)
+    assert inside.sum() >= 16
+    tree = cKDTree(np.c_[se["XWIN_IMAGE"], se["YWIN_IMAGE"]])
+    _, j = tree.query(np.c_[x[inside], y[inside]])
+    dx, dy = se["XWIN_IMAGE"][j] - x[inside], se["YWIN_IMAGE"][j] - y[inside]
+    # ufig's own conversion would put every star 0.5 px off in x and y
+    assert abs(np.median(dx)) < 0.05 and abs(np.median(dy)) < 0.05
+    header = fits.getheader(sim.image_path)
+    assert (header["CRPIX1"], header["CRPIX2"]) == tuple(wcs.wcs.crpix)
+    ra, dec = WCS(header).all_pix2world(se["XWIN_IMAGE"][j], se["YWIN_IMAGE"][j], 1)
+    sep = np.hypot((ra - gaia["ra"][inside]) * np.cos(np.radians(dec)),
+                   dec - gaia["dec"][inside]) * 3600  # fmt: skip
+    assert np.median(sep) < 0.02  # arcsec
+
+
+def test_background_noise_follows_the_bsig_map(simulated):
+    """Noise = bsig map smoothed by ufig's Lanczos kernel, plus the shot noise of
+    the light of undetected galaxies (one photon is 1 / gain ADU)."""
+    _, _, sim, _ = simulated
+    images = sim.load_images()
+    bkg = quality.background_pixels(images["image"], images["segmentation"])
+    kernel = np.loadtxt(
+        str(files("ufig") / "res/resampling/lanczos_resampling_kernel_n3.txt")
+    )
+    kernel /= kernel.sum()
+    undetected_light = bkg.mean()
+    assert 0 < undetected_light < BSIG
+    gain = sim.parameters["gain_dict"]["i"]
+    expected = np.sqrt(BSIG**2 * np.sum(kernel**2) + undetected_light / gain)
+    assert quality.robust_std(bkg) == pytest.approx(expected, rel=0.04)
+
+
+def test_psf_of_the_simulation_is_measured(simulated):
+    _, _, sim, _ = simulated
+    assert sim.psf_catalog_path is not None
+    psf_cat = at.load_hdf_cols(str(sim.psf_catalog_path))
+    used = psf_cat["FLAGS_STARS"] == 0
+    assert used.sum() >= 5
+    assert np.all(psf_cat["psf_fwhm"][used] == pytest.approx(3.6))
+    assert quality.psf_fwhm_max_abs_diff(psf_cat) < 0.3
+
+
+def test_tensorflow_not_imported(simulated):
+    *_, tf_before = simulated
+    if not tf_before:
+        assert "tensorflow" not in sys.modules
+
+
+def test_same_seed_same_image_other_seed_differs(simulated):
+    tile, run, sim, _ = simulated
+    first = sim.load_images()["image"]
+    again = simulate.run_simulation(tile, run, name="again", measure_psf="none")
+    assert np.array_equal(again.load_images()["image"], first)
+    other = simulate.run_simulation(tile, run, seed=SEED + 1, name="other",
+                                    measure_psf="none")  # fmt: skip
+    assert other.settings.seed == SEED + 1
+    assert not np.array_equal(other.load_images()["image"], first)
+
+
+def test_bright_star_wings_are_not_cut(simulated, tmp_path):
+    """A G = 12 star is integrated on pixels down to 0.1 sigma of the noise; with
+    ufig's default accuracy (0.3 ADU) nothing would be rendered beyond ~50 px."""
+    from fabricated_run import grid_stars, write_stars
+
+    tile, _, _, _ = simulated
+    run = make_run_folder(tmp_path, (200, 200), bsig=BSIG)
+    write_stars(run, grid_stars(patch_wcs((200, 200)), (200, 200), 100, 12.0))
+    sim = simulate.run_simulation(tile, run, measure_psf="none")
+    stars = sim.load_catalogs()["ucat stars"]
+    bright = stars[np.argmin(stars["mag"])]
+    assert bright["mag"] < 15  # rendered on pixels
+    image = sim.load_images()["image"]
+    yy, xx = np.mgrid[:200, :200]
+    r = np.hypot(xx + 0.5 - bright["x"], yy + 0.5 - bright["y"])
+    wing = np.median(image[(r > 70) & (r < 90)])
+    assert wing > 0.03  # about 0.07 ADU expected; 0 if the profile were cut
+
+
+def test_failed_run_keeps_previous_result(simulated):
+    tile, run, sim, _ = simulated
+    before = (sim.directory / simulate.MANIFEST).read_text()
+    with pytest.raises(Exception, match="nowhere"):
+        simulate.run_simulation(
+            tile, run, measure_psf="none",
+            overrides={"besancon_map_path": "/nowhere/besancon.h5"},
+        )  # fmt: skip
+    assert (sim.directory / simulate.MANIFEST).read_text() == before
+    assert not [p for p in run.sim_dir.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- no simulation
+
+
+def test_unknown_galaxy_model(tmp_path, config):
+    with pytest.raises(InputError, match=r"galaxy_model.*Moser\+24.*Fischbacher\+24"):
+        simulate.resolve_settings(make_tile(tmp_path), config, galaxy_model="Foo+99")
+
+
+def test_posterior_index_out_of_range(tmp_path, config):
+    with pytest.raises(InputError, match=r"posterior_index: 2000 .* 0\.\.1999"):
+        simulate.resolve_settings(make_tile(tmp_path), config, posterior_index=2000)
+
+
+def test_settings_from_tile_or_arguments(tmp_path, config):
+    tile = make_tile(tmp_path, seed=11, posterior_index=5)
+    s = simulate.resolve_settings(tile, config)
+    assert (s.galaxy_model, s.posterior_index, s.seed) == ("Moser+24", 5, 11)
+    s = simulate.resolve_settings(tile, config, posterior_index=7, seed=0)
+    assert (s.posterior_index, s.seed) == (7, 0)
+
+
+def test_posterior_not_available(tmp_path, config, monkeypatch):
+    from galsbi import load
+
+    def offline(name):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(load, "load_abc_posterior", offline)
+    with pytest.raises(InputError, match="hscsim data"):
+        simulate.resolve_settings(
+            make_tile(tmp_path), config, galaxy_model="Fischbacher+24"
+        )
+
+
+def test_model_parametrisations_match_galsbi(config):
+    import importlib
+
+    for model, settings in config.GALAXY_MODELS.items():
+        ref = importlib.import_module(f"galsbi.configs.config_{model}_image")
+        for key, value in settings.items():
+            assert np.array_equal(getattr(ref, key), value), (model, key)
+    models = config.GALAXY_MODELS
+    assert (
+        models["Moser+24"]["lum_fct_parametrization"]
+        != models["Fischbacher+24"]["lum_fct_parametrization"]
+    )
+
+
+def test_simulation_extracts_like_stage_03(config):
+    from hscsim_utils import extraction
+
+    assert config.sextractor_config == extraction.DEFAULT_CONFIG
+    assert config.sextractor_params == extraction.DEFAULT_PARAMS
+    assert config.sextractor_filter == extraction.DEFAULT_FILTER
+
+
+def test_missing_input_names_file_and_stage(tmp_path):
+    run = make_run_folder(tmp_path, (100, 100))
+    run.psf_model.unlink()
+    with pytest.raises(InputError, match=r"psf_model\.h5: not found; run stage 05"):
+        simulate.check_inputs(run, (100, 100))
+    with pytest.raises(InputError, match="shapes"):
+        simulate.check_inputs(make_run_folder(tmp_path / "b", (100, 120)), (100, 100))
+
+
+def test_bad_skymapinfo(tmp_path):
+    run = make_run_folder(tmp_path, (100, 100))
+    rec = np.load(run.skymapinfo_npy)
+    np.save(run.skymapinfo_npy, rec[[n for n in rec.dtype.names if n != "gain_i"]])
+    with pytest.raises(InputError, match=r"missing fields \['gain_i'\]"):
+        simulate.read_skymapinfo(run.skymapinfo_npy, "i")
+
+
+def test_tile_parameters(tmp_path):
+    run = make_run_folder(tmp_path, (100, 120))
+    info = simulate.read_skymapinfo(run.skymapinfo_npy, "i")
+    settings = simulate.SimulationSettings("Moser+24", 0, 5, "i")
+    p = simulate.tile_parameters(info, run, settings, {"x": 1}, tmp_path)
+    assert (p["size_x"], p["size_y"]) == (120, 100)
+    assert (p["crpix_ra"], p["crpix_dec"]) == (info["CRPIX1"], info["CRPIX2"])
+    assert p["filepath_gaia"] == str(tmp_path / simulate.GAIA_UFIG)
+    assert p["filepath_gaia_dict"] == {"i": str(run.gaia)}  # PSF estimation
+    assert p["bkg_noise_amp_dict"]["i"] == 0.0  # GalSBI renders the faint light
+    assert p["seed"] == 5 and p["x"] == 1
+    assert p["render_stars_accuracy"] == pytest.approx(0.1 * 0.03)  # 0.1 x bsig
+
+
+def test_psf_measurement_choice(config, monkeypatch):
+    monkeypatch.setattr(config, "filepath_cnn", None)
+    assert simulate.psf_measurement("auto", config) == "none"
+    assert simulate.psf_measurement("direct", config) == "direct"
+    with pytest.raises(InputError, match="CNN"):
+        simulate.psf_measurement("cnn", config)
+    with pytest.raises(InputError, match="measure_psf"):
+        simulate.psf_measurement("always", config)
+    monkeypatch.setattr(config, "filepath_cnn", "/cache/psf_cnn/pretrained")
+    assert simulate.psf_measurement("auto", config) == "cnn"
+
+
+def test_posterior_row_with_psf_betas(monkeypatch):
+    """galsbi's own _run fails on such a row; ours passes plain values on."""
+    from galsbi import GalSBI
+    from ufig import run_util
+
+    row = np.zeros(1, dtype=[("lum_fct_alpha_red", "f8"), ("moffat_beta1", "f8"),
+                             ("moffat_beta2", "f8")])[0]  # fmt: skip
+    captured = {}
+    monkeypatch.setattr(run_util, "run_ufig_from_config",
+                        lambda config, **kw: captured.update(kw))  # fmt: skip
+    with pytest.raises(IndexError):
+        GalSBI("Moser+24")._run("cfg", row, filters=["i"])
+    simulate._galsbi_class()("Moser+24")._run("cfg", row, filters=["i"], seed=1)
+    assert "moffat_beta1" not in captured and "psf_beta" not in captured
+    assert captured["lum_fct_alpha_red"] == 0.0
+    assert type(captured["lum_fct_alpha_red"]) is float
+
+
+def test_interpreter_first_on_path():
+    before = os.environ["PATH"]
+    with simulate.interpreter_first_on_path():
+        first = os.environ["PATH"].split(os.pathsep)[0]
+        assert first == os.path.dirname(sys.executable)
+    assert os.environ["PATH"] == before
