@@ -7,6 +7,7 @@ can be recognised and swept (``sweep_temporaries``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
 TMP_PREFIX = ".tmp-hscsim-"
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 @contextlib.contextmanager
@@ -37,6 +41,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in _OUTPUT_ERRNOS or "No space left" in str(err):
+            reason = os.strerror(err.errno or errno.ENOSPC)
+            raise OutputError(path, f"cannot write ({reason})") from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -20,3 +20,11 @@ class InputError(HscsimError, ValueError):
 
 class ToolError(HscsimError, RuntimeError):
     """An external program (such as SExtractor) is missing or failed."""
+
+
+class OutputError(HscsimError, OSError):
+    """An output could not be written (disk full, no permission)."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {problem}")
