@@ -299,8 +299,10 @@ def _sysmaps_closure(truth: Path, run: RunFolder) -> dict:
         "pointings_mismatch_pixels": mismatch_pixels(
             _read(est, "map_pointings"), _read(true, "map_pointings")
         ),
+        # Stage 01 measures the noise of the image, i.e. after ufig's Lanczos
+        # resampling: compare with the realised rms, not the rms put into ufig.
         "bsig_median_rel_err": median_rel_err(
-            _read(est, "map_bsig"), _read(true, "map_bsig")
+            _read(est, "map_bsig"), _read(true, "map_rms_realised")
         ),
     }
 
@@ -347,14 +349,14 @@ def compute_closure(tile: TileSpec, run: RunFolder) -> dict[str, float | None]:
     """The ``closure`` metrics of a DEMO tile: run-folder products against truth.
 
     Truth files (written by the demo builder into ``tile.truth_dir``):
-    ``sysmaps.h5`` (``map_expt``, ``map_pointings``, ``map_bsig``: the noise rms
-    put into ufig, before its resampling), ``mask.h5`` (``mask`` in ufig flag
+    ``sysmaps.h5`` (``map_expt``, ``map_pointings``, ``map_rms_realised``: the
+    noise rms of the image, after ufig's resampling), ``mask.h5`` (``mask`` in ufig flag
     bits), ``stars.h5`` (true stars, ``X_IMAGE``/``Y_IMAGE`` 1-based, ``mag``),
     ``psf_model.h5`` (``grid_psf``). Metrics:
 
     - ``expt_map_max_abs_diff`` (s), ``pointings_mismatch_pixels`` (pixels whose
       visit bits differ), ``mask_mismatch_pixels`` (pixels whose flags differ);
-    - ``bsig_median_rel_err``: median of ``map_bsig / true map_bsig - 1`` (signed);
+    - ``bsig_median_rel_err``: median of ``map_bsig / map_rms_realised - 1``;
     - ``star_detect_frac``: fraction of true stars brighter than i = 24, off the
       true masks, with a stage 03 detection within 1.5 pixels;
     - ``psf_fwhm_bias_frac``/``_rms_frac``: mean/rms of ``fwhm / true - 1`` over

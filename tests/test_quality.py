@@ -277,7 +277,8 @@ def write_closure_products(root):
     bsig = np.full(SHAPE, 0.03, np.float32)
     bsig[:10] = 0.0  # no data: not counted
     with h5py.File(truth / "sysmaps.h5", "w") as fh5:
-        fh5["map_expt"], fh5["map_pointings"], fh5["map_bsig"] = expt, pointings, bsig
+        fh5["map_expt"], fh5["map_pointings"] = expt, pointings
+        fh5["map_rms_realised"] = bsig
     est_expt, est_pointings = expt.copy(), pointings.copy()
     est_expt[3, 4] += 2.5
     est_pointings["bit1"][:7, 0] = 0b1010
