@@ -1,0 +1,187 @@
+"""ufig's PSF profile (psf_model) and the direct per-star PSF fit (psf_direct)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hscsim_utils import psf_direct
+from hscsim_utils.psf_model import PARAM_NAMES, StampRenderer
+from hscsim_utils.ufig_psf_fixes import import_psf_estimation
+
+FLEXED = np.array([3.3, 0.45, 0.04, -0.03, 0.06, -0.05, 0.04, 0.07])
+
+
+def ufig_photon_star(params, x, y, nphot, shape=(19, 19), seed=3):
+    """One star drawn photon by photon with ufig's own star renderer."""
+    import_psf_estimation()  # keeps TensorFlow out of the test process
+    from ufig import rendering_util
+    from ufig.plugins.render_stars_photon import integrate_image_phot
+
+    np.random.seed(seed)  # noqa: NPY002 (ufig's photon buffer uses the global RNG)
+    one = lambda v: np.array([float(v)])  # noqa: E731
+    fwhm, betas = one(params[0]), np.array([[2.0, 5.0]])
+    image = np.zeros(shape)
+    integrate_image_phot(
+        rendering_util.rng_buffer(),
+        image,
+        one(x),
+        one(y),
+        rendering_util.distribute_photons_psf_profiles(
+            np.array([nphot]), 2, one(params[1])
+        ),
+        betas,
+        rendering_util.compute_ellip_matrices(fwhm, one(params[2]), one(params[3])),
+        rendering_util.compute_flexion_tensors(fwhm, *map(one, params[4:8])),
+        rendering_util.compute_kurtoses(fwhm, np.zeros(1), betas),
+        np.zeros((1, 2)),
+        np.zeros((1, 2)),
+        -5.0,
+        False,
+    )
+    return image
+
+
+@pytest.mark.parametrize(
+    "params",
+    [FLEXED, np.array([3.8, 0.7, -0.05, 0.02, -0.08, 0.04, -0.1, 0.03])],
+)
+def test_renderer_matches_ufig_photon_renderer(params):
+    nphot, x, y = 3_000_000, 9.37, 9.71
+    photons = ufig_photon_star(params, x, y, nphot)
+    model = nphot * StampRenderer().render(params, x, y)
+    chi2 = np.mean((photons - model) ** 2 / model)
+    assert chi2 < 1.3  # Poisson noise only
+    assert abs(photons.sum() / model.sum() - 1) < 2e-3
+    # the same star without flexion (or with a 2% wider FWHM) is clearly worse
+    no_flex = params.copy()
+    no_flex[4:] = 0
+    wider = params.copy()
+    wider[0] *= 1.02
+    for wrong in (no_flex, wider):
+        other = nphot * StampRenderer().render(wrong, x, y)
+        assert np.mean((photons - other) ** 2 / other) > 5 * chi2
+
+
+def test_gradient_matches_finite_differences():
+    renderer = StampRenderer()
+    shape_par = np.array([9.4, 9.6, 3.5, 0.03, -0.02, 0.02, -0.01, 0.03, 0.01])
+    _, grad = renderer.components_and_grad(shape_par)
+    for n in range(len(shape_par)):
+        h = 1e-7 if n in (3, 4) else 1e-6
+        up, down = shape_par.copy(), shape_par.copy()
+        up[n] += h
+        down[n] -= h
+        fd = (renderer.components(up) - renderer.components(down)) / (2 * h)
+        assert np.abs(fd - grad[:, n]).max() < 1e-5 * np.abs(fd).max()
+
+
+def test_components_have_unit_flux_and_share_fwhm():
+    renderer = StampRenderer(shape=(81, 81))
+    comp = renderer.components(np.array([40.5, 40.5, 3.5, 0, 0, 0, 0, 0, 0]))
+    # beta = 5 holds nearly all flux within 40 px; beta = 2 loses its far wings
+    assert comp[1].sum() == pytest.approx(1.0, abs=1e-4)
+    alpha2 = 3.5 / (2 * np.sqrt(2**0.5 - 1))
+    assert comp[0].sum() == pytest.approx(1 - 1 / (1 + (40 / alpha2) ** 2), abs=2e-3)
+    fine = StampRenderer(shape=(41, 41), n_inner=12, n_outer=12, r_inner=99)
+    for k in range(2):  # half maximum 1.75 px from the centre: FWHM 3.5
+        p = fine.components(np.array([20.5, 20.5, 3.5, 0, 0, 0, 0, 0, 0]))[k]
+        assert p[20, 20] > 2 * p[20, 22] and p[20, 21] > 0.5 * p[20, 20]
+
+
+def synthetic_stamps(n, rng, mag=(18.0, 22.0), sky=0.03, gain=1000.0):
+    """Stamps at HSC-deep-like S/N: zero point 27, Poisson and sky noise."""
+    renderer = StampRenderer()
+    truth = np.column_stack(
+        [
+            rng.uniform(3.0, 4.2, n),
+            rng.uniform(0.3, 0.8, n),
+            rng.normal(0, 0.04, (n, 2)),
+            rng.normal(0, 0.03, (n, 4)),
+        ]
+    )
+    flux = 10 ** (-0.4 * (rng.uniform(*mag, n) - 27.0))
+    pos = rng.uniform(9.0, 10.0, (n, 2))
+    cube = np.empty((n, 19, 19))
+    for i in range(n):
+        mu = renderer.render(truth[i], pos[i, 0], pos[i, 1], flux[i], 0.01)
+        cube[i] = rng.poisson(mu * gain) / gain + rng.normal(0, sky, mu.shape)
+    return cube, truth, flux
+
+
+def test_recovers_psf_parameters_at_realistic_snr():
+    rng = np.random.default_rng(11)
+    cube, truth, _ = synthetic_stamps(150, rng)
+    res = psf_direct.fit_stamps(cube)
+    assert np.mean(res["status"] == psf_direct.STATUS_OK) > 0.97
+    est = res["params"]
+    rel = est[:, 0] / truth[:, 0] - 1
+    assert abs(np.nanmean(rel)) < 0.002 and np.nanstd(rel) < 0.01
+    diff = est - truth
+    limits = {"psf_flux_ratio": 0.05, "psf_e1": 0.006, "psf_e2": 0.006}
+    limits.update({name: 0.015 for name in PARAM_NAMES[4:]})
+    for k, name in enumerate(PARAM_NAMES[1:], start=1):
+        assert abs(np.nanmean(diff[:, k])) < limits[name] / 4, name
+        assert np.nanstd(diff[:, k]) < limits[name], name
+    assert np.nanmedian(res["chi2_dof"]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_predictor_has_the_cnn_interface_and_masks_bad_pixels():
+    rng = np.random.default_rng(5)
+    cube, truth, _ = synthetic_stamps(6, rng, mag=(18.5, 19.0))
+    predictor = psf_direct.DirectPSFPredictor()
+    assert predictor.config["param_names"] == list(PARAM_NAMES)
+    clean = predictor(cube, batchsize=500)
+    assert clean.shape == (6, 8)
+    damaged = cube.copy()
+    damaged[:, 2, 3] = np.nan  # a dead pixel
+    damaged[:, 15, 15] = 1e6  # and a cosmic ray, masked by the caller below
+    weights = psf_direct.noise_weights(damaged)
+    weights[:, 15, 15] = 0
+    fit = psf_direct.fit_stamps(damaged, weights=weights)["params"]
+    assert np.allclose(fit, clean, atol=2e-3)
+    assert np.allclose(predictor(cube), clean)  # deterministic
+    with pytest.raises(ValueError, match="shape"):
+        predictor(cube[:, :15, :15])
+
+
+def test_failed_fit_gives_nan_not_garbage():
+    blank = np.zeros((2, 19, 19))
+    blank[1] = np.random.default_rng(0).normal(0, 1, (19, 19))
+    res = psf_direct.fit_stamps(blank)
+    ok = res["status"] != psf_direct.STATUS_FAILED
+    assert np.all(np.isnan(res["params"][~ok]))
+    # whatever converged on pure noise must not look like a valid PSF
+    assert not np.any(ok & (np.abs(res["params"][:, 0] - 3.5) < 0.5))
+
+
+def test_neighbours_are_masked():
+    rng = np.random.default_rng(8)
+    renderer = StampRenderer()
+    yy, xx = np.mgrid[0:19, 0:19] + 0.5
+    cube, truth = np.empty((12, 19, 19)), np.empty((12, 8))
+    for i in range(12):
+        truth[i] = [
+            rng.uniform(3.3, 3.9),
+            rng.uniform(0.4, 0.6),
+            *rng.normal(0, 0.03, 6),
+        ]
+        flux = 10 ** (-0.4 * (19.5 - 27.0))
+        mu = renderer.render(truth[i], *rng.uniform(9, 10, 2), flux)
+        angle = rng.uniform(0, 2 * np.pi)  # a galaxy 7.5 px away, 20% of the flux
+        gx, gy = 9.5 + 7.5 * np.cos(angle), 9.5 + 7.5 * np.sin(angle)
+        mu += (
+            0.2
+            * flux
+            * np.exp(-0.5 * ((xx - gx) ** 2 + (yy - gy) ** 2) / 4)
+            / (8 * np.pi)
+        )
+        cube[i] = rng.poisson(mu * 1000) / 1000 + rng.normal(0, 0.03, mu.shape)
+    masked = psf_direct.fit_stamps(cube)
+    plain = psf_direct.fit_stamps(cube, mask_rounds=0)
+    assert np.all(masked["n_masked"] > 0) and np.all(plain["n_masked"] == 0)
+    assert np.median(masked["chi2_dof"]) < 1.5 < 10 < np.median(plain["chi2_dof"])
+    err = lambda res: np.abs(res["params"][:, 1] - truth[:, 1])  # noqa: E731
+    assert np.median(err(masked)) < 0.06 < np.median(err(plain))
+    rel = np.abs(masked["params"][:, 0] / truth[:, 0] - 1)
+    assert np.median(rel) < 0.01
