@@ -1,0 +1,193 @@
+"""End-to-end benchmark: build the full demo tile, run every stage, print one table.
+
+    .venv/bin/python benchmarks/run_all.py [--size 4200 4200] [--out DIR]
+
+Each figure is measured in this run next to its reference:
+- the whole chain (stages 01-09 through papermill) against the bare simulation
+  (one GalSBI/UFig call on the same configuration and inputs);
+- the sysmaps construction against a per-frame loop like the tutorial's;
+- the direct PSF estimator per star against scipy's least_squares on the same model;
+- the background estimation on two threads against one.
+Targets: whole chain on a full tile (without data provisioning and the demo tile
+build) at most 6 minutes and 6 GB peak on 2 cores. The table is also written as
+JSON (``DIR/benchmark.json``) so that runs can be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+CHAIN_TARGET_S = 360.0
+CHAIN_TARGET_GB = 6.0
+
+
+class SelfPeak:
+    """Peak RSS of this process and its children while the block runs."""
+
+    def __enter__(self) -> SelfPeak:
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        self._t0 = time.perf_counter()
+        return self
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            procs = [me, *me.children(recursive=True)]
+            rss = 0
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, rss)
+            self._stop.wait(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._t0
+        self._stop.set()
+        self._thread.join()
+
+
+def row(name: str, wall: float, peak: float | None, reference: str, ref_wall: float):
+    return {"stage": name, "wall_s": round(wall, 2),
+            "peak_rss_gb": None if peak is None else round(peak / 2**30, 2),
+            "reference": reference, "reference_wall_s": round(ref_wall, 3),
+            "ratio": round(wall / ref_wall, 3) if ref_wall else None}  # fmt: skip
+
+
+def bench_chain(tile_file: Path, run_dir: Path) -> tuple[list[dict], float, float]:
+    from hscsim_utils import runner
+
+    state = runner.run_tile(tile_file, run_dir, force=True)
+    rows = [{"stage": name, "wall_s": s["wall_s"],
+             "peak_rss_gb": round(s["peak_rss_mb"] / 1024, 2)}
+            for name, s in state.items()]  # fmt: skip
+    total = sum(r["wall_s"] for r in rows)
+    peak = max(r["peak_rss_gb"] for r in rows)
+    return rows, total, peak
+
+
+def bench_bare_simulation(tile_file: Path, run_dir: Path) -> SelfPeak:
+    from hscsim_utils import simulate
+    from hscsim_utils.runfolder import RunFolder
+    from hscsim_utils.tile import load_tile
+
+    with SelfPeak() as peak:
+        simulate.run_simulation(
+            load_tile(tile_file), RunFolder(run_dir), name="bench_bare",
+            measure_psf="none",
+        )  # fmt: skip
+    return peak
+
+
+def bench_sysmaps(tile_file: Path) -> dict:
+    import bench_sysmaps as bs
+
+    from hscsim_utils import hsc_io, sysmaps
+    from hscsim_utils.tile import load_tile
+
+    tile = load_tile(tile_file)
+    calexp = hsc_io.read_calexp(tile.calexp)
+    frames = hsc_io.read_frame_metadata(tile.frame_metadata)
+    _, fast, _ = bs.timed(bs.all_maps, frames, calexp.wcs, calexp.shape)
+    corners = sysmaps.frame_corners_pixels(frames, calexp.wcs)
+    visit, _ = sysmaps.visit_indices(frames["visit"].to_numpy(), tile.frame_metadata)
+    gain = frames[["gain1", "gain2", "gain3", "gain4"]].to_numpy(float).mean(axis=1)
+    print(f"  per-frame loop over {len(frames)} frames ...")
+    _, slow, _ = bs.timed(
+        bs.per_frame_loop,
+        corners,
+        sysmaps.to_fixed_point(frames["exptime"], sysmaps.EXPT_QUANTUM),
+        sysmaps.to_fixed_point(gain, sysmaps.GAIN_QUANTUM),
+        visit,
+        calexp.shape,
+    )
+    return row("sysmaps (exposure, gain, visit maps)", fast, None,
+               "per-frame loop like the tutorial's", slow)  # fmt: skip
+
+
+def bench_psf_per_star(n: int = 200) -> dict:
+    import bench_psf as bp
+
+    cube, _ = bp.synthetic_cube(n)
+    _, fast = bp.direct_fit(cube)
+    _, slow = bp.scipy_fit(cube[: max(20, n // 10)])
+    slow_per_star = slow / max(20, n // 10)
+    return row("PSF direct estimator, per star [ms]", 1e3 * fast / n, None,
+               "scipy least_squares, same model [ms]", 1e3 * slow_per_star)  # fmt: skip
+
+
+def bench_background(tile_file: Path) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from hscsim_utils import hsc_io, sysmaps
+    from hscsim_utils.tile import load_tile
+
+    calexp = hsc_io.read_calexp(load_tile(tile_file).calexp)
+    no_data = ((calexp.mask >> calexp.mask_bit("NO_DATA")) & 1) == 1
+    t0 = time.perf_counter()
+    sysmaps.background_maps(calexp.image, no_data)
+    two = time.perf_counter() - t0
+    with threadpool_limits(1):
+        t0 = time.perf_counter()
+        sysmaps.background_maps(calexp.image, no_data)
+        one = time.perf_counter() - t0
+    return row("background RMS (2 threads)", two, None, "same on 1 thread", one)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, nargs=2, default=(4200, 4200))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    out = args.out or Path(tempfile.mkdtemp(prefix="hscsim-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    from hscsim_utils.demo_tile import build_demo_tile
+
+    print(f"benchmark folder {out}; load average {os.getloadavg()}")
+    with SelfPeak() as demo:
+        tile_file = build_demo_tile(out / "input", size=tuple(args.size), seed=20240611)
+    table = [row("demo tile build (one-time)", demo.wall, demo.peak, "-", 0)]
+    stages, chain_wall, chain_peak = bench_chain(tile_file, out / "run")
+    bare = bench_bare_simulation(tile_file, out / "run")
+    table += stages
+    table.append(row("whole chain 01-09", chain_wall, chain_peak * 2**30,
+                     "bare simulation (one GalSBI/UFig call)", bare.wall))  # fmt: skip
+    table.append(bench_sysmaps(tile_file))
+    table.append(bench_psf_per_star())
+    table.append(bench_background(tile_file))
+    print(f"\n{'stage':44s} {'wall s':>9s} {'peak GB':>8s}  reference (wall s, ratio)")
+    for r in table:
+        peak = "-" if r.get("peak_rss_gb") is None else f"{r['peak_rss_gb']:.2f}"
+        ref = (f"{r['reference']} ({r['reference_wall_s']}, x{r['ratio']})"
+               if r.get("reference") not in (None, "-") else "")  # fmt: skip
+        print(f"{r['stage']:44s} {r['wall_s']:9.2f} {peak:>8s}  {ref}")
+    ok = chain_wall <= CHAIN_TARGET_S and chain_peak <= CHAIN_TARGET_GB
+    print(f"\nwhole chain {chain_wall:.0f} s, peak {chain_peak:.2f} GB: "
+          f"{'within' if ok else 'OUTSIDE'} the target of {CHAIN_TARGET_S:.0f} s and "
+          f"{CHAIN_TARGET_GB:.0f} GB")  # fmt: skip
+    result = {"size": list(args.size), "load_average": os.getloadavg(),
+              "cpu_count": os.cpu_count(), "table": table}  # fmt: skip
+    (out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    print(f"table written to {out / 'benchmark.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
