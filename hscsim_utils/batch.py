@@ -10,6 +10,8 @@ for good is reported with its error and the others go on.
 
 from __future__ import annotations
 
+# distributed 2026.8 uses importlib.metadata without importing it; import it first.
+import importlib.metadata  # noqa: F401
 import os
 import shlex
 import sys
