@@ -61,9 +61,8 @@ def run_one(
 ) -> dict:
     """Run one tile's chain (in a worker); never raises, returns its summary."""
     from . import runner
-    from .threads import limit_threads
+    from .threads import limited_threads
 
-    limit_threads(threads)
     out = Path(out_root) / name
     kwargs = {"report": True}
     if notebook_dir is not None:
@@ -72,7 +71,8 @@ def run_one(
     error = ""
     for attempt in range(1, attempts + 1):
         try:
-            runner.run_tile(tile_file, out, **kwargs)
+            with limited_threads(threads):
+                runner.run_tile(tile_file, out, **kwargs)
             error = ""
             break
         except HscsimError as err:  # a notebook or input error: deterministic

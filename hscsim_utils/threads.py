@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 THREADS_ENV = "HSCSIM_THREADS"
 _LIBRARY_VARS = (
@@ -18,8 +20,21 @@ def n_threads() -> int:
     return max(1, int(value)) if value else os.cpu_count() or 1
 
 
-def limit_threads(n: int) -> None:
-    """Limit this process and the kernels it starts to ``n`` threads."""
-    os.environ[THREADS_ENV] = str(n)
-    for var in _LIBRARY_VARS:
-        os.environ[var] = str(n)
+@contextlib.contextmanager
+def limited_threads(n: int) -> Iterator[None]:
+    """Limit the kernels and tools started inside the block to ``n`` threads.
+
+    Only environment variables change (the kernels inherit them), and they are
+    restored afterwards: libraries already running in this process are untouched.
+    """
+    names = (THREADS_ENV, *_LIBRARY_VARS)
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: str(n) for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

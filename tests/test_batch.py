@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata  # noqa: F401  (distributed needs it imported)
 import json
 import os
 import signal
