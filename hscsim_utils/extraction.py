@@ -34,8 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -48,6 +47,7 @@ from astropy.io import fits
 from .atomic import TMP_PREFIX, atomic_path
 from .errors import InputError, ToolError
 from .hsc_io import Calexp, read_calexp
+from .logs import quiet_loggers
 from .runfolder import RunFolder
 from .tile import TileSpec
 
@@ -358,20 +358,6 @@ def _check_h5_image(path: Path, dataset: str, shape: tuple[int, int]) -> None:
             )
 
 
-@contextmanager
-def _quiet_loggers(*names: str) -> Iterator[None]:
-    """Silence the INFO lines of ufig / cosmic_toolbox loggers (they name temps)."""
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def add_stamp_flags(
     catalog: str | os.PathLike,
     mask: str | os.PathLike,
@@ -391,7 +377,10 @@ def add_stamp_flags(
         raise InputError(catalog, "catalogue not found; run the extraction first")
     _check_h5_image(mask, "mask", shape)
     _check_h5_image(overlap, "img_mask", shape)
-    with atomic_path(catalog) as tmp, _quiet_loggers("add_generi", "arraytools"):
+    with (
+        atomic_path(catalog) as tmp,
+        quiet_loggers(logging.getLogger(n) for n in ("add_generi", "arraytools")),
+    ):
         shutil.copyfile(catalog, tmp)
         add_all_stamp_flags(str(tmp), str(overlap), str(mask), off_mask_radius)
         with h5py.File(tmp, "r") as fh5:

@@ -18,10 +18,9 @@ Units and scalings follow galsbi: wavelengths in micrometre (file values times
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .logs import quiet_loggers
 
 DEFAULT_BANDS: tuple[str, ...] = ("HSC_i2", "SuprimeCam_B")
 LAM_SCALE = 1e-4  # Angstrom -> micrometre, as galsbi loads filters and templates
@@ -68,20 +68,6 @@ class Grid:
 FULL_GRID = Grid()  # 7463 redshifts x 401 E(B-V) values
 
 
-@contextlib.contextmanager
-def _quiet(*modules: object) -> Iterator[None]:
-    """Silence the info messages of galsbi modules' loggers for a while."""
-    loggers = [m.LOGGER for m in modules]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def load_inputs(
     filters_path: str | Path, templates_path: str | Path, bands: Sequence[str]
 ) -> tuple[dict, dict]:
@@ -96,7 +82,7 @@ def load_inputs(
         missing = [b for b in bands if b not in fh]
     if missing:
         raise InputError(filters_path, f"filters {missing} not in the collection")
-    with _quiet(filters_util, sed_templates_util):
+    with quiet_loggers(m.LOGGER for m in (filters_util, sed_templates_util)):
         filters = filters_util.load_filters(
             str(filters_path), filter_names=list(bands), lam_scale=LAM_SCALE
         )
