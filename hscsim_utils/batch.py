@@ -10,8 +10,8 @@ for good is reported with its error and the others go on.
 
 from __future__ import annotations
 
-# distributed 2026.8 uses importlib.metadata without importing it; import it first.
-import importlib.metadata  # noqa: F401
+import importlib
+import importlib.metadata
 import os
 import shlex
 import sys
@@ -139,6 +139,9 @@ def _run_local(jobs: list[tuple], workers: int) -> list[dict]:
 
 
 def _run_dask(jobs: list[tuple], workers: int, scheduler: str | None) -> list[dict]:
+    # Importing ufig's TensorFlow stack can drop the ``metadata`` attribute of
+    # ``importlib`` (the module stays loaded); distributed needs it.
+    importlib.metadata = sys.modules["importlib.metadata"]
     from distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 

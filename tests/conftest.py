@@ -9,6 +9,8 @@ starts.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,12 @@ def pytest_collection_finish(session) -> None:
         return
     demo_dir = Path(os.environ[DEMO_DIR_ENV])
     if not (demo_dir / "tile.yaml").is_file():
-        from hscsim_utils.demo_tile import build_demo_tile
-
-        build_demo_tile(demo_dir, size=NOTEBOOK_TILE_SIZE, seed=NOTEBOOK_TILE_SEED)
+        # In a subprocess: rendering imports TensorFlow and friends, whose side
+        # effects (e.g. on importlib) should not leak into the test process.
+        hscsim = Path(sys.executable).with_name("hscsim")
+        size = [str(n) for n in NOTEBOOK_TILE_SIZE]
+        subprocess.run(
+            [hscsim, "demo-tile", "--out", demo_dir, "--size", *size,
+             "--seed", str(NOTEBOOK_TILE_SEED)],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata  # noqa: F401  (distributed needs it imported)
+import importlib
+import importlib.metadata
 import json
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -95,6 +97,8 @@ def test_local_pool_equals_single_runs(tmp_path, batch_file, notebooks, capsys):
 
 
 def test_dask_cluster_survives_a_killed_worker(tmp_path, batch_file, notebooks):
+    # see batch._run_dask: other tests' TensorFlow imports can drop this attribute
+    importlib.metadata = sys.modules["importlib.metadata"]
     from distributed import Client, LocalCluster
 
     out = tmp_path / "out"
