@@ -1,0 +1,238 @@
+"""Stage 09: background RMS from background pixels and the noise correction."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+from scipy.ndimage import correlate
+
+from hscsim_utils import finetune_background as ftb
+from hscsim_utils import quality
+from hscsim_utils.demo_tile import lanczos_kernel
+from hscsim_utils.errors import InputError
+from hscsim_utils.metrics import read_metrics
+from hscsim_utils.runfolder import RunFolder
+
+SHAPE = (700, 700)
+
+
+def background(
+    bsig: np.ndarray, seed: int, light: float = 0.0, gain: float = 100.0
+) -> np.ndarray:
+    """Background pixels as ufig makes them: white noise of ``bsig`` resampled
+    with the Lanczos-3 kernel, plus the light of undetected galaxies (``light``
+    ADU per pixel) with its shot noise (``gain`` electrons per ADU)."""
+    rng = np.random.default_rng(seed)
+    white = rng.normal(0.0, 1.0, bsig.shape) * bsig
+    noise = correlate(white, lanczos_kernel(), mode="nearest")
+    return noise + rng.poisson(light * gain, bsig.shape) / gain
+
+
+def test_ten_percent_noise_excess_is_corrected_within_one_percent():
+    bsig = np.full(SHAPE, 0.02)
+    data = background(1.1 * bsig, seed=2)  # the data are 10% noisier
+    sim = background(bsig, seed=3)
+    assert quality.robust_std(data) / quality.robust_std(sim) == pytest.approx(
+        1.1, abs=0.01
+    )
+    k = ftb.std_correction(data, sim)
+    assert k == pytest.approx(1.1, abs=0.01)
+    again = background(k * bsig, seed=4)
+    ratio = quality.robust_std(again) / quality.robust_std(data)
+    assert ratio == pytest.approx(1.0, abs=0.01)
+
+
+def test_shot_noise_of_undetected_light_is_left_out_of_the_scaling():
+    bsig = np.full(SHAPE, 0.02)
+    light, gain = 0.015, 100.0  # shot noise: a third of the simulated variance
+    data = background(1.1 * bsig, seed=5, light=light, gain=gain)
+    sim = background(bsig, seed=6, light=light, gain=gain)
+    fixed = ftb.photon_variance(sim, gain)
+    assert fixed == pytest.approx(light / gain, rel=0.02)
+    after = {}
+    for name, f in (("plain", 0.0), ("photon", fixed)):
+        k = ftb.std_correction(data, sim, f)
+        again = background(k * bsig, seed=7, light=light, gain=gain)
+        after[name] = quality.robust_std(again) / quality.robust_std(data)
+    assert after["photon"] == pytest.approx(1.0, abs=0.01)
+    assert after["plain"] < 0.99  # the tutorial's plain ratio falls short
+    with pytest.raises(InputError, match="gain"):
+        ftb.photon_variance(sim, 0.0)
+
+
+def test_std_correction_rejects_bad_input():
+    noise = background(np.full((100, 100), 1.0), seed=8)
+    with pytest.raises(InputError, match="background pixels"):
+        ftb.std_correction(noise, np.array([]))
+    with pytest.raises(InputError, match="fixed_variance"):
+        ftb.std_correction(noise, noise, fixed_variance=10.0)
+    with pytest.raises(InputError, match="fixed_variance"):
+        ftb.std_correction(noise, noise, fixed_variance=-1.0)
+
+
+def test_background_rms_leaves_out_sources_and_no_data():
+    rng = np.random.default_rng(9)
+    image = rng.normal(0.0, 0.05, (512, 512)).astype(np.float32)
+    seg = np.zeros(image.shape, np.int32)
+    yy, xx = np.mgrid[:512, :512]
+    for k, (x, y) in enumerate(rng.uniform(20, 490, (60, 2)), start=1):
+        blob = (xx - x) ** 2 + (yy - y) ** 2 < 8**2
+        image[blob] += 0.04  # faint extended light: inflates an unmasked RMS
+        seg[blob] = k
+    no_data = np.zeros(image.shape, bool)
+    no_data[:, :40] = True
+    image[no_data] = 50.0
+    rms = ftb.background_rms_from_background_pixels(image, no_data, seg)
+    assert rms.shape == image.shape and rms.dtype == np.float32
+    assert np.median(rms[~no_data]) == pytest.approx(0.05, rel=0.03)
+    unmasked = ftb.background_rms_from_background_pixels(image, no_data, seg * 0)
+    assert np.median(unmasked[~no_data]) > np.median(rms[~no_data])
+    with pytest.raises(InputError, match="segmentation"):
+        ftb.background_rms_from_background_pixels(image, no_data, seg[:10])
+    with pytest.raises(InputError, match="masked"):
+        ftb.background_rms_from_background_pixels(image, ~seg.astype(bool), seg)
+
+
+def write_sysmaps(path, shape=(64, 80)) -> None:
+    with h5py.File(path, "w") as fh5:
+        fh5.create_dataset("map_bsig", data=np.full(shape, 0.02, np.float32))
+        fh5.create_dataset("map_expt", data=np.full(shape, 600.0, np.float32))
+        fh5.create_dataset("map_pointings", data=np.zeros(shape, np.uint64))
+        fh5["map_pointings"].attrs["n_pointings"] = 7
+
+
+def test_improved_sysmaps_replace_only_map_bsig(tmp_path):
+    src, dst = tmp_path / "sysmaps.h5", tmp_path / "sysmaps_improved.h5"
+    write_sysmaps(src)
+    new = np.full((64, 80), 0.025, np.float32)
+    ftb.write_improved_sysmaps(src, dst, new)
+    with h5py.File(dst) as fh5, h5py.File(src) as old:
+        assert np.array_equal(fh5["map_bsig"][()], new)
+        assert np.array_equal(fh5["map_expt"][()], old["map_expt"][()])
+        assert fh5["map_pointings"].attrs["n_pointings"] == 7
+        assert np.all(old["map_bsig"][()] == np.float32(0.02))  # source untouched
+    ftb.scale_bsig(dst, 1.2)
+    assert np.allclose(ftb.read_bsig(dst), 0.03)
+    with pytest.raises(InputError, match="shape"):
+        ftb.write_improved_sysmaps(src, tmp_path / "bad.h5", new[:10])
+    with pytest.raises(InputError, match="positive"):
+        ftb.scale_bsig(dst, np.nan)
+    assert np.allclose(ftb.read_bsig(dst), 0.03)  # unchanged after the errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sysmaps.h5", "sysmaps_improved.h5",
+    ]  # fmt: skip
+    with pytest.raises(InputError, match="run stage 01"):
+        ftb.read_bsig(tmp_path / "absent.h5")
+
+
+def test_simulation_needs_the_improved_sysmaps(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(InputError, match="sysmaps_improved"):
+        ftb.simulate_with_sysmaps(SimpleNamespace(band="i"), run, ftb.TUNED_SIM)
+
+
+def test_metrics_keep_every_step(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    base = {"bkg_std_ratio": 0.9, "bkg_ks": 0.03, "psf_fwhm_max_abs_diff": None}
+    final = {"bkg_std_ratio": 1.001, "bkg_ks": 0.004, "psf_fwhm_max_abs_diff": None}
+    from hscsim_utils.metrics import update_metrics
+
+    update_metrics(run.metrics, "realism", {"psf_fwhm_max_abs_diff": 0.02})
+    ftb.record_metrics(run, {"baseline": base, "bkg_tuned": final}, final,
+                       {"std_correction": 1.1})  # fmt: skip
+    metrics = read_metrics(run.metrics)
+    assert metrics["realism"] == {
+        "bkg_std_ratio": 1.001, "bkg_ks": 0.004, "psf_fwhm_max_abs_diff": 0.02,
+    }  # fmt: skip
+    assert metrics["finetune_background"]["steps"]["baseline"] == base
+    assert metrics["finetune_background"]["std_correction"] == 1.1
+
+
+def test_histogram_plot_says_what_the_data_is():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    data = background(np.full((200, 200), 0.02), seed=10)
+    sims = {"baseline": 0.9 * data.ravel(), "bkg_tuned": data.ravel()}
+    label = "DEMO tile (simulated): test"
+    fig = ftb.plot_background_steps(data.ravel(), sims, label)
+    assert label in fig._suptitle.get_text()
+    assert len(fig.axes[1].lines) == 3  # two ratios and the line at 1
+
+
+# --- stages 08 and 09 end to end, on a small demo tile ------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """The notebook tests' small demo tile ($HSCSIM_DEMO_DIR, built if absent)
+    and a fresh run folder with stages 01-07 done."""
+    from conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
+
+    from hscsim_utils.demo_tile import build_demo_tile
+    from hscsim_utils.runfolder import default_demo_dir
+    from hscsim_utils.runner import run_tile
+
+    demo_dir = default_demo_dir()
+    if not (demo_dir / "tile.yaml").is_file():
+        build_demo_tile(demo_dir, size=NOTEBOOK_TILE_SIZE, seed=NOTEBOOK_TILE_SEED)
+    run = RunFolder(tmp_path_factory.mktemp("ft09") / "run")
+    run_tile(demo_dir / "tile.yaml", run.root, stages="01-07", report=False)
+    return demo_dir / "tile.yaml", run
+
+
+def test_notebooks_08_and_09_fine_tune_psf_and_background(small_run):
+    import json
+
+    import papermill
+
+    from hscsim_utils import finetune_psf as ftp
+    from hscsim_utils.runner import NOTEBOOK_DIR
+    from hscsim_utils.tile import load_tile
+
+    tile_file, run = small_run
+    baseline = dict(read_metrics(run.metrics)["realism"])
+    for name in ("08_psf_finetune", "09_background_finetune"):
+        papermill.execute_notebook(
+            str(NOTEBOOK_DIR / f"{name}.ipynb"),
+            str(run.notebooks_dir / f"{name}.ipynb"),
+            parameters={"tile_file": str(tile_file), "run_dir": str(run.root)},
+            cwd=str(NOTEBOOK_DIR),
+            progress_bar=False,
+        )
+    metrics = read_metrics(run.metrics)
+    # stage 08: improved model from the adjusted data, used by the new simulation
+    psf08 = metrics["finetune_psf"]
+    assert (
+        metrics["realism"]["psf_fwhm_max_abs_diff"]
+        == psf08["max_abs_diff_after"]["psf_fwhm"]
+    )
+    assert 0 < psf08["psf_fwhm_max_abs_diff_before"] < 0.5
+    assert ftp.read_adjustment(run) == {
+        k: tuple(v) for k, v in psf08["adjustment"].items()
+    }
+    tuned = json.loads((run.sim_dir / ftp.TUNED_SIM / "simulation.json").read_text())
+    assert tuned["parameters"]["filepath_psfmodel_input_dict"]["i"] == str(
+        ftp.improved_model_path(run)
+    )
+    for path in (ftp.improved_catalog_path(run), run.plot("08_psf_max_diff.png"),
+                 run.plot("08_psf_adjustment_fit.png")):  # fmt: skip
+        assert path.is_file()
+    # stage 09: map from background pixels times the correction; final metrics
+    bkg09 = metrics["finetune_background"]
+    assert set(bkg09["steps"]) == {"baseline", "psf_tuned", "bkg_masked", "bkg_tuned"}
+    final = bkg09["steps"][ftb.TUNED_SIM]
+    assert metrics["realism"]["bkg_std_ratio"] == final["bkg_std_ratio"]
+    assert abs(final["bkg_std_ratio"] - 1) < abs(baseline["bkg_std_ratio"] - 1)
+    assert abs(final["bkg_std_ratio"] - 1) < 0.02
+    assert final["bkg_ks"] < baseline["bkg_ks"]
+    expected = ftb.data_background_rms(load_tile(tile_file), run)
+    ratio = ftb.read_bsig(run.sysmaps_improved) / expected
+    good = expected > 0
+    assert np.allclose(ratio[good], bkg09["std_correction"], rtol=1e-5)
+    last = json.loads((run.sim_dir / ftb.TUNED_SIM / "simulation.json").read_text())
+    assert last["parameters"]["filepath_sysmaps_dict"]["i"] == str(run.sysmaps_improved)
+    assert run.plot("09_background_histograms.png").is_file()
