@@ -61,7 +61,9 @@ print(tile.label)
 # stage 05, for the comparison of stage 07.
 
 # %%
-sim = simulate.run_simulation(tile, run, posterior_index=posterior_index, seed=seed)
+sim = simulate.run_simulation(
+    tile, run, posterior_index=posterior_index, seed=seed, measure_psf=measure_psf
+)
 print(sim.settings)
 print(f"simulation wall time: {sim.wall_s} s, outputs in {sim.directory}")
 

@@ -118,3 +118,16 @@ def test_papermill_sees_the_chain_parameters(script: Path):
     ]
     assert list(declared) == names
     assert {"tile_file", "run_dir"} <= set(declared)
+
+
+@pytest.mark.parametrize("script", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_is_used(script: Path):
+    """A parameter that no later cell reads would be silently ignored by papermill."""
+    cells = jupytext.read(script).cells
+    index = next(
+        i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", ())
+    )
+    code = "\n".join(c.source for c in cells[index + 1 :] if c.cell_type == "code")
+    names = re.findall(r"^(\w+)\s*=", cells[index].source, re.M)
+    unused = [n for n in names if not re.search(rf"\b{n}\b", code)]
+    assert not unused, f"{script.name}: parameters never used: {unused}"
