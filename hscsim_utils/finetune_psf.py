@@ -213,6 +213,44 @@ def mean_diffs(cat: np.ndarray) -> dict[str, float | None]:
     return _diff_stat(cat, np.mean)
 
 
+def expected_max_abs(sigma: float, n: int) -> float:
+    """Median of the largest ``|x|`` of ``n`` draws of ``x ~ N(0, sigma)``."""
+    from scipy.stats import norm
+
+    return float(sigma * norm.ppf(0.5 * (1.0 + 0.5 ** (1.0 / n)))) if n else 0.0
+
+
+def fwhm_error_budget(cat: np.ndarray) -> dict[str, float | int | None]:
+    """How much of ``max |measured - input|`` of the FWHM is noise.
+
+    Over the comparison stars: the mean difference of the model (the bias the
+    adjustment removes) and its standard error, the rms difference of the model
+    and of the single-star measurements (``_cnn``), and the largest difference
+    expected from noise alone (:func:`expected_max_abs` of the model's rms).
+    A maximum near that value and a mean within a few standard errors of zero
+    mean the comparison is limited by the stars' photon noise, not by a bias.
+    """
+    keep = comparison_stars(cat) & (cat["psf_fwhm_cnn"] != psf.ERR_VAL)
+    n = int(keep.sum())
+    if n < 2:
+        return dict.fromkeys(
+            ("n_stars", "mean", "mean_err", "rms", "star_rms", "max", "noise_max")
+        ) | {"n_stars": n}
+    target = np.asarray(cat["psf_fwhm"][keep], np.float64)
+    model = np.asarray(cat["psf_fwhm_ipt"][keep], np.float64) - target
+    star = np.asarray(cat["psf_fwhm_cnn"][keep], np.float64) - target
+    rms = float(np.sqrt(np.mean(model**2)))
+    return {
+        "n_stars": n,
+        "mean": float(model.mean()),
+        "mean_err": float(model.std(ddof=1) / np.sqrt(n)),
+        "rms": rms,
+        "star_rms": float(np.sqrt(np.mean(star**2))),
+        "max": float(np.max(np.abs(model))),
+        "noise_max": expected_max_abs(rms, n),
+    }
+
+
 # --- the linear adjustment ---------------------------------------------------------
 
 

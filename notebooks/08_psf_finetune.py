@@ -143,6 +143,26 @@ bias = {
 print("Mean difference (bias):")
 print(finetune_psf.max_diff_table(bias["before"], bias["after"], digits=5))
 
+# %% [markdown]
+# How much of the largest FWHM difference is noise: each star's measurement
+# carries photon noise (`star rms`), the model fitted through the stars keeps part
+# of it (`model rms`), and the largest of `n` such differences is expected near
+# `noise max` even for an unbiased estimator. The bias the adjustment removes is
+# the mean, with its standard error.
+
+# %%
+budget = {
+    k: finetune_psf.fwhm_error_budget(c)
+    for k, c in (("before", cat_before), ("after", cat_after))
+}
+print(f"{'FWHM (pixels)':12s} {'n':>4s} {'mean':>9s} {'+-':>7s} {'model rms':>9s} "
+      f"{'star rms':>9s} {'max':>7s} {'noise max':>9s}")  # fmt: skip
+for key, b in budget.items():
+    if b["mean"] is not None:
+        print(f"{key:12s} {b['n_stars']:4d} {b['mean']:+9.5f} {b['mean_err']:7.5f} "
+              f"{b['rms']:9.5f} {b['star_rms']:9.5f} {b['max']:7.4f} "
+              f"{b['noise_max']:9.4f}")  # fmt: skip
+
 # %%
 fig = finetune_psf.plot_diffs(cat_before, cat_after, tile.label)
 fig.savefig(run.plot("08_psf_max_diff.png"), dpi=100)
@@ -158,7 +178,10 @@ plt.show()
 truth_rms = {
     k: {n: v["rms"] for n, v in c.items()} for k, c in truth_comparison.items()
 }
-extra = {"n_stars": n_stars, "truth_rms": truth_rms, "mean_diff": bias}
+extra = {
+    "n_stars": n_stars, "truth_rms": truth_rms, "mean_diff": bias,
+    "fwhm_error_budget": budget,
+}  # fmt: skip
 metrics = finetune_psf.record_metrics(run, before, after, fits, extra)
 for key, value in metrics["finetune_psf"].items():
     if key.startswith("psf_fwhm"):

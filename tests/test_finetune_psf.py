@@ -146,6 +146,30 @@ def test_max_abs_diffs_over_the_comparison_stars():
     assert "0.5000" in table and "psf_g2" in table
 
 
+def test_expected_max_abs_matches_monte_carlo():
+    rng = np.random.default_rng(5)
+    draws = np.abs(rng.normal(0, 0.01, (4000, 57))).max(axis=1)
+    assert ftp.expected_max_abs(0.01, 57) == pytest.approx(np.median(draws), rel=0.03)
+    assert ftp.expected_max_abs(0.01, 1) == pytest.approx(0.01 * 0.6745, rel=1e-3)
+
+
+def test_fwhm_error_budget_separates_bias_from_noise():
+    rng = np.random.default_rng(6)
+    cat = synthetic_catalog(n=600)
+    keep = ftp.comparison_stars(cat)
+    cat["psf_fwhm_ipt"] = cat["psf_fwhm"] + 0.004 + rng.normal(0, 0.01, len(cat))
+    cat["psf_fwhm_cnn"][keep] = cat["psf_fwhm"][keep] + rng.normal(0, 0.02, keep.sum())
+    budget = ftp.fwhm_error_budget(cat)
+    assert budget["n_stars"] == keep.sum()
+    assert budget["mean"] == pytest.approx(0.004, abs=3 * budget["mean_err"])
+    assert budget["mean_err"] == pytest.approx(0.01 / np.sqrt(keep.sum()), rel=0.15)
+    assert budget["rms"] == pytest.approx(np.hypot(0.004, 0.01), rel=0.1)
+    assert budget["star_rms"] == pytest.approx(0.02, rel=0.1)
+    assert 0.5 * budget["noise_max"] < budget["max"] < 2 * budget["noise_max"]
+    cat["FLAGS_STARS"][:] = 1
+    assert ftp.fwhm_error_budget(cat)["mean"] is None
+
+
 def test_redirected_run(tmp_path):
     run = RunFolder(tmp_path / "run")
     view = ftp.redirected_run(run, psf_model=tmp_path / "m.h5")
