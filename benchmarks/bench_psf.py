@@ -26,7 +26,7 @@ from scipy.optimize import least_squares
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hscsim_utils import psf, psf_direct  # noqa: E402
+from hscsim_utils import psf, psf_direct, synthetic_psf  # noqa: E402
 from hscsim_utils.psf_model import PARAM_NAMES, StampRenderer  # noqa: E402
 
 
@@ -125,7 +125,7 @@ def bench_stage(tile_file: str, run_dir: str, size: int) -> None:
     else:
         folder = Path(tempfile.mkdtemp(prefix="bench-psf-"))
         start = time.perf_counter()
-        syn = psf.write_synthetic_inputs(
+        syn = synthetic_psf.write_synthetic_inputs(
             folder, shape=(size, size), n_stars=int(1300 * (size / 4200) ** 2),
             n_galaxies=int(1300 * (size / 4200) ** 2), n_visits=150, seed=3,
         )  # fmt: skip

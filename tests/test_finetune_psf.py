@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from hscsim_utils import finetune_psf as ftp
-from hscsim_utils import psf, simulate
+from hscsim_utils import psf, simulate, synthetic_psf
 from hscsim_utils.errors import InputError
 from hscsim_utils.metrics import read_metrics
 from hscsim_utils.psf_model import PARAM_NAMES
@@ -220,7 +220,7 @@ def fabricated_sim(tmp_path_factory):
     """Stage 05's synthetic patch dressed as a ufig simulation: primary-HDU image,
     one-table catalogue with the input PSF of every object."""
     root = tmp_path_factory.mktemp("ft08")
-    syn = psf.write_synthetic_inputs(
+    syn = synthetic_psf.write_synthetic_inputs(
         root, shape=(1000, 1000), n_stars=160, n_galaxies=60, n_visits=40, seed=11
     )
     settings = simulate.SimulationSettings("Moser+24", 0, 1, "i")

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hscsim_utils import psf, psf_direct
+from hscsim_utils import psf, psf_direct, synthetic_psf
 from hscsim_utils.errors import InputError
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.ufig_psf_fixes import ERR_VAL, TooFewStarsError, import_psf_estimation
@@ -23,7 +23,7 @@ SHAPE = (1200, 1200)
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    return psf.write_synthetic_inputs(
+    return synthetic_psf.write_synthetic_inputs(
         tmp_path_factory.mktemp("psf"), shape=SHAPE, n_stars=260, n_galaxies=200,
         n_visits=70, seed=5,
     )  # fmt: skip
