@@ -12,8 +12,8 @@ import galsbi.ucat.config.common
 import numpy as np
 import ufig.config.common
 from cosmo_torrent import data_path
-from ivy.loop import Loop
-from ufig.workflow_util import FiltersStopCriteria
+
+from hscsim_utils import ufig_plugins
 
 
 def _update_globals(module, globals_):
@@ -33,27 +33,7 @@ reference_band = "i"
 lum_fct_filter_band = "B"
 magzero_dict = {"i": 27.0}
 
-plugins = [
-    "ufig.plugins.multi_band_setup",
-    "galsbi.ucat.plugins.sample_galaxies",
-    "ufig.plugins.draw_stars_besancon_map",
-    Loop(
-        [
-            "ufig.plugins.single_band_setup",
-            "ufig.plugins.background_noise",
-            "ufig.plugins.resample",
-            "ufig.plugins.add_psf",
-            "ufig.plugins.gamma_interpolation_table",
-            "ufig.plugins.render_galaxies_flexion",
-            "ufig.plugins.render_stars_photon",
-            "ufig.plugins.convert_photons_to_adu",
-            "ufig.plugins.saturate_pixels_x",
-            "galsbi.ucat.plugins.write_catalog",
-            "ufig.plugins.write_image",
-        ],
-        stop=FiltersStopCriteria(),
-    ),
-]
+plugins = [*ufig_plugins.SAMPLE, ufig_plugins.band_loop(ufig_plugins.RENDER_BAND)]
 
 # Background: rms map in ADU, drawn in photons (x gain) before the ADU conversion
 background_type = "map"

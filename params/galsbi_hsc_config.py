@@ -19,8 +19,8 @@ import galsbi.ucat.config.common
 import numpy as np
 import ufig.config.common
 from cosmo_torrent import data_path
-from ivy.loop import Loop
-from ufig.workflow_util import FiltersStopCriteria
+
+from hscsim_utils import ufig_plugins
 
 
 def _take_defaults(module):
@@ -80,27 +80,12 @@ lum_fct_filter_band = "B"
 magzero_dict = {"i": 27.0}  # HSC PDR3 coadds; skymapinfo's value is passed
 
 # ---------------------------------------------------------------- plugins
-# ufig.plugins.read_in_catalog is deliberately absent: it calls np.int, which
-# numpy 2 removed; galaxies are sampled by galsbi instead of read from a file.
 # ufig's common config lacks filepath_cnn, which estimate_psf reads.
 filepath_cnn = _cnn_weights()
 
 
 def _chain(measure_psf):
     """Plugin chain; ``measure_psf`` adds the PSF estimation on the simulation."""
-    render = [
-        "ufig.plugins.single_band_setup",
-        "ufig.plugins.background_noise",
-        "ufig.plugins.resample",
-        "ufig.plugins.add_psf",
-        "ufig.plugins.gamma_interpolation_table",
-        "ufig.plugins.render_galaxies_flexion",
-        "ufig.plugins.render_stars_photon",
-        "ufig.plugins.convert_photons_to_adu",
-        "ufig.plugins.saturate_pixels_x",  # HSC bleed trails run along x
-        "galsbi.ucat.plugins.write_catalog",
-        "ufig.plugins.write_image",
-    ]
     extract = [
         "ufig.plugins.single_band_setup",
         "ufig.plugins.run_sextractor_forced_photometry",
@@ -109,13 +94,11 @@ def _chain(measure_psf):
     if measure_psf:
         measure.append("ufig.plugins.estimate_psf")
     return [
-        "ufig.plugins.multi_band_setup",
-        "galsbi.ucat.plugins.sample_galaxies",
-        "ufig.plugins.draw_stars_besancon_map",
-        Loop(render, stop=FiltersStopCriteria()),
-        Loop(extract, stop=FiltersStopCriteria()),
+        *ufig_plugins.SAMPLE,
+        ufig_plugins.band_loop(ufig_plugins.RENDER_BAND),
+        ufig_plugins.band_loop(extract),
         "ufig.plugins.match_sextractor_seg_catalog_multiband_read",
-        Loop(measure, stop=FiltersStopCriteria()),
+        ufig_plugins.band_loop(measure),
         "ufig.plugins.cleanup_catalogs",
         "ivy.plugin.show_stats",
     ]
