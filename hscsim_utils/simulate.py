@@ -474,6 +474,7 @@ def run_simulation(
     :func:`psf_measurement`).
     """
     from .ufig_psf_fixes import import_psf_estimation
+    from .ufig_render_fixes import deterministic_threaded_rendering
 
     config_path = Path(config_path).resolve()
     steps = tqdm(total=3, desc="simulate", unit="step", file=sys.stdout)
@@ -512,6 +513,7 @@ def run_simulation(
         with (
             contextlib.chdir(tmp),
             interpreter_first_on_path(),
+            deterministic_threaded_rendering(),
             psf_measurement_context(kind, Simulation(tmp, settings).catalog_path),
         ):
             _galsbi_class()(settings.galaxy_model, verbosity=verbosity)(

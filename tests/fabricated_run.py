@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
+from synthetic import tile_fields
 
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.tile import TileSpec
@@ -166,19 +167,8 @@ def make_run_folder(
 
 def make_tile(root: str | Path, seed: int = 3, **values) -> TileSpec:
     """A TileSpec whose input paths point into ``root`` (files need not exist)."""
-    root = Path(root)
-    fields = dict(
-        tile_name="fabricated",
-        calexp=root / "calexp.fits",
-        frame_metadata=root / "frames.csv",
-        coadd_metadata=root / "coadd.csv",
-        besancon_headers=[],
-        besancon_catalogs=[],
-        is_demo=True,
-        seed=seed,
-    )
-    fields.update(values)
-    return TileSpec(**fields)
+    fields = tile_fields(root, "fabricated", is_demo=True, seed=seed)
+    return TileSpec(**(fields | values))
 
 
 def wcs_header(wcs: WCS) -> fits.Header:

@@ -290,21 +290,44 @@ def write_synthetic_tile(
         visit=visit,
     )
     write_synthetic_coadd(directory / "coadd.csv", wcs, shape)
-    tile_file = write_tile(
-        directory / "tile.yaml",
-        dict(
-            tile_name="synthetic",
-            calexp=directory / "calexp.fits",
-            frame_metadata=directory / "frames.csv",
-            coadd_metadata=directory / "coadd.csv",
-            besancon_headers=[],
-            besancon_catalogs=[],
-            band="i",
-            is_demo=True,
-            seed=seed,
-        ),
-    )
+    tile_file = write_tile_file(directory, band="i", is_demo=True, seed=seed)
     return SyntheticTile(tile_file, calexp, frames, np.asarray(corners_xy))
+
+
+def tile_fields(folder: str | Path, name: str = "synthetic", **values) -> dict:
+    """Tile-file fields whose inputs have the usual names in ``folder`` (the
+    files need not exist); ``values`` add or replace fields."""
+    folder = Path(folder)
+    fields = dict(
+        tile_name=name,
+        calexp=folder / "calexp.fits",
+        frame_metadata=folder / "frames.csv",
+        coadd_metadata=folder / "coadd.csv",
+        besancon_headers=[],
+        besancon_catalogs=[],
+    )
+    return fields | values
+
+
+def write_tile_file(folder: str | Path, name: str = "synthetic", **values) -> Path:
+    """``folder/tile.yaml`` with :func:`tile_fields`."""
+    return write_tile(Path(folder) / "tile.yaml", tile_fields(folder, name, **values))
+
+
+def write_notebooks(folder: Path, stages: dict[str, str]) -> Path:
+    """``folder/<name>.ipynb`` from py:percent texts, on the python3 kernel."""
+    import jupytext
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in stages.items():
+        nb = jupytext.reads(text, fmt="py:percent")
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        jupytext.write(nb, folder / f"{name}.ipynb")
+    return folder
 
 
 #: Small demo tile for closure tests: deep, uniform coverage of patch 8523-4,2

@@ -11,14 +11,13 @@ import sys
 import threading
 import time
 
-import jupytext
 import pytest
 import yaml
+from synthetic import write_notebooks, write_tile_file
 
 from hscsim_utils import batch
 from hscsim_utils.atomic import TMP_PREFIX
 from hscsim_utils.errors import InputError
-from hscsim_utils.tile import write_tile
 
 STAGES = {
     "01_start": """# %% tags=["parameters"]
@@ -46,17 +45,7 @@ update_metrics(pathlib.Path(run_dir) / "metrics.json", "realism",
 
 @pytest.fixture
 def notebooks(tmp_path):
-    folder = tmp_path / "nb"
-    folder.mkdir()
-    for name, text in STAGES.items():
-        nb = jupytext.reads(text, fmt="py:percent")
-        nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
-            "language": "python",
-        }
-        jupytext.write(nb, folder / f"{name}.ipynb")
-    return folder
+    return write_notebooks(tmp_path / "nb", STAGES)
 
 
 @pytest.fixture
@@ -65,10 +54,7 @@ def batch_file(tmp_path):
     for seed in (1, 2, 3, 4):
         d = tmp_path / "tiles" / f"t{seed}"
         d.mkdir(parents=True)
-        tiles[f"t{seed}"] = str(write_tile(d / "tile.yaml", dict(
-            tile_name=f"t{seed}", calexp=d / "c.fits", frame_metadata=d / "f.csv",
-            coadd_metadata=d / "m.csv", besancon_headers=[], besancon_catalogs=[],
-            seed=seed)))  # fmt: skip
+        tiles[f"t{seed}"] = str(write_tile_file(d, f"t{seed}", seed=seed))
     path = tmp_path / "batch.yaml"
     path.write_text(yaml.safe_dump({"tiles": tiles}))
     return path
@@ -134,13 +120,11 @@ def test_dask_cluster_survives_a_killed_worker(tmp_path, batch_file, notebooks):
 
 
 def test_failed_tile_is_reported_and_others_go_on(tmp_path, batch_file, notebooks):
-    path = notebooks / "02_metrics.ipynb"
-    nb = jupytext.read(path)
-    nb.cells[1].source = nb.cells[1].source.replace(
+    failing = STAGES["02_metrics"].replace(
         "tile = load_tile(tile_file)",
         "tile = load_tile(tile_file)\nassert tile.seed != 2, 'bad tile'",
     )
-    jupytext.write(nb, path)
+    write_notebooks(notebooks, {"02_metrics": failing})
     rows = batch.run_batch(batch_file, tmp_path / "out", executor="local",
                            workers=2, notebook_dir=notebooks)  # fmt: skip
     status = {r["tile"]: r["status"] for r in rows}

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
+from synthetic import write_tile_file
 
 from hscsim_utils import extraction
 from hscsim_utils.errors import InputError, ToolError
@@ -289,22 +290,9 @@ def test_plots_carry_the_label(synthetic, tmp_path):
 
 def write_small_tile(folder, label_seed=1):
     """Synthetic tile YAML plus the stage-01/02 outputs stage 03 reads."""
-    from hscsim_utils.tile import write_tile
-
     folder.mkdir(parents=True, exist_ok=True)
     truth = synthetic_calexp(folder / "calexp.fits", seed=label_seed)
-    tile = write_tile(
-        folder / "tile.yaml",
-        dict(
-            tile_name="synthetic",
-            calexp=folder / "calexp.fits",
-            frame_metadata=folder / "frames.csv",
-            coadd_metadata=folder / "coadd.csv",
-            besancon_headers=[],
-            besancon_catalogs=[],
-            is_demo=True,
-        ),
-    )
+    tile = write_tile_file(folder, is_demo=True)
     return tile, truth
 
 

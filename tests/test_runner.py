@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-import jupytext
 import pytest
+from synthetic import write_notebooks, write_tile_file
 
 from hscsim_utils import runner
 from hscsim_utils.errors import InputError
-from hscsim_utils.tile import write_tile
 
 STAGE = """# %% tags=["parameters"]
 tile_file = ""
@@ -23,33 +22,19 @@ out.write_text(str(len(list(Path(run_dir).glob("*.txt")))))
 
 
 def _notebooks(folder, fail_in=None):
-    folder.mkdir(exist_ok=True)
-    for name in ("01_a", "02_b", "03_c"):
-        extra = "raise ValueError('boom in ' + out.name)" if name == fail_in else ""
-        nb = jupytext.reads(STAGE.format(name=name, extra=extra), fmt="py:percent")
-        nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
-            "language": "python",
-        }
-        jupytext.write(nb, folder / f"{name}.ipynb")
-    return folder
+    return write_notebooks(folder, {
+        name: STAGE.format(
+            name=name,
+            extra="raise ValueError('boom in ' + out.name)" if name == fail_in else "",
+        )
+        for name in ("01_a", "02_b", "03_c")
+    })  # fmt: skip
 
 
 @pytest.fixture
 def tile(tmp_path):
-    (tmp_path / "c.fits").write_bytes(b"x")
-    return write_tile(
-        tmp_path / "tile.yaml",
-        dict(
-            tile_name="t",
-            calexp=tmp_path / "c.fits",
-            frame_metadata=tmp_path / "f.csv",
-            coadd_metadata=tmp_path / "m.csv",
-            besancon_headers=[],
-            besancon_catalogs=[],
-        ),
-    )
+    (tmp_path / "calexp.fits").write_bytes(b"x")
+    return write_tile_file(tmp_path, "t")
 
 
 def test_chain_runs_skips_and_reruns(tmp_path, tile, capsys):
@@ -68,7 +53,7 @@ def test_chain_runs_skips_and_reruns(tmp_path, tile, capsys):
     assert not (out / "01_a.txt").exists(), "unchanged stage was not skipped"
     assert "unchanged, skipped" in capsys.readouterr().out
 
-    (tmp_path / "c.fits").write_bytes(b"changed input")
+    (tmp_path / "calexp.fits").write_bytes(b"changed input")
     runner.run_tile(tile, out, notebook_dir=nbs, stages="01-02")
     assert (out / "01_a.txt").exists()
 

@@ -12,6 +12,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from synthetic import write_tile_file
 
 from hscsim_utils import stars
 from hscsim_utils.errors import InputError, ToolError
@@ -305,7 +306,6 @@ def test_notebook_04_runs_under_papermill(tmp_path):
 
     from hscsim_utils.hsc_io import write_calexp
     from hscsim_utils.runfolder import REPO_ROOT, RunFolder
-    from hscsim_utils.tile import write_tile
 
     folder = tmp_path / "input"
     folder.mkdir()
@@ -321,18 +321,12 @@ def test_notebook_04_runs_under_papermill(tmp_path):
         )
     headers, tables = _besancon_inputs(folder, stars.tile_pixels(RA, DEC), n=500)
     gaia_table().write(folder / "gaia.vot", format="votable")
-    tile = write_tile(
-        folder / "tile.yaml",
-        dict(
-            tile_name="synthetic",
-            calexp=folder / "calexp.fits",
-            frame_metadata=folder / "frames.csv",
-            coadd_metadata=folder / "coadd.csv",
-            besancon_headers=headers,
-            besancon_catalogs=tables,
-            gaia_table=folder / "gaia.vot",
-            is_demo=True,
-        ),
+    tile = write_tile_file(
+        folder,
+        besancon_headers=headers,
+        besancon_catalogs=tables,
+        gaia_table=folder / "gaia.vot",
+        is_demo=True,
     )
     run = RunFolder(tmp_path / "run")
     papermill.execute_notebook(
