@@ -211,15 +211,6 @@ def sextractor_binary() -> str:
     return find_sextractor()
 
 
-def render_threads(config: types.ModuleType) -> int:
-    """Rendering threads: ``$HSCSIM_THREADS`` when set (batches), else the config's."""
-    from .threads import THREADS_ENV, n_threads
-
-    if os.environ.get(THREADS_ENV):
-        return n_threads()
-    return int(config.n_threads_photon_rendering)
-
-
 def tile_parameters(
     info: dict[str, float],
     run: RunFolder,
@@ -485,7 +476,6 @@ def run_simulation(
     kind = psf_measurement(measure_psf, config)
     fixed = {
         "sextractor_binary": sextractor_binary(),
-        "n_threads_photon_rendering": render_threads(config),
         "filepath_cnn": config.filepath_cnn if kind == "cnn" else None,
     }
     # ufig.plugins.add_psf imports ufig.psf_estimation, whose __init__ imports

@@ -12,6 +12,11 @@ are also never read, so an exception in a rendering thread passes silently.
 own zeroed copy of any array that all threads share, adds the copies to the
 original in thread order afterwards, and re-raises a thread's exception. The
 image is then the same for the same seed and thread count, whatever the load.
+
+ufig's ``n_threads_photon_rendering`` then only sets the number of work chunks
+(each with its own random stream and image); the chunks run on
+:func:`hscsim_utils.threads.n_threads` threads, so the image is also the same
+whether a tile runs alone on all cores or in a batch on one.
 """
 
 from __future__ import annotations
@@ -35,15 +40,18 @@ def _shared_arrays(args: Sequence[Sequence]) -> list[int]:
     ]
 
 
-def execute_threaded_privately(func: Callable, n_threads: int, *args) -> None:
-    """``func(*[a[k] for a in args])`` for each thread k, shared arrays made
-    private to each thread and summed afterwards in thread order."""
+def execute_threaded_privately(func: Callable, n_chunks: int, *args) -> None:
+    """``func(*[a[k] for a in args])`` for each chunk k, shared arrays made
+    private to each chunk and summed afterwards in chunk order; the chunks run on
+    at most :func:`~hscsim_utils.threads.n_threads` threads."""
+    from .threads import n_threads
+
     args = [list(values) for values in args]
     shared = _shared_arrays(args)
     for i in shared:
         args[i][1:] = [np.zeros_like(args[i][0]) for _ in args[i][1:]]
-    with ThreadPoolExecutor(max_workers=n_threads) as executor:
-        list(executor.map(func, *args))  # reading the results re-raises errors
+    with ThreadPoolExecutor(max_workers=max(1, min(n_chunks, n_threads()))) as pool:
+        list(pool.map(func, *args))  # reading the results re-raises errors
     for i in shared:
         for private in args[i][1:]:
             args[i][0] += private

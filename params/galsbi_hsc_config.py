@@ -221,6 +221,9 @@ globals().update(GALAXY_MODELS[DEFAULT_GALAXY_MODEL])
 
 # ---------------------------------------------------------------- run
 seed = 42  # replaced by the tile's seed
+# Photon rendering in 2 work chunks (each its own random stream and image, summed
+# in order): the image depends on this number, not on how many cores run the
+# chunks ($HSCSIM_THREADS or all; hscsim_utils.ufig_render_fixes).
 n_threads_photon_rendering = 2
 
 del _take_defaults, _cached_file, _cnn_weights, _chain

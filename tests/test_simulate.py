@@ -142,6 +142,13 @@ def test_same_seed_same_image_other_seed_differs(simulated):
     assert not np.array_equal(other.load_images()["image"], first)
 
 
+def test_image_does_not_depend_on_the_threads(simulated, monkeypatch):
+    tile, run, sim, _ = simulated
+    monkeypatch.setenv("HSCSIM_THREADS", "1")  # as in a batch of two workers
+    one = simulate.run_simulation(tile, run, name="one_thread", measure_psf="none")
+    assert np.array_equal(one.load_images()["image"], sim.load_images()["image"])
+
+
 def test_bright_star_wings_are_not_cut(simulated, tmp_path):
     """A G = 12 star is integrated on pixels down to 0.1 sigma of the noise; with
     ufig's default accuracy (0.3 ADU) nothing would be rendered beyond ~50 px."""

@@ -71,3 +71,16 @@ def test_context_restores_ufig():
     with deterministic_threaded_rendering():
         assert rendering_util.execute_threaded is execute_threaded_privately
     assert rendering_util.execute_threaded is original
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_result_does_not_depend_on_the_threads(monkeypatch, threads):
+    reference = np.zeros((1, 8))
+    part = np.zeros((1, 8))
+    for k, x in enumerate(_args(reference, 2, 1000)[1]):
+        _add_photons(part if k else reference, x, 1000)
+    monkeypatch.setenv("HSCSIM_THREADS", threads)
+    image = np.zeros((1, 8))
+    execute_threaded_privately(lambda i, x, n: _add_photons(i, x, n), 2,
+                               *_args(image, 2, 1000))  # fmt: skip
+    assert np.array_equal(image, reference + part)
