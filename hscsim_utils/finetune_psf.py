@@ -57,6 +57,9 @@ N_SIGMA_CLIP = 3.0
 MIN_FIT_STARS = 5
 SLOPE_Z = 2.0  # a slope within SLOPE_Z standard errors of 1 is taken as 1
 MIN_R2 = 0.8  # below this squared correlation a fitted slope is mostly dilution
+#: Slopes beyond [1 / MAX_SLOPE, MAX_SLOPE] are not an estimator's response but
+#: the interpolation's smoothing (a model flatter or steeper than its stars).
+MAX_SLOPE = 2.0
 SPREAD_TOL = 1e-7  # relative spread below which a parameter "does not vary"
 MAD_TO_STD = 1.4826
 #: Scratch folder (image and catalogue in stage 05's formats) inside the run
@@ -316,6 +319,7 @@ def fit_linear_adjustment(
     min_stars: int = MIN_FIT_STARS,
     slope_z: float = SLOPE_Z,
     min_r2: float = MIN_R2,
+    max_slope: float = MAX_SLOPE,
     max_iter: int = 10,
 ) -> LinearAdjustment:
     """Robust fit of ``target = intercept + slope * measured``.
@@ -332,9 +336,15 @@ def fit_linear_adjustment(
       slope is within ``slope_z`` standard errors of 1. When the scatter of the
       measurement is comparable to the input's variation, least squares
       returns a slope well below 1 (regression dilution): applying it would
-      flatten the model towards its mean, whatever the estimator's bias.
+      flatten the model towards its mean, whatever the estimator's bias;
+    - ``"offset"`` too when the slope lies outside ``[1 / max_slope, max_slope]``.
+      The relation is fitted on the model at the stars but applied to each
+      star's measurement: a model much flatter than its input (strong smoothing
+      of few stars) gives a large slope that would multiply the measurement
+      noise (seen: slope 25 for e1 from 9 stars, which elongated every star).
 
-    ``slope_z=0`` and ``min_r2=0`` keep every positive fitted slope (``"fit"``).
+    ``slope_z=0``, ``min_r2=0`` and ``max_slope=inf`` keep every positive fitted
+    slope (``"fit"``).
     """
     measured = np.asarray(measured, np.float64).ravel()
     target = np.asarray(target, np.float64).ravel()
@@ -357,7 +367,7 @@ def fit_linear_adjustment(
         keep = new
     slope_err = _slope_error(measured[keep], target[keep], slope, intercept)
     r2 = float(np.corrcoef(measured[keep], target[keep])[0, 1] ** 2)
-    unresolved = slope <= 0 or r2 < min_r2
+    unresolved = slope <= 0 or r2 < min_r2 or not 1 / max_slope <= slope <= max_slope
     if unresolved or (slope_z > 0 and abs(slope - 1.0) < slope_z * slope_err):
         return _offset_fit(measured, target, finite, n_sigma, "offset", slope_err)
     residual = target[keep] - intercept - slope * measured[keep]

@@ -81,8 +81,9 @@ print(f"{measured.estimator} estimator, {n_stars} stars with measured and input 
 # biases of the estimator, so a slope is kept only where the stars resolve it:
 # a parameter without spread, a loose relation (squared correlation below
 # `min_r2`: the slope would mostly be regression dilution, flattening the model
-# towards its mean) or a slope within `slope_z` standard errors of 1 keeps slope
-# 1 and gets only the mean offset.
+# towards its mean), a slope within `slope_z` standard errors of 1 or one outside
+# [1/2, 2] (the smoothing of the interpolation, not the estimator) keeps slope 1
+# and gets only the mean offset.
 
 # %%
 fits = finetune_psf.fit_adjustments(cat_before, slope_z=slope_z, min_r2=min_r2)

@@ -47,6 +47,18 @@ def test_parameter_without_spread_gets_slope_one_and_mean_offset():
     assert (same.kind, same.slope, same.intercept) == ("degenerate", 1.0, 0.5)
 
 
+def test_implausible_slope_keeps_only_the_offset():
+    """A model much flatter than its input (9 stars, strong smoothing): the fitted
+    slope (~25) would multiply every star's measurement noise."""
+    rng = np.random.default_rng(8)
+    target = rng.normal(0.0, 0.01, 9)
+    measured = 0.002 + target / 25 + rng.normal(0, 2e-5, 9)
+    assert ftp.fit_linear_adjustment(measured, target, max_slope=np.inf).slope > 20
+    fit = ftp.fit_linear_adjustment(measured, target)
+    assert (fit.kind, fit.slope) == ("offset", 1.0)
+    assert fit.intercept == pytest.approx(np.mean(target - measured), abs=0.01)
+
+
 def test_too_few_stars_are_degenerate():
     fit = ftp.fit_linear_adjustment([1.0, 2.0, 3.0], [1.5, 2.4, 3.6])
     assert fit.kind == "degenerate" and fit.slope == 1.0
@@ -72,7 +84,7 @@ def test_noisy_measurement_is_not_flattened_towards_the_mean():
     fit = ftp.fit_linear_adjustment(measured, truth)
     assert fit.kind == "offset" and fit.slope == 1.0
     assert fit.intercept == pytest.approx(0.001, abs=4e-4)
-    diluted = ftp.fit_linear_adjustment(measured, truth, min_r2=0)
+    diluted = ftp.fit_linear_adjustment(measured, truth, min_r2=0, max_slope=np.inf)
     assert diluted.kind == "fit" and 0.3 < diluted.slope < 0.8  # regression dilution
     unrelated = ftp.fit_linear_adjustment(-truth + rng.normal(0, 1e-4, 200), truth)
     assert unrelated.kind == "offset" and unrelated.slope == 1.0
