@@ -8,8 +8,8 @@ them as a batch on a Dask LocalCluster with two worker processes (one thread per
 tile), then runs each alone in sequence (all cores), and prints both wall times,
 their ratio (target: at most 0.65 on 2 cores), the CPU time of each, and whether
 every tile's metrics are the same in both runs (to 1e-9 relative: floating-point
-reductions may sum in another order on one thread than on two). Numba's on-disk caches are filled
-first, so that neither run pays the one-time compilation.
+reductions may sum in another order on one thread than on two). Numba's on-disk
+caches are filled first, so that neither run pays the one-time compilation.
 
 With ``--kill-worker-after``, a second batch runs on a LocalCluster of which one
 worker process is killed (SIGKILL) that many seconds in: the benchmark then checks
