@@ -148,36 +148,32 @@ def test_coadd_csv_missing_column(case):
     )
 
 
-def test_more_than_320_visits(tmp_path):
-    corners = np.array([synthetic.rectangle(0, 0, 50, 50)] * 321)
+def _sysmaps_with_frames(tmp_path, corners, problem):
+    """Stage 01 on a 60 x 60 patch whose frames have ``corners``: an InputError
+    naming frames.csv and ``problem``, and no output."""
     made = synthetic.write_synthetic_tile(
-        tmp_path / "in", shape=(60, 60), corners_xy=corners, visit=np.arange(321)
-    )
+        tmp_path / "in", shape=(60, 60), corners_xy=corners,
+        visit=np.arange(len(corners)),
+    )  # fmt: skip
     run = RunFolder(tmp_path / "run")
     _expect(
         InputError,
-        [made.tile_file.parent / "frames.csv", "320"],
+        [made.tile_file.parent / "frames.csv", problem],
         run,
         sysmaps.make_sky_and_sysmaps,
         tile.load_tile(made.tile_file),
         run,
     )
+
+
+def test_more_than_320_visits(tmp_path):
+    corners = np.array([synthetic.rectangle(0, 0, 50, 50)] * 321)
+    _sysmaps_with_frames(tmp_path, corners, "320")
 
 
 def test_frames_entirely_off_the_patch(tmp_path):
     corners = np.array([synthetic.rectangle(5000, 5000, 6000, 6000)] * 2)
-    made = synthetic.write_synthetic_tile(
-        tmp_path / "in", shape=(60, 60), corners_xy=corners, visit=np.arange(2)
-    )
-    run = RunFolder(tmp_path / "run")
-    _expect(
-        InputError,
-        [made.tile_file.parent / "frames.csv", "no frame"],
-        run,
-        sysmaps.make_sky_and_sysmaps,
-        tile.load_tile(made.tile_file),
-        run,
-    )
+    _sysmaps_with_frames(tmp_path, corners, "no frame")
 
 
 # ---- stars --------------------------------------------------------------
