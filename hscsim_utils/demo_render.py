@@ -78,6 +78,10 @@ def render(geom: PatchGeometry, inputs: RenderInputs, work_dir: Path) -> RenderR
     """Run GalSBI + ufig for the patch; read back the image and catalogues."""
     from galsbi import GalSBI
 
+    from .ufig_psf_fixes import import_psf_estimation
+
+    import_psf_estimation()  # add_psf imports it: keep TensorFlow out
+
     work_dir.mkdir(parents=True, exist_ok=True)
     name = str(work_dir / RUN_NAME)
     model = GalSBI(inputs.galaxy_model, verbosity="warning")
