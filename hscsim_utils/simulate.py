@@ -503,7 +503,7 @@ def run_simulation(
         with (
             contextlib.chdir(tmp),
             interpreter_first_on_path(),
-            deterministic_threaded_rendering(),
+            deterministic_threaded_rendering((params["size_y"], params["size_x"])),
             psf_measurement_context(kind, Simulation(tmp, settings).catalog_path),
         ):
             _galsbi_class()(settings.galaxy_model, verbosity=verbosity)(
