@@ -30,27 +30,6 @@ from hscsim_utils import psf, psf_direct, synthetic_psf  # noqa: E402
 from hscsim_utils.psf_model import PARAM_NAMES, StampRenderer  # noqa: E402
 
 
-def synthetic_cube(n: int, seed: int = 7):
-    """Stamps of stars with i = 18..22 at zero point 27, sky 0.03, gain 1000."""
-    rng = np.random.default_rng(seed)
-    renderer = StampRenderer()
-    truth = np.column_stack(
-        [
-            rng.uniform(3.0, 4.2, n),
-            rng.uniform(0.3, 0.8, n),
-            rng.normal(0, 0.04, (n, 2)),
-            rng.normal(0, 0.03, (n, 4)),
-        ]
-    )
-    flux = 10 ** (-0.4 * (rng.uniform(18, 22, n) - 27))
-    cube = np.empty((n, 19, 19))
-    for i in range(n):
-        x0, y0 = rng.uniform(9.0, 10.0, 2)
-        mu = renderer.render(truth[i], x0, y0, flux[i])
-        cube[i] = rng.poisson(mu * 1000) / 1000 + rng.normal(0, 0.03, mu.shape)
-    return cube, truth
-
-
 def scipy_fit(cube: np.ndarray) -> tuple[np.ndarray, float]:
     """The same model fitted with scipy's least_squares (2-point Jacobian)."""
     renderer = StampRenderer()
@@ -87,7 +66,7 @@ def recovery(est: np.ndarray, truth: np.ndarray) -> list[str]:
 
 
 def bench_per_star(n_stars: int) -> None:
-    cube, truth = synthetic_cube(n_stars)
+    cube, truth, _ = synthetic_psf.synthetic_stamps(n_stars, np.random.default_rng(7))
     psf_direct.fit_stamps(cube[:2])  # compile / load the numba cache
     numba.set_num_threads(1)
     est_plain, t_plain = direct_fit(cube, mask_rounds=0)

@@ -124,7 +124,9 @@ def bench_sysmaps(tile_file: Path) -> dict:
 def bench_psf_per_star(n: int = 200) -> dict:
     import bench_psf as bp
 
-    cube, _ = bp.synthetic_cube(n)
+    from hscsim_utils.synthetic_psf import synthetic_stamps
+
+    cube = synthetic_stamps(n, np.random.default_rng(7))[0]
     _, fast = bp.direct_fit(cube)
     _, slow = bp.scipy_fit(cube[: max(20, n // 10)])
     slow_per_star = slow / max(20, n // 10)

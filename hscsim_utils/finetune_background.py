@@ -38,7 +38,7 @@ from .atomic import atomic_path
 from .errors import InputError
 from .finetune_psf import improved_psf_overrides
 from .metrics import update_metrics
-from .runfolder import RunFolder
+from .runfolder import RunFolder, read_dataset
 from .sysmaps import background_maps
 from .tile import TileSpec
 
@@ -86,12 +86,7 @@ def data_background_rms(tile: TileSpec, run: RunFolder) -> np.ndarray:
 
 def read_bsig(path: str | os.PathLike) -> np.ndarray:
     """``map_bsig`` of a sysmaps file."""
-    if not Path(path).is_file():
-        raise InputError(path, "sysmaps not found; run stage 01 first")
-    with h5py.File(path, "r") as fh5:
-        if "map_bsig" not in fh5:
-            raise InputError(path, "has no dataset map_bsig")
-        return fh5["map_bsig"][()]
+    return read_dataset(path, "map_bsig", "sysmaps not found; run stage 01 first")
 
 
 def write_improved_sysmaps(

@@ -503,6 +503,19 @@ def max_diff_table(
     return "\n".join(lines)
 
 
+def budget_table(budget: Mapping[str, Mapping]) -> str:
+    """:func:`fwhm_error_budget` results ({label: budget}) as a table (pixels)."""
+    lines = [
+        f"{'FWHM (pixels)':12s} {'n':>4s} {'mean':>9s} {'+-':>7s} "
+        f"{'model rms':>9s} {'star rms':>9s} {'max':>7s} {'noise max':>9s}"
+    ]
+    lines += [f"{key:12s} {b['n_stars']:4d} {b['mean']:+9.5f} {b['mean_err']:7.5f} "
+              f"{b['rms']:9.5f} {b['star_rms']:9.5f} {b['max']:7.4f} "
+              f"{b['noise_max']:9.4f}"
+              for key, b in budget.items() if b["mean"] is not None]  # fmt: skip
+    return "\n".join(lines)
+
+
 def record_metrics(
     run: RunFolder,
     before: Mapping[str, float | None],

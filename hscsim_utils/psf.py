@@ -34,7 +34,7 @@ from .atomic import atomic_path, write_json
 from .errors import InputError
 from .hsc_io import PIXEL_SCALE_ARCSEC
 from .psf_model import PARAM_NAMES
-from .runfolder import RunFolder
+from .runfolder import RunFolder, read_dataset
 from .tile import TileSpec
 from .ufig_psf_fixes import (
     ERR_VAL,
@@ -454,13 +454,7 @@ def _set_numba_threads() -> None:
 
 def read_grid(model_path: str | os.PathLike) -> np.ndarray:
     """``grid_psf`` of a PSF model file (X_IMAGE, Y_IMAGE, psf_*_ipt)."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise InputError(path, "PSF model not found")
-    with h5py.File(path, "r") as fh5:
-        if "grid_psf" not in fh5:
-            raise InputError(path, "has no grid_psf dataset")
-        return fh5["grid_psf"][()]
+    return read_dataset(model_path, "grid_psf", "PSF model not found")
 
 
 def read_star_catalog(path: str | os.PathLike) -> np.ndarray:

@@ -365,19 +365,8 @@ class StampRenderer:
         return out, grad
 
     def _run(self, shape_par, want_grad, out, grad):
-        render_components(
-            np.asarray(shape_par, dtype=np.float64),
-            self.betas,
-            self.suppression,
-            self.nodes_in,
-            self.weights_in,
-            self.nodes_out,
-            self.weights_out,
-            self.r_inner,
-            want_grad,
-            out,
-            grad,
-        )
+        shape_par = np.asarray(shape_par, dtype=np.float64)
+        render_components(shape_par, *self.rule, want_grad, out, grad)
 
     @property
     def rule(self) -> tuple:

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import InputError
 from .metrics import CLOSURE_KEYS, REALISM_KEYS, update_metrics
-from .runfolder import RunFolder
+from .runfolder import RunFolder, read_dataset
 from .tile import TileSpec
 
 MAD_TO_STD = 1.4826
@@ -419,13 +419,7 @@ class QualityInputs:
 
 def read_pixel_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """Pixels flagged in stage 02's ufig mask (any bit set)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "not found; run stage 02 (masks) first")
-    with h5py.File(path, "r") as fh5:
-        if "mask" not in fh5:
-            raise InputError(path, "has no dataset 'mask'")
-        mask = fh5["mask"][()]
+    mask = read_dataset(path, "mask", "not found; run stage 02 (masks) first")
     if mask.shape != tuple(shape):
         raise InputError(path, f"mask shape {mask.shape} is not the image's {shape}")
     return mask != 0

@@ -123,3 +123,18 @@ def default_demo_dir() -> Path:
 def default_run_dir() -> Path:
     """Run folder used when a notebook is opened without parameters."""
     return Path(os.environ.get(RUN_DIR_ENV, REPO_ROOT / "runs" / "demo" / "run"))
+
+
+def read_dataset(path: str | os.PathLike, name: str, missing: str = "not found"):
+    """Dataset ``name`` of an HDF5 file as an array; InputError naming the file
+    when it is absent (``missing`` says what to do) or lacks the dataset."""
+    import h5py
+
+    from .errors import InputError
+
+    if not Path(path).is_file():
+        raise InputError(path, missing)
+    with h5py.File(path, "r") as fh5:
+        if name not in fh5:
+            raise InputError(path, f"has no dataset {name!r}")
+        return fh5[name][()]

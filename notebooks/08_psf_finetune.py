@@ -156,13 +156,7 @@ budget = {
     k: finetune_psf.fwhm_error_budget(c)
     for k, c in (("before", cat_before), ("after", cat_after))
 }
-print(f"{'FWHM (pixels)':12s} {'n':>4s} {'mean':>9s} {'+-':>7s} {'model rms':>9s} "
-      f"{'star rms':>9s} {'max':>7s} {'noise max':>9s}")  # fmt: skip
-for key, b in budget.items():
-    if b["mean"] is not None:
-        print(f"{key:12s} {b['n_stars']:4d} {b['mean']:+9.5f} {b['mean_err']:7.5f} "
-              f"{b['rms']:9.5f} {b['star_rms']:9.5f} {b['max']:7.4f} "
-              f"{b['noise_max']:9.4f}")  # fmt: skip
+print(finetune_psf.budget_table(budget))
 
 # %%
 fig = finetune_psf.plot_diffs(cat_before, cat_after, tile.label)

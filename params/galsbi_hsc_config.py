@@ -192,28 +192,25 @@ extinction_map_file_name = _cached_file("lambda_sfd_ebv", "lambda_sfd_ebv.fits")
 
 # Each posterior only means something with the parametrisation it was inferred
 # with (galsbi/configs/config_<model>_image.py); simulate.py passes the chosen one.
+_SAMPLERS = {  # the same in both models
+    "ellipticity_sampling_method": "beta_mode_red_blue",
+    "sersic_sampling_method": "blue_red_betaprime",
+    "template_coeff_sampler": "dirichlet_alpha_mode",
+    "template_coeff_weight_blue": np.ones(5),
+    "template_coeff_weight_red": np.ones(5),
+    "template_coeff_z1_blue": 3,
+    "template_coeff_z1_red": 3,
+}
 GALAXY_MODELS = {
     "Moser+24": {
         "lum_fct_parametrization": "logpower",
         "logr50_sampling_method": "red_blue",
-        "ellipticity_sampling_method": "beta_mode_red_blue",
-        "sersic_sampling_method": "blue_red_betaprime",
-        "template_coeff_sampler": "dirichlet_alpha_mode",
-        "template_coeff_weight_blue": np.ones(5),
-        "template_coeff_weight_red": np.ones(5),
-        "template_coeff_z1_blue": 3,
-        "template_coeff_z1_red": 3,
+        **_SAMPLERS,
     },
     "Fischbacher+24": {
         "lum_fct_parametrization": "truncated_logexp",
         "logr50_sampling_method": "sdss_fit",
-        "ellipticity_sampling_method": "beta_mode_red_blue",
-        "sersic_sampling_method": "blue_red_betaprime",
-        "template_coeff_sampler": "dirichlet_alpha_mode",
-        "template_coeff_weight_blue": np.ones(5),
-        "template_coeff_weight_red": np.ones(5),
-        "template_coeff_z1_blue": 3,
-        "template_coeff_z1_red": 3,
+        **_SAMPLERS,
     },
 }
 DEFAULT_GALAXY_MODEL = "Moser+24"
@@ -226,4 +223,4 @@ seed = 42  # replaced by the tile's seed
 # chunks ($HSCSIM_THREADS or all; hscsim_utils.ufig_render_fixes).
 n_threads_photon_rendering = 2
 
-del _take_defaults, _cached_file, _cnn_weights, _chain
+del _take_defaults, _cached_file, _cnn_weights, _chain, _SAMPLERS

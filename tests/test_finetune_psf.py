@@ -178,6 +178,9 @@ def test_fwhm_error_budget_separates_bias_from_noise():
     assert budget["rms"] == pytest.approx(np.hypot(0.004, 0.01), rel=0.1)
     assert budget["star_rms"] == pytest.approx(0.02, rel=0.1)
     assert 0.5 * budget["noise_max"] < budget["max"] < 2 * budget["noise_max"]
+    table = ftp.budget_table({"before": budget}).splitlines()
+    assert len(table) == 2 and "noise max" in table[0]
+    assert table[1].split()[:2] == ["before", str(keep.sum())]
     cat["FLAGS_STARS"][:] = 1
     assert ftp.fwhm_error_budget(cat)["mean"] is None
 

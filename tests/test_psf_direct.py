@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hscsim_utils import psf_direct
+from hscsim_utils import psf_direct, synthetic_psf
 from hscsim_utils.psf_model import PARAM_NAMES, StampRenderer
 from hscsim_utils.ufig_psf_fixes import import_psf_estimation
 
@@ -89,29 +89,9 @@ def test_components_have_unit_flux_and_share_fwhm():
         assert p[20, 20] > 2 * p[20, 22] and p[20, 21] > 0.5 * p[20, 20]
 
 
-def synthetic_stamps(n, rng, mag=(18.0, 22.0), sky=0.03, gain=1000.0):
-    """Stamps at HSC-deep-like S/N: zero point 27, Poisson and sky noise."""
-    renderer = StampRenderer()
-    truth = np.column_stack(
-        [
-            rng.uniform(3.0, 4.2, n),
-            rng.uniform(0.3, 0.8, n),
-            rng.normal(0, 0.04, (n, 2)),
-            rng.normal(0, 0.03, (n, 4)),
-        ]
-    )
-    flux = 10 ** (-0.4 * (rng.uniform(*mag, n) - 27.0))
-    pos = rng.uniform(9.0, 10.0, (n, 2))
-    cube = np.empty((n, 19, 19))
-    for i in range(n):
-        mu = renderer.render(truth[i], pos[i, 0], pos[i, 1], flux[i], 0.01)
-        cube[i] = rng.poisson(mu * gain) / gain + rng.normal(0, sky, mu.shape)
-    return cube, truth, flux
-
-
 def test_recovers_psf_parameters_at_realistic_snr():
     rng = np.random.default_rng(11)
-    cube, truth, _ = synthetic_stamps(150, rng)
+    cube, truth, _ = synthetic_psf.synthetic_stamps(150, rng)
     res = psf_direct.fit_stamps(cube)
     assert np.mean(res["status"] == psf_direct.STATUS_OK) > 0.97
     est = res["params"]
@@ -128,7 +108,7 @@ def test_recovers_psf_parameters_at_realistic_snr():
 
 def test_predictor_has_the_cnn_interface_and_masks_bad_pixels():
     rng = np.random.default_rng(5)
-    cube, truth, _ = synthetic_stamps(6, rng, mag=(18.5, 19.0))
+    cube, truth, _ = synthetic_psf.synthetic_stamps(6, rng, mag=(18.5, 19.0))
     predictor = psf_direct.DirectPSFPredictor()
     assert predictor.config["param_names"] == list(PARAM_NAMES)
     clean = predictor(cube, batchsize=500)
