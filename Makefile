@@ -1,15 +1,17 @@
 # hscsim: two commands do all the set-up on a fresh Debian machine with Python 3.11.
 #   make demo   build the demo tile and run every stage on it (the main job)
-#   make test   run the test suite (pytest + nbval)
-# Both create .venv, install the pinned dependencies and SExtractor, and fill the
-# data cache first; a second run finds everything in place and costs seconds.
+#   make test   run the whole test suite (pytest + nbval), as CI does
+#   make test-fast   package tests without notebooks and simulations (daily work)
+# All create .venv, install the pinned dependencies and SExtractor, fill the data
+# cache and build PyCosmo's C extension first; a second run finds everything in
+# place and costs seconds.
 
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    := runs/demo
 
-.PHONY: demo test setup data sextractor lint clean-runs
+.PHONY: demo test test-fast setup data sextractor lint clean-runs
 
 setup: $(STAMP) sextractor
 
@@ -32,6 +34,10 @@ $(DEMO)/input/tile.yaml: | data
 test: data
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+test-fast: data
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -11,8 +11,12 @@ from .errors import HscsimError
 
 def _cmd_data(args: argparse.Namespace) -> None:
     from . import provision
+    from .pycosmo_extension import ensure_pycosmo_extension
 
-    provision.provision(cache_root=args.cache, force=args.force)
+    root = Path(args.cache) if args.cache else provision.default_cache_root()
+    provision.provision(cache_root=root, force=args.force)
+    provision.provision_ufig_resources(root)
+    ensure_pycosmo_extension(root, force=args.force)
 
 
 def _cmd_demo_tile(args: argparse.Namespace) -> None:
@@ -60,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="fill the cosmo_torrent cache (offline-capable)")
+    p = sub.add_parser("data", help="fill the data cache, build PyCosmo (offline)")
     p.add_argument(
         "--cache",
         type=Path,

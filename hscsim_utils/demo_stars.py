@@ -22,12 +22,6 @@ data-release page "Bright Star Masks"): radius = 200" 10^{0.25 (7 - G)} +
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -39,82 +33,11 @@ from astropy.io.votable import from_table, writeto
 from astropy.table import Table
 
 from .atomic import atomic_path
-from .errors import InputError, ToolError
+from .errors import InputError
 
-UFIG_SDIST = "ufig==1.1.0"
-UFIG_SDIST_FILE = "ufig-1.1.0.tar.gz"
-UFIG_SDIST_SHA256 = "2ca9b201a0a8f25046daa697771603b4c388e29b3a70b2581bce1d405c258357"
-SDIST_DIR = "_sdists"
 BESANCON_PIXEL = 403
 BESANCON_NSIDE = 8
 BRIGHT_STAR_G_LIMIT = 17.5
-
-
-def _cache_root() -> Path:
-    from cosmo_torrent.cosmo_torrent import _cache_base_folder
-
-    return Path(_cache_base_folder())
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download_ufig_sdist(folder: Path) -> Path:
-    """``pip download`` the ufig sdist into ``folder``, isolated builds as fallback."""
-    folder.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary"]
-    base += [":all:"]
-    with tempfile.TemporaryDirectory(prefix=".download.", dir=folder) as tmp:
-        for extra in (["--no-build-isolation"], []):
-            cmd = [*base, *extra, UFIG_SDIST, "-d", tmp]
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            if result.returncode == 0:
-                break
-        else:
-            raise ToolError(
-                f"pip download {UFIG_SDIST} failed: {result.stderr.strip()[-400:]}"
-            )
-        got = Path(tmp) / UFIG_SDIST_FILE
-        if not got.is_file() or _sha256(got) != UFIG_SDIST_SHA256:
-            raise ToolError(f"pip download {UFIG_SDIST} gave no matching tarball")
-        with atomic_path(folder / UFIG_SDIST_FILE) as out:
-            os.replace(got, out)
-    return folder / UFIG_SDIST_FILE
-
-
-def ufig_test_resource(name: str, cache_root: Path | None = None) -> Path:
-    """Path of ``tests/res/<name>`` of the ufig 1.1.0 sdist, extracted and cached.
-
-    Looks for the sdist cached by ``hscsim data`` under ``<cache>/_sdists/``, else
-    downloads it with pip, and keeps the extracted member beside it.
-    """
-    folder = (cache_root or _cache_root()) / SDIST_DIR
-    extracted = folder / "ufig-1.1.0-tests-res" / name
-    if extracted.is_file():
-        return extracted
-    tarball = folder / UFIG_SDIST_FILE
-    if not tarball.is_file():
-        tarball = _download_ufig_sdist(folder)
-    member = f"ufig-1.1.0/tests/res/{name}"
-    try:
-        with tarfile.open(tarball, "r:gz") as tar:
-            src = tar.extractfile(member)
-            if src is None:
-                raise KeyError(member)
-            with src, atomic_path(extracted) as tmp, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out)
-    except KeyError:
-        raise InputError(tarball, f"has no member {member}") from None
-    except (OSError, tarfile.TarError, EOFError) as err:
-        raise InputError(tarball, f"cannot read the sdist ({err})") from None
-    return extracted
 
 
 def load_besancon_pixel(path: Path) -> tuple[np.ndarray, float]:

@@ -49,7 +49,7 @@ from scipy.ndimage import correlate
 from tqdm import tqdm
 
 from . import demo_observation as obs
-from . import demo_psf, demo_render, demo_stars, hsc_io
+from . import demo_psf, demo_render, demo_stars, hsc_io, provision
 from .atomic import atomic_dir, atomic_path, write_json
 from .errors import InputError
 from .tile import write_tile
@@ -226,12 +226,12 @@ def _observe(geom: obs.PatchGeometry, truth: Path) -> _Observation:
 def _write_star_inputs(out: Path, work: Path, geom, names: dict) -> _Stars:
     """Gaia VOTable and Besancon files in their real formats, ufig's Gaia input."""
     wcs = geom.wcs()
-    gaia_all = demo_stars.load_gaia(demo_stars.ufig_test_resource("gaiadr3.cat"))
+    gaia_all = demo_stars.load_gaia(provision.ufig_test_resource("gaiadr3.cat"))
     centre = wcs.all_pix2world([(geom.nx + 1) / 2], [(geom.ny + 1) / 2], 1)
     radius = math.hypot(geom.nx, geom.ny) * obs.PIXEL_SCALE_ARCSEC / 3600.0
     gaia = demo_stars.gaia_in_cone(gaia_all, centre[0][0], centre[1][0], radius)
     demo_stars.write_gaia_votable(out / names["gaia"], gaia)
-    besancon_h5 = demo_stars.ufig_test_resource("besancon_HSC.h5")
+    besancon_h5 = provision.ufig_test_resource("besancon_HSC.h5")
     cat, area = demo_stars.load_besancon_pixel(besancon_h5)
     demo_stars.write_besancon(
         out / names["besancon_header"], out / names["besancon_fits"], cat, area

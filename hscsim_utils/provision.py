@@ -90,6 +90,14 @@ class Sdist:
 
 
 GALSBI_SDIST = Sdist()
+#: ufig 1.1.0's source distribution ships a real Besancon catalogue and Gaia table
+#: in ``tests/res`` (the demo tile's stars and the tests' star inputs).
+UFIG_SDIST = Sdist(
+    "ufig==1.1.0",
+    "2ca9b201a0a8f25046daa697771603b4c388e29b3a70b2581bce1d405c258357",
+    backend="setuptools_scm",
+)
+UFIG_RESOURCES = ("besancon_HSC.h5", "gaiadr3.cat")
 
 
 @dataclass(frozen=True)
@@ -674,6 +682,29 @@ def provision(
             print(f"{status.name:<30} {status.status:<10} {status.source}")
     print(f"cache {root} ready in {time.perf_counter() - start:.1f} s")
     return statuses
+
+
+def ufig_test_resource(name: str, cache_root: str | os.PathLike | None = None) -> Path:
+    """Path of ``tests/res/<name>`` of the ufig 1.1.0 sdist, extracted into the cache.
+
+    ``hscsim data`` fetches the sdist and extracts :data:`UFIG_RESOURCES`; later
+    calls find them under ``<cache>/_sdists/ufig-1.1.0-tests-res/``.
+    """
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    folder = root / SDIST_DIR
+    extracted = folder / f"{UFIG_SDIST.name}-{UFIG_SDIST.version}-tests-res" / name
+    if not extracted.is_file():
+        tarball = fetch_sdist(folder, UFIG_SDIST)
+        extracted.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(extracted) as tmp:
+            extract_members(tarball, {tmp: f"tests/res/{name}"})
+    return extracted
+
+
+def provision_ufig_resources(cache_root: str | os.PathLike | None = None) -> None:
+    """Extract every file of :data:`UFIG_RESOURCES`; print one line."""
+    paths = [ufig_test_resource(name, cache_root) for name in UFIG_RESOURCES]
+    print(f"{'ufig test resources':<30} {'ready':<10} {paths[0].parent}")
 
 
 def _valid(folder: Path, *files: str) -> bool:

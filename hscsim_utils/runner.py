@@ -27,6 +27,9 @@ from .tile import load_tile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 STATE_FILE = ".hscsim_state.json"
+#: The notebooks' kernel, installed into the environment by ``make setup``.
+KERNEL_NAME = "hscsim"
+KERNEL_DISPLAY = "Python 3 (hscsim)"
 FIRST_STAGE = "01"  # 00 builds the demo tile; it is not part of a tile's chain
 
 
@@ -164,7 +167,7 @@ def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:
             str(partial),
             parameters=params,
             cwd=str(run.notebooks_dir),
-            kernel_name="python3",
+            kernel_name=KERNEL_NAME,
             progress_bar=False,
             log_output=False,
         )
@@ -253,7 +256,9 @@ def write_report(run: RunFolder) -> Path:
         nb = nbformat.read(path, as_version=4)
         merged.cells.append(nbformat.v4.new_markdown_cell(f"# Stage {path.stem}"))
         merged.cells.extend(nb.cells)
-    merged.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    merged.metadata = {
+        "kernelspec": {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY}
+    }
     body, _ = HTMLExporter().from_notebook_node(merged)
     out = run.root / "report.html"
     with atomic_path(out) as tmp:

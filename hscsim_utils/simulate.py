@@ -330,25 +330,6 @@ def psf_measurement_context(
     return mended_psf_estimation(predictor, 1, source=catalog)
 
 
-@contextlib.contextmanager
-def interpreter_first_on_path():
-    """Put this interpreter's folder first on ``PATH`` for the duration.
-
-    On its first use PyCosmo (galsbi's cosmology) compiles a C extension with
-    sympy2c, which runs ``python setup.py build_ext`` through the shell: the
-    ``python`` found on ``PATH``, not this interpreter. Outside an activated
-    virtualenv (papermill kernels, cron) that is another Python without Cython
-    and the build fails.
-    """
-    old = os.environ.get("PATH", "")
-    bindir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = os.pathsep.join([bindir, old]) if old else bindir
-    try:
-        yield
-    finally:
-        os.environ["PATH"] = old
-
-
 def _galsbi_class():
     from galsbi import GalSBI
     from ufig import run_util
@@ -502,7 +483,6 @@ def run_simulation(
         # chdir: anything ufig writes to a relative path lands in the temp folder
         with (
             contextlib.chdir(tmp),
-            interpreter_first_on_path(),
             deterministic_threaded_rendering((params["size_y"], params["size_x"])),
             psf_measurement_context(kind, Simulation(tmp, settings).catalog_path),
         ):

@@ -3,7 +3,8 @@
 Stages 01-05 normally write these files. Here they are made directly: skymapinfo
 of a small TAN patch in the XMM-LSS field (RA 34.2, Dec -5.57, so the real Gaia
 stars shipped with ufig fall on it), constant systematic maps, empty masks, the
-real Besancon catalogue and Gaia table from the ufig source distribution and a
+real Besancon catalogue and Gaia table from the ufig source distribution (as
+provisioned by ``hscsim data`` in the cache) and a
 constant PSF grid in the layout ufig's ``coadd_moffat_cnn_read`` reads.
 """
 
@@ -18,10 +19,10 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from synthetic import tile_fields
 
+from hscsim_utils.provision import ufig_test_resource
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.tile import TileSpec
 
-UFIG_RES = Path("/tmp/sdists/x/ufig-1.1.0/tests/res")
 RA0, DEC0 = 34.2, -5.57
 PIXSCALE = 0.168
 N_EXP, EXPTIME, GAIN = 20.0, 270.0, 3.0  # per exposure
@@ -113,8 +114,8 @@ def grid_stars(wcs: WCS, shape: tuple[int, int], step: int, g_mag: float):
 
 
 def write_stars(run: RunFolder, extra: np.ndarray | None = None) -> None:
-    shutil.copyfile(UFIG_RES / "besancon_HSC.h5", run.besancon)
-    with h5py.File(UFIG_RES / "gaiadr3.cat", "r") as fh5:
+    shutil.copyfile(ufig_test_resource("besancon_HSC.h5"), run.besancon)
+    with h5py.File(ufig_test_resource("gaiadr3.cat"), "r") as fh5:
         gaia = fh5["data"][()].astype(GAIA_DTYPE)
     if extra is not None:
         gaia = np.concatenate([gaia, extra])

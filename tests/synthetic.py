@@ -20,7 +20,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from matplotlib.path import Path as PolygonPath
 
-from hscsim_utils import hsc_io
+from hscsim_utils import hsc_io, runner
 from hscsim_utils.tile import write_tile
 
 
@@ -315,15 +315,15 @@ def write_tile_file(folder: str | Path, name: str = "synthetic", **values) -> Pa
 
 
 def write_notebooks(folder: Path, stages: dict[str, str]) -> Path:
-    """``folder/<name>.ipynb`` from py:percent texts, on the python3 kernel."""
+    """``folder/<name>.ipynb`` from py:percent texts, on the hscsim kernel."""
     import jupytext
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in stages.items():
         nb = jupytext.reads(text, fmt="py:percent")
         nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
+            "name": runner.KERNEL_NAME,
+            "display_name": runner.KERNEL_DISPLAY,
             "language": "python",
         }
         jupytext.write(nb, folder / f"{name}.ipynb")

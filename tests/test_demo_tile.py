@@ -15,7 +15,14 @@ from astropy.io import fits
 from astropy.io.votable import parse_single_table
 from astropy.stats import mad_std
 
-from hscsim_utils import demo_observation, demo_stars, demo_tile, hsc_io, tile
+from hscsim_utils import (
+    demo_observation,
+    demo_stars,
+    demo_tile,
+    hsc_io,
+    provision,
+    tile,
+)
 from hscsim_utils.errors import InputError
 
 SIZE = (900, 800)
@@ -129,7 +136,7 @@ def test_besancon_files(demo):
     pix = hp.ang2pix(8, ra_dec.ra.deg, ra_dec.dec.deg, lonlat=True)
     assert pix == 403
     shipped, shipped_area = demo_stars.load_besancon_pixel(
-        demo_stars.ufig_test_resource("besancon_HSC.h5")
+        provision.ufig_test_resource("besancon_HSC.h5")
     )
     assert area == shipped_area == 2
     cat = fits.getdata(spec.besancon_catalogs[0], ext=1)

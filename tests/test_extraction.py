@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 from synthetic import write_tile_file
 
-from hscsim_utils import extraction
+from hscsim_utils import extraction, runner
 from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc_io import PDR3_MASK_PLANES, read_calexp, write_calexp
 
@@ -322,7 +322,7 @@ def test_notebook_03_runs_under_papermill(tmp_path):
         str(REPO_ROOT / "notebooks" / "03_source_extraction.ipynb"),
         str(tmp_path / "out.ipynb"),
         parameters=dict(tile_file=str(tile), run_dir=str(run)),
-        kernel_name="python3",
+        kernel_name=runner.KERNEL_NAME,
         cwd=str(REPO_ROOT / "notebooks"),
         progress_bar=False,
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from synthetic import demo_tile_for_tests, write_synthetic_calexp, write_synthetic_tile
 
-from hscsim_utils import hsc_io, masks
+from hscsim_utils import hsc_io, masks, runner
 from hscsim_utils.errors import InputError
 from hscsim_utils.tile import load_tile, resolve_run
 
@@ -123,7 +123,7 @@ def test_notebook_02_runs_under_papermill(tmp_path):
         str(tmp_path / "out.ipynb"),
         parameters={"tile_file": str(st.tile_file), "run_dir": str(tmp_path / "run")},
         cwd=str(REPO / "notebooks"),
-        kernel_name="python3",
+        kernel_name=runner.KERNEL_NAME,
         progress_bar=False,
     )
     run = resolve_run(tmp_path / "run")

@@ -131,3 +131,46 @@ def test_every_parameter_is_used(script: Path):
     names = re.findall(r"^(\w+)\s*=", cells[index].source, re.M)
     unused = [n for n in names if not re.search(rf"\b{n}\b", code)]
     assert not unused, f"{script.name}: parameters never used: {unused}"
+
+
+#: An absolute path under a machine's temporary or home folders.
+MACHINE_PATH = re.compile(r"(?<![\w.~$-])/(?:tmp|root|home)/")
+
+
+def _tracked_files() -> list[Path]:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: no list of tracked files")
+    out = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    return [ROOT / name for name in out.split("\0") if name]
+
+
+def _machine_paths(path: Path) -> list[str]:
+    """Lines of ``path`` naming a machine path; docs may name documented defaults."""
+    try:
+        lines = path.read_text().splitlines()
+    except (UnicodeDecodeError, IsADirectoryError):
+        return []
+    is_doc = path.suffix in {".md", ".rst", ".txt"}
+    return [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for n, line in enumerate(lines, 1)
+        if MACHINE_PATH.search(line) and not (is_doc and "default" in line.lower())
+    ]
+
+
+def test_machine_path_pattern():
+    for top in ("tmp", "root", "home"):  # written so that this file holds none
+        assert MACHINE_PATH.search(f'RES = Path("/{top}/sdists/x/ufig")')
+        assert MACHINE_PATH.search(f"cache /{top}/_cache/cosmo-torrent")
+    assert not MACHINE_PATH.search("~/_cache/cosmo-torrent and $HOME/_cache")
+    assert not MACHINE_PATH.search("runs/demo/tmp/x and src/home/page")
+
+
+def test_no_tracked_file_holds_a_path_of_this_machine():
+    hits = [hit for path in _tracked_files() for hit in _machine_paths(path)]
+    assert not hits, "tracked files name paths of one machine:\n" + "\n".join(hits)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from importlib.resources import files
 
@@ -311,11 +310,3 @@ def test_posterior_row_with_psf_betas(monkeypatch):
     assert "moffat_beta1" not in captured and "psf_beta" not in captured
     assert captured["lum_fct_alpha_red"] == 0.0
     assert type(captured["lum_fct_alpha_red"]) is float
-
-
-def test_interpreter_first_on_path():
-    before = os.environ["PATH"]
-    with simulate.interpreter_first_on_path():
-        first = os.environ["PATH"].split(os.pathsep)[0]
-        assert first == os.path.dirname(sys.executable)
-    assert os.environ["PATH"] == before

@@ -14,7 +14,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from synthetic import write_tile_file
 
-from hscsim_utils import stars
+from hscsim_utils import runner, stars
 from hscsim_utils.errors import InputError, ToolError
 
 RA, DEC = 34.0, -5.0  # XMM-LSS, RING pixel 403 at nside 8
@@ -333,7 +333,7 @@ def test_notebook_04_runs_under_papermill(tmp_path):
         str(REPO_ROOT / "notebooks" / "04_stars.ipynb"),
         str(tmp_path / "out.ipynb"),
         parameters=dict(tile_file=str(tile), run_dir=str(run.root)),
-        kernel_name="python3",
+        kernel_name=runner.KERNEL_NAME,
         cwd=str(REPO_ROOT / "notebooks"),
         progress_bar=False,
     )

@@ -23,7 +23,7 @@ from synthetic import (
     write_synthetic_tile,
 )
 
-from hscsim_utils import hsc_io, sysmaps
+from hscsim_utils import hsc_io, runner, sysmaps
 from hscsim_utils.errors import InputError
 from hscsim_utils.tile import load_tile, resolve_run
 
@@ -349,7 +349,7 @@ def test_notebook_01_runs_under_papermill(tmp_path):
         str(tmp_path / "out.ipynb"),
         parameters={"tile_file": str(st.tile_file), "run_dir": str(run_dir)},
         cwd=str(REPO / "notebooks"),
-        kernel_name="python3",
+        kernel_name=runner.KERNEL_NAME,
         progress_bar=False,
     )
     run = resolve_run(run_dir)

@@ -17,4 +17,7 @@ quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }; }
 echo "installing hscsim and its pinned dependencies into .venv (a few minutes the first time)"
 quiet .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
 quiet .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-.venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+# The notebooks' kernel: this environment's interpreter under a name of its own, so
+# that no "python3" kernel of the user's (~/.local/share/jupyter) can stand in.
+.venv/bin/python -m ipykernel install --sys-prefix --name hscsim \
+    --display-name "Python 3 (hscsim)" >/dev/null

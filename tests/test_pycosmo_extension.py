@@ -1,0 +1,54 @@
+"""PyCosmo's C extension is built by the set-up and found again by its marker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from hscsim_utils import pycosmo_extension as pe
+from hscsim_utils.errors import ToolError
+
+
+def _no_subprocess(*args, **kwargs):
+    raise AssertionError("a verified extension must not start the build")
+
+
+def test_build_then_verified_then_rebuilt_on_new_versions(tmp_path, monkeypatch):
+    # `make test` ran `hscsim data`: sympy2c's cache holds the module, so this
+    # "build" loads it (seconds) and records where it is.
+    assert pe.ensure_pycosmo_extension(tmp_path) == "built"
+    record = json.loads((tmp_path / pe.MARKER).read_text())
+    assert record["versions"]["PyCosmo"] and record["versions"]["sympy2c"]
+    assert list((tmp_path.parent / record["folder"]).rglob("*.so"))
+
+    with monkeypatch.context() as m:
+        m.setattr(pe.subprocess, "run", _no_subprocess)
+        assert pe.ensure_pycosmo_extension(tmp_path) == "verified"
+
+    record["versions"]["numpy"] = "0.0.1"
+    (tmp_path / pe.MARKER).write_text(json.dumps(record))
+    calls = []
+    real_run = subprocess.run
+    monkeypatch.setattr(
+        pe.subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k)
+    )
+    assert pe.ensure_pycosmo_extension(tmp_path) == "built"
+    assert len(calls) == 1
+
+
+def test_missing_sympy2c_folder_means_not_built(tmp_path):
+    marker = tmp_path / pe.MARKER
+    marker.parent.mkdir()
+    marker.write_text(json.dumps({"folder": str(tmp_path / "gone"), "versions": {}}))
+    assert not pe._is_built(marker)
+    marker.write_text("{truncated")
+    assert not pe._is_built(marker)
+
+
+def test_failed_build_names_the_cause(tmp_path, monkeypatch):
+    monkeypatch.setattr(pe, "_BUILD", "import sys; print('gcc: error'); sys.exit(3)")
+    with pytest.raises(ToolError, match=r"(?s)exit 3\).*gcc: error"):
+        pe.ensure_pycosmo_extension(tmp_path)
+    assert not (tmp_path / pe.MARKER).exists()
