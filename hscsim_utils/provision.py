@@ -12,6 +12,10 @@ this order, from
    and kept under ``<cache>/_sdists/``; the full-resolution template integral
    table of ``HSC_tables`` is computed (``template_integrals``).
 
+The ufig 1.1.0 sdist is fetched the same way for the real Besancon catalogue and
+Gaia table in its ``tests/res`` (:func:`ufig_test_resource`). ``hscsim data`` also
+builds PyCosmo's C extension (:mod:`hscsim_utils.pycosmo_extension`).
+
 Every data set is built in a temporary folder beside its target and renamed
 into place, so a crash never leaves a half data set marked valid. The fast
 path (everything cached) reads and hashes files only: it imports neither
