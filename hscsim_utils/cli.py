@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import sys
 from pathlib import Path
 
-from .errors import HscsimError
+from . import __version__
+from .errors import HscsimError, InputError
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help that states each option's default (unless none, or already said)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        if "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
@@ -28,10 +43,13 @@ def _cmd_demo_tile(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from . import runner
+    from .threads import limited_threads
 
-    state = runner.run_tile(
-        args.tile, args.out, stages=args.stages, start=args.start, force=args.force
-    )
+    limit = limited_threads(args.threads) if args.threads else contextlib.nullcontext()
+    with limit:
+        state = runner.run_tile(
+            args.tile, args.out, stages=args.stages, start=args.start, force=args.force
+        )
     failed = [name for name, s in state.items() if s["status"] != "ok"]
     print(f"report: {Path(args.out).resolve() / 'report.html'}")
     if failed:
@@ -62,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hscsim", description="Simulate an HSC deep coadd patch."
     )
+    parser.add_argument("--version", action="version", version=f"hscsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    add = functools.partial(sub.add_parser, formatter_class=_Formatter)
 
-    p = sub.add_parser("data", help="fill the data cache, build PyCosmo (offline)")
+    p = add("data", help="fill the data cache, build PyCosmo (offline)")
     p.add_argument(
         "--cache",
         type=Path,
@@ -74,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild every data set")
     p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("demo-tile", help="build the simulated demo tile with truth")
+    p = add("demo-tile", help="build the simulated demo tile with truth")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--size",
@@ -87,21 +107,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20240611, help="random seed")
     p.set_defaults(func=_cmd_demo_tile)
 
-    p = sub.add_parser("run", help="run the numbered notebooks on one tile")
+    p = add("run", help="run the numbered notebooks on one tile")
     p.add_argument("--tile", type=Path, required=True, help="tile YAML file")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--stages", default=None, help="e.g. 01-09 or 01,03 (default all)")
+    p.add_argument("--stages", default=None, help="e.g. 01-09 or 01,03 (default: all)")
     p.add_argument("--from", dest="start", default=None, help="first stage, e.g. 05")
     p.add_argument("--force", action="store_true", help="rerun unchanged stages")
+    p.add_argument(
+        "--threads", type=int, default=None, help="threads (default: all cores)"
+    )
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("batch", help="run many tiles (process pool or Dask)")
+    p = add("batch", help="run many tiles (process pool or Dask)")
     p.add_argument("tiles", type=Path, help="batch YAML with a 'tiles:' list")
     p.add_argument("--out", type=Path, required=True, help="folder of the runs")
-    p.add_argument("--executor", choices=("local", "dask"), default="local")
+    p.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="local: a process pool on this machine; dask: a Dask cluster "
+        "(a LocalCluster, or the one at --scheduler)",
+    )
     p.add_argument("--scheduler", default=None, help="address of a Dask scheduler")
     p.add_argument("--workers", type=int, default=2, help="tiles run at once")
-    p.add_argument("--threads", type=int, default=None, help="threads per tile")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per tile (default: the cores divided by --workers)",
+    )
     p.add_argument(
         "--slurm-script",
         action="store_true",
@@ -115,11 +149,38 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hscsim`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        _check_counts(args)
+        _check_output_folder(args)
         args.func(args)
-    except HscsimError as err:
+    except (HscsimError, OSError) as err:
+        # OSError: a path the user gave that exists as a file, cannot be written...
         print(f"hscsim {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"hscsim {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _check_output_folder(args: argparse.Namespace) -> None:
+    """``--out`` (and ``--cache``) must be a folder or creatable as one."""
+    for name in ("out", "cache"):
+        path = getattr(args, name, None)
+        if path is None:
+            continue
+        for folder in (path, *path.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise InputError(folder, f"is a file, not a folder (--{name})")
+                break
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """Counts the user gives must be positive."""
+    for name in ("threads", "workers"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise InputError(f"--{name}", f"must be at least 1, got {value}")
 
 
 if __name__ == "__main__":
