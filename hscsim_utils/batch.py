@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -26,28 +28,45 @@ from .runfolder import RunFolder
 
 SUMMARY_METRICS = ("bkg_std_ratio", "bkg_ks", "mag_auto_ks", "n_detect_ratio",
                    "psf_fwhm_max_abs_diff")  # fmt: skip
+#: A tile's full error text, in its run folder (the summary keeps one short line).
+ERROR_LOG = "batch_error.log"
+#: Characters of the error shown in the printed summary table.
+ERROR_WIDTH = 60
 
 
 def load_batch(path: str | os.PathLike) -> dict[str, Path]:
-    """Tile names and tile files of a batch YAML (``tiles:`` list or mapping)."""
+    """Tile names and tile files of a batch YAML.
+
+    ``tiles:`` is a list of tile files, each named by its ``tile_name``, or a
+    mapping from run names to tile files. Two tiles with one name are an error
+    (their runs would share a folder).
+    """
+    from .tile import load_tile
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "batch file not found")
     raw = yaml.safe_load(path.read_text()) or {}
     tiles = raw.get("tiles") if isinstance(raw, dict) else None
-    if isinstance(tiles, list):
-        tiles = {Path(t).parent.name or Path(t).stem: t for t in tiles}
-    if not isinstance(tiles, dict) or not tiles:
+    if not isinstance(tiles, list | dict) or not tiles:
         raise InputError(path, "needs a non-empty 'tiles:' list or mapping")
     unknown = set(raw) - {"tiles"}
     if unknown:
         raise InputError(path, f"unknown keys {sorted(unknown)}")
-    out = {}
-    for name, tile in tiles.items():
+    pairs = tiles.items() if isinstance(tiles, dict) else [(None, t) for t in tiles]
+    out: dict[str, Path] = {}
+    for name, tile in pairs:
         tile_path = (path.parent / str(tile)).resolve()
         if not tile_path.is_file():
-            raise InputError(path, f"tile {name}: file {tile_path} not found")
-        out[str(name)] = tile_path
+            raise InputError(path, f"tile {name or tile}: file {tile_path} not found")
+        name = str(name) if name is not None else load_tile(tile_path).tile_name
+        if name in out:
+            raise InputError(
+                path,
+                f"tiles {out[name]} and {tile_path} are both named {name!r}: give "
+                "them distinct tile_name values, or list them as a mapping of names",
+            )
+        out[name] = tile_path
     return out
 
 
@@ -72,7 +91,7 @@ def run_one(
     for attempt in range(1, attempts + 1):
         try:
             with limited_threads(threads):
-                runner.run_tile(tile_file, out, **kwargs)
+                runner.run_tile(tile_file, out, label=name, **kwargs)
             error = ""
             break
         except HscsimError as err:  # a notebook or input error: deterministic
@@ -85,6 +104,14 @@ def run_one(
 
 
 def _summary(name: str, out: Path, error: str, wall: float) -> dict:
+    from .atomic import atomic_path
+
+    log = Path(out) / ERROR_LOG
+    if error:
+        with atomic_path(log) as tmp:
+            tmp.write_text(error + "\n")
+    else:
+        log.unlink(missing_ok=True)
     realism = read_metrics(RunFolder(out).root / "metrics.json").get("realism", {})
     row = {
         "tile": name,
@@ -184,31 +211,98 @@ def write_summary(rows: list[dict], path: Path) -> None:
     df = pd.DataFrame(rows)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
-    print(df.to_string(index=False, na_rep="-"))
-    print(f"summary: {path}")
+    shown = df.copy()
+    if "error" in shown:
+        shown["error"] = [_shorten(str(e)) for e in shown["error"].fillna("")]
+    print(shown.to_string(index=False, na_rep="-"))
+    print(f"summary: {path} (full errors: <tile>/{ERROR_LOG})")
+
+
+def _shorten(text: str, width: int = ERROR_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def collect(batch_file: str | os.PathLike, out_dir: str | os.PathLike) -> list[dict]:
+    """Summary of runs made elsewhere (a SLURM array): read each tile's run folder.
+
+    A tile is ``ok`` when every stage it ran succeeded, ``failed`` when one failed
+    (its error from ``batch_error.log`` or the stage state), ``not run`` without a
+    run folder. Writes ``summary.csv`` into ``out_dir`` and prints the table.
+    """
+    from .runner import STATE_FILE
+
+    out_dir = Path(out_dir).resolve()
+    rows = []
+    for name in load_batch(batch_file):
+        run = out_dir / name
+        try:
+            state = json.loads((run / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            state = {}
+        failed = [stage for stage, s in state.items() if s.get("status") != "ok"]
+        log = run / ERROR_LOG
+        error = log.read_text().strip() if log.is_file() else ""
+        if failed and not error:
+            error = f"stage {failed[0]} failed (see {run / 'notebooks'})"
+        wall = sum(s.get("wall_s", 0.0) for s in state.values())
+        row = _summary(name, run, error, wall) if state else None
+        if row is None:
+            row = {"tile": name, "status": "not run", "wall_s": None, "error": ""}
+            row.update(dict.fromkeys(SUMMARY_METRICS))
+        rows.append(row)
+    write_summary(rows, out_dir / "summary.csv")
+    return rows
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of each array task (one tile) of the SLURM script."""
+
+    cpus: int = 2
+    mem: str = "8G"
+    time: str = "02:00:00"
+    partition: str | None = None
+    account: str | None = None
 
 
 def slurm_script(
-    batch_file: str | os.PathLike, out_dir: str | os.PathLike, threads: int = 2
+    batch_file: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: SlurmOptions = SlurmOptions(),
 ) -> str:
-    """A SLURM job-array script running one tile per array task."""
+    """A SLURM job-array script running one tile per array task.
+
+    Names and tile paths are quoted bash array elements, so paths with spaces
+    work. After the array, ``hscsim batch BATCH --out OUT --collect`` gathers
+    the summary (the script's last comment says so).
+    """
     tiles = load_batch(batch_file)
     out_dir = Path(out_dir).resolve()
-    hscsim = Path(sys.executable).with_name("hscsim")
-    lines = [f"    {shlex.quote(f'{n} {t}')}" for n, t in tiles.items()]
+    hscsim = shlex.quote(str(Path(sys.executable).with_name("hscsim")))
+    q = shlex.quote
+    sbatch = {
+        "job-name": "hscsim", "array": f"0-{len(tiles) - 1}",
+        "cpus-per-task": options.cpus, "mem": options.mem, "time": options.time,
+        "partition": options.partition, "account": options.account,
+        "output": f"{out_dir}/slurm-%A_%a.log",
+    }  # fmt: skip
+    header = "\n".join(f"#SBATCH --{k}={v}" for k, v in sbatch.items() if v)
+    names = " ".join(q(n) for n in tiles)
+    paths = " ".join(q(str(t)) for t in tiles.values())
+    collect_cmd = (
+        f"{hscsim} batch {q(str(Path(batch_file).resolve()))} "
+        f"--out {q(str(out_dir))} --collect"
+    )
     return f"""#!/bin/bash
-#SBATCH --job-name=hscsim
-#SBATCH --array=0-{len(tiles) - 1}
-#SBATCH --cpus-per-task={threads}
-#SBATCH --mem=8G
-#SBATCH --time=01:00:00
-#SBATCH --output={out_dir}/slurm-%A_%a.log
-# One HSC tile per array task: hscsim run --tile TILE --out {out_dir}/NAME
+{header}
+# One HSC tile per array task: hscsim run --tile TILE --out OUT/NAME.
+# When the array has finished, gather summary.csv with:
+#   {collect_cmd}
 set -euo pipefail
-TILES=(
-{chr(10).join(lines)}
-)
-read -r NAME TILE <<< "${{TILES[$SLURM_ARRAY_TASK_ID]}}"
-export HSCSIM_THREADS=$SLURM_CPUS_PER_TASK OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK
-exec {hscsim} run --tile "$TILE" --out "{out_dir}/$NAME"
+NAMES=({names})
+TILES=({paths})
+NAME=${{NAMES[$SLURM_ARRAY_TASK_ID]}}
+TILE=${{TILES[$SLURM_ARRAY_TASK_ID]}}
+OUT={q(str(out_dir))}
+exec {hscsim} run --tile "$TILE" --out "$OUT/$NAME" --threads "$SLURM_CPUS_PER_TASK"
 """

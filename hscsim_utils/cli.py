@@ -59,8 +59,18 @@ def _cmd_run(args: argparse.Namespace) -> None:
 def _cmd_batch(args: argparse.Namespace) -> None:
     from . import batch
 
+    if args.collect:
+        rows = batch.collect(args.tiles, args.out)
+        failed = [r["tile"] for r in rows if r["status"] != "ok"]
+        if failed:
+            raise batch.HscsimError(f"{len(failed)} tile(s) not ok: {failed}")
+        return
     if args.slurm_script:
-        script = batch.slurm_script(args.tiles, args.out, threads=args.threads or 2)
+        options = batch.SlurmOptions(
+            cpus=args.threads or 2, mem=args.mem, time=args.time,
+            partition=args.partition, account=args.account,
+        )  # fmt: skip
+        script = batch.slurm_script(args.tiles, args.out, options)
         path = Path(args.out) / "hscsim_array.slurm"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(script)
@@ -104,7 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("NX", "NY"),
         help="patch size in pixels",
     )
-    p.add_argument("--seed", type=int, default=20240611, help="random seed")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=20240611,
+        help="seed of the DEMO observation (its galaxies, stars and noise); the "
+        "simulation of a tile has its own seed, 'seed' in tile.yaml (42)",
+    )
     p.set_defaults(func=_cmd_demo_tile)
 
     p = add("run", help="run the numbered notebooks on one tile")
@@ -140,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--slurm-script",
         action="store_true",
         help="only write a SLURM job-array script into --out",
+    )
+    from .batch import SlurmOptions
+
+    slurm = SlurmOptions()
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--account", default=None, help="SLURM account")
+    p.add_argument("--time", default=slurm.time, help="SLURM time limit per tile")
+    p.add_argument("--mem", default=slurm.mem, help="SLURM memory per tile")
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="only gather summary.csv from the run folders under --out "
+        "(after a SLURM array)",
     )
     p.set_defaults(func=_cmd_batch)
     return parser

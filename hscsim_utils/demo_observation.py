@@ -127,6 +127,17 @@ class PatchGeometry:
         return str(self.patch[0] * 100 + self.patch[1])
 
     @property
+    def offset(self) -> tuple[int, int]:
+        """0-based pixel of the full 4200 x 4200 patch at this area's corner."""
+        crpix_tract = PATCHES_PER_TRACT * PATCH_INNER / 2 + 0.5
+        return (
+            round(crpix_tract - self.crpix[0] - self.patch[0] * PATCH_INNER)
+            + PATCH_BORDER,
+            round(crpix_tract - self.crpix[1] - self.patch[1] * PATCH_INNER)
+            + PATCH_BORDER,
+        )
+
+    @property
     def skymap_id(self) -> int:
         """Archive skymap_id, tract * 10000 + x * 100 + y."""
         return self.tract * 10000 + self.patch[0] * 100 + self.patch[1]

@@ -193,7 +193,7 @@ def _build(out: Path, work: Path, geom: obs.PatchGeometry, seed: int) -> None:
         }
         summary = _truth_summary(geom, seed, inputs, ob, counts, names)
         write_json(truth / "truth.json", summary)
-        _write_tile_yaml(out, geom, names)
+        _write_tile_yaml(out, geom, names, seed)
         steps.update()
 
 
@@ -263,11 +263,25 @@ def _write_calexp(path: Path, geom, ob: _Observation, result, gaia) -> np.ndarra
     return bright
 
 
-def _write_tile_yaml(out: Path, geom: obs.PatchGeometry, names: dict) -> None:
+def demo_tile_name(geom: obs.PatchGeometry, seed: int) -> str:
+    """Name of a demo tile: patch, size, corner when not centred, and seed.
+
+    Demo tiles of other sizes, areas or seeds get other names (and so other
+    folders in a batch), e.g. ``demo-8523-402-2000x2000-seed7``.
+    """
+    full = obs.PATCH_INNER + 2 * obs.PATCH_BORDER
+    centred = ((full - geom.nx) // 2, (full - geom.ny) // 2)
+    where = "" if geom.offset == centred else "-at{}_{}".format(*geom.offset)
+    return f"demo-{geom.tract}-{geom.patch_id}-{geom.nx}x{geom.ny}{where}-seed{seed}"
+
+
+def _write_tile_yaml(
+    out: Path, geom: obs.PatchGeometry, names: dict, seed: int
+) -> None:
     write_tile(
         out / "tile.yaml",
         {
-            "tile_name": f"demo-{geom.tract}-{geom.patch_id}",
+            "tile_name": demo_tile_name(geom, seed),
             "band": "i",
             "calexp": out / names["calexp"],
             "frame_metadata": out / names["frames"],

@@ -197,9 +197,16 @@ def run_tile(
     force: bool = False,
     report: bool = True,
     notebook_dir: Path = NOTEBOOK_DIR,
+    label: str | None = None,
 ) -> dict:
-    """Run the chain for one tile; return the state of every stage."""
+    """Run the chain for one tile; return the state of every stage.
+
+    ``label`` (the tile's name in a batch) prefixes every console line, so that
+    the lines of tiles run side by side can be told apart.
+    """
     from tqdm.auto import tqdm
+
+    prefix = f"[{label}] " if label else ""
 
     tile_file = Path(tile_file).resolve()
     run = RunFolder(Path(out_dir))
@@ -208,7 +215,7 @@ def run_tile(
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
     state = _load_state(run)
     key = inputs_digest(tile_file)
-    bar = tqdm(all_stages, desc="stages", unit="stage", file=sys.stdout)
+    bar = tqdm(all_stages, desc=f"{prefix}stages", unit="stage", file=sys.stdout)
     for stage in bar:
         params = _notebook_params(stage, tile_file, run)
         key = stage_key(stage, params, key)
@@ -217,7 +224,7 @@ def run_tile(
         bar.set_postfix_str(stage.name)
         done = state.get(stage.name, {})
         if not force and done.get("key") == key and done.get("status") == "ok":
-            tqdm.write(f"{stage.name}: unchanged, skipped")
+            tqdm.write(f"{prefix}{stage.name}: unchanged, skipped")
             continue
         t0 = time.perf_counter()
         status = "failed"
@@ -238,7 +245,7 @@ def run_tile(
                 {stage.name: {"wall_s": state[stage.name]["wall_s"],
                               "peak_rss_mb": state[stage.name]["peak_rss_mb"]}},
             )  # fmt: skip
-        tqdm.write(f"{stage.name}: {status} in {wall:.1f} s")
+        tqdm.write(f"{prefix}{stage.name}: {status} in {wall:.1f} s")
     if report:
         write_report(run)
     return state

@@ -6,7 +6,9 @@ import importlib
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -119,20 +121,41 @@ def test_dask_cluster_survives_a_killed_worker(tmp_path, batch_file, notebooks):
     assert leftovers == []
 
 
-def test_failed_tile_is_reported_and_others_go_on(tmp_path, batch_file, notebooks):
+def test_failed_tile_is_reported_and_others_go_on(
+    tmp_path, batch_file, notebooks, capfd
+):
     failing = STAGES["02_metrics"].replace(
         "tile = load_tile(tile_file)",
-        "tile = load_tile(tile_file)\nassert tile.seed != 2, 'bad tile'",
+        "tile = load_tile(tile_file)\nassert tile.seed != 2, 'bad tile' + 'x' * 200",
     )
     write_notebooks(notebooks, {"02_metrics": failing})
-    rows = batch.run_batch(batch_file, tmp_path / "out", executor="local",
+    out = tmp_path / "out"
+    rows = batch.run_batch(batch_file, out, executor="local",
                            workers=2, notebook_dir=notebooks)  # fmt: skip
     status = {r["tile"]: r["status"] for r in rows}
     assert status == {"t1": "ok", "t2": "failed", "t3": "ok", "t4": "ok"}
     assert "bad tile" in rows[1]["error"]
+    full = (out / "t2" / batch.ERROR_LOG).read_text()
+    assert "x" * 200 in full and "executed notebook kept at" in full
+    assert not (out / "t1" / batch.ERROR_LOG).exists()
+    printed = capfd.readouterr().out
+    table = printed[printed.rindex("status") :]
+    assert "x" * 200 not in table and "..." in table
+    assert "[t1] 01_start: ok" in printed  # console lines name their tile
+
+    # the same summary from the run folders alone, as after a SLURM array
+    (out / "summary.csv").unlink()
+    shutil.rmtree(out / "t4")
+    collected = batch.collect(batch_file, out)
+    assert {r["tile"]: r["status"] for r in collected} == {
+        "t1": "ok", "t2": "failed", "t3": "ok", "t4": "not run"
+    }  # fmt: skip
+    assert collected[1]["error"] == rows[1]["error"]
+    assert collected[0]["bkg_std_ratio"] == rows[0]["bkg_std_ratio"] == 1.001
+    assert (out / "summary.csv").read_text().count("\n") == 5
 
 
-def test_batch_file_errors_and_slurm_script(tmp_path, batch_file):
+def test_batch_file_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("tiles: [nowhere/tile.yaml]\n")
     with pytest.raises(InputError, match="not found"):
@@ -140,5 +163,44 @@ def test_batch_file_errors_and_slurm_script(tmp_path, batch_file):
     bad.write_text("tiless: []\n")
     with pytest.raises(InputError, match="tiles"):
         batch.load_batch(bad)
-    script = batch.slurm_script(batch_file, tmp_path / "out")
-    assert "#SBATCH --array=0-3" in script and script.count("tile.yaml") == 4
+
+
+def test_listed_tiles_are_named_by_their_tile_name(tmp_path):
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    a = write_tile_file(folder, "alpha")
+    b = a.with_name("other.yaml")
+    b.write_text(a.read_text().replace("alpha", "beta"))
+    listed = tmp_path / "batch.yaml"
+    listed.write_text(yaml.safe_dump({"tiles": [str(a), str(b)]}))
+    assert batch.load_batch(listed) == {"alpha": a.resolve(), "beta": b.resolve()}
+    b.write_text(a.read_text())  # two tile files in one folder, one tile name
+    with pytest.raises(InputError, match="both named 'alpha'"):
+        batch.load_batch(listed)
+
+
+def test_slurm_script_with_options_and_spaces(tmp_path):
+    folder = tmp_path / "my tiles"
+    tiles = {}
+    for name in ("t 1", "t2"):
+        d = folder / name
+        d.mkdir(parents=True)
+        tiles[name] = str(write_tile_file(d, name.replace(" ", "")))
+    batch_file = folder / "batch.yaml"
+    batch_file.write_text(yaml.safe_dump({"tiles": tiles}))
+    out = tmp_path / "out dir"
+    options = batch.SlurmOptions(cpus=4, mem="16G", time="03:00:00",
+                                 partition="cpu", account="hsc")  # fmt: skip
+    script = batch.slurm_script(batch_file, out, options)
+    for line in ("--array=0-1", "--cpus-per-task=4", "--mem=16G",
+                 "--time=03:00:00", "--partition=cpu", "--account=hsc"):  # fmt: skip
+        assert f"#SBATCH {line}" in script
+    assert "--collect" in script
+    assert "--account" not in batch.slurm_script(batch_file, out)
+    # what bash makes of it: array task 0 is the tile whose path has spaces
+    body = script.replace("exec ", 'echo "$NAME|$TILE|$OUT"; : ')
+    done = subprocess.run(
+        ["bash", "-c", body], capture_output=True, text=True, check=True,
+        env=os.environ | {"SLURM_ARRAY_TASK_ID": "0", "SLURM_CPUS_PER_TASK": "4"},
+    )  # fmt: skip
+    assert done.stdout.strip() == f"t 1|{tiles['t 1']}|{out}"

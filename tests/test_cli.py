@@ -42,6 +42,18 @@ def test_help_states_defaults(command, shown):
     assert "(default: None)" not in text and "(default: False)" not in text
 
 
+def test_demo_tile_defaults_are_the_builders():
+    import inspect
+
+    from hscsim_utils.cli import build_parser
+    from hscsim_utils.demo_tile import build_demo_tile
+
+    args = build_parser().parse_args(["demo-tile", "--out", "x"])
+    params = inspect.signature(build_demo_tile).parameters
+    assert args.seed == params["seed"].default
+    assert tuple(args.size) == params["size"].default
+
+
 def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -59,7 +60,9 @@ def test_folder_layout_and_tile_yaml(demo):
     ):  # fmt: skip
         assert (out / name).is_file(), name
     assert spec.is_demo and "DEMO" in spec.label
-    assert spec.tile_name == "demo-8523-402"
+    geom = demo_observation.patch_geometry(SIZE, centre=CENTRE)
+    corner = "{}_{}".format(*geom.offset)
+    assert spec.tile_name == f"demo-8523-402-900x800-at{corner}-seed{SEED}"
     assert (spec.galaxy_model, spec.posterior_index, spec.seed) == ("Moser+24", 0, 42)
     assert demo["truth"]["posterior_index"] != spec.posterior_index
     assert demo["truth"]["ufig_seed"] != spec.seed
@@ -126,6 +129,17 @@ def test_gaia_votable(demo):
     centre = SkyCoord(*demo["calexp"].wcs.all_pix2world(mid, 1)[0], unit="deg")
     sep = SkyCoord(table["RAJ2000"], table["DEJ2000"], unit="deg").separation(centre)
     assert sep.deg.max() <= math.hypot(*SIZE) * 0.168 / 3600 + 1e-9
+
+
+def test_demo_tile_names_differ_by_size_area_and_seed():
+    names = {
+        demo_tile.demo_tile_name(demo_observation.patch_geometry(size, centre=c), s)
+        for size, c, s in [((4200, 4200), None, 1), ((2000, 2000), None, 1),
+                           ((2000, 2000), (1500.0, 1500.0), 1),
+                           ((2000, 2000), None, 2)]
+    }  # fmt: skip
+    assert len(names) == 4
+    assert "demo-8523-402-4200x4200-seed1" in names
 
 
 def test_besancon_files(demo):
@@ -346,8 +360,11 @@ def test_params_demo_tile_names_the_built_files(demo):
         p.name for p in built.besancon_headers
     ]
     assert shipped.truth_dir.name == built.truth_dir.name
-    assert (shipped.tile_name, shipped.seed, shipped.posterior_index) == (
-        built.tile_name,
+    assert (shipped.seed, shipped.posterior_index) == (
         built.seed,
         built.posterior_index,
     )
+    # `make demo` builds the full patch with the default seed
+    geom = demo_observation.patch_geometry((4200, 4200))
+    seed = inspect.signature(demo_tile.build_demo_tile).parameters["seed"].default
+    assert shipped.tile_name == demo_tile.demo_tile_name(geom, seed)
