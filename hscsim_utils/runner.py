@@ -170,6 +170,9 @@ def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:
             kernel_name=KERNEL_NAME,
             progress_bar=False,
             log_output=False,
+            # the kernel's own start-up log (e.g. "running over TCP without
+            # encryption" on every stage); the notebook's output is unaffected
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as err:
         os.replace(partial, out)

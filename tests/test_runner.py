@@ -37,10 +37,11 @@ def tile(tmp_path):
     return write_tile_file(tmp_path, "t")
 
 
-def test_chain_runs_skips_and_reruns(tmp_path, tile, capsys):
+def test_chain_runs_skips_and_reruns(tmp_path, tile, capfd):
     nbs = _notebooks(tmp_path / "nb")
     out = tmp_path / "run"
     state = runner.run_tile(tile, out, notebook_dir=nbs)
+    assert "without encryption" not in capfd.readouterr().err  # kernel chatter
     assert [s["status"] for s in state.values()] == ["ok"] * 3
     assert (out / "03_c.txt").read_text() == "2"  # ran after 01 and 02
     assert (out / "notebooks" / "02_b.ipynb").is_file()
@@ -51,7 +52,7 @@ def test_chain_runs_skips_and_reruns(tmp_path, tile, capsys):
     (out / "01_a.txt").unlink()
     runner.run_tile(tile, out, notebook_dir=nbs)
     assert not (out / "01_a.txt").exists(), "unchanged stage was not skipped"
-    assert "unchanged, skipped" in capsys.readouterr().out
+    assert "unchanged, skipped" in capfd.readouterr().out
 
     (tmp_path / "calexp.fits").write_bytes(b"changed input")
     runner.run_tile(tile, out, notebook_dir=nbs, stages="01-02")
