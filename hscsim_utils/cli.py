@@ -56,6 +56,17 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise runner.StageFailed(f"stages failed: {failed}")
 
 
+def _cmd_lab(args: argparse.Namespace) -> None:
+    from .lab import run_lab
+    from .runfolder import default_run_dir
+
+    extra = [f"--ServerApp.port={args.port}"] if args.port else []
+    extra += ["--no-browser"] if args.no_browser else []
+    status = run_lab(args.run or default_run_dir(), args.tile, extra)
+    if status not in (0, -2, 130):  # stopped with Ctrl-C is fine
+        raise HscsimError(f"JupyterLab exited with status {status}")
+
+
 def _cmd_batch(args: argparse.Namespace) -> None:
     from . import batch
 
@@ -134,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_run)
 
+    p = add("lab", help="JupyterLab on the notebooks, for one run and tile")
+    p.add_argument(
+        "--run", type=Path, default=None, help="run folder (default: runs/demo/run)"
+    )
+    p.add_argument(
+        "--tile", type=Path, default=None, help="tile YAML (default: the demo tile)"
+    )
+    p.add_argument("--port", type=int, default=None, help="server port")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.set_defaults(func=_cmd_lab)
+
     p = add("batch", help="run many tiles (process pool or Dask)")
     p.add_argument("tiles", type=Path, help="batch YAML with a 'tiles:' list")
     p.add_argument("--out", type=Path, required=True, help="folder of the runs")
@@ -193,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_output_folder(args: argparse.Namespace) -> None:
     """``--out`` (and ``--cache``) must be a folder or creatable as one."""
-    for name in ("out", "cache"):
+    for name in ("out", "cache", "run"):
         path = getattr(args, name, None)
         if path is None:
             continue

@@ -23,6 +23,7 @@ from pathlib import Path
 
 DEMO_DIR_ENV = "HSCSIM_DEMO_DIR"
 RUN_DIR_ENV = "HSCSIM_RUN_DIR"
+TILE_FILE_ENV = "HSCSIM_TILE_FILE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -118,6 +119,13 @@ class RunFolder:
 def default_demo_dir() -> Path:
     """Demo tile input folder: ``$HSCSIM_DEMO_DIR`` or runs/demo/input."""
     return Path(os.environ.get(DEMO_DIR_ENV, REPO_ROOT / "runs" / "demo" / "input"))
+
+
+def default_tile_file() -> Path:
+    """Tile of a notebook opened without parameters: ``$HSCSIM_TILE_FILE`` or the
+    demo tile (``tile.yaml`` in :func:`default_demo_dir`)."""
+    value = os.environ.get(TILE_FILE_ENV)
+    return Path(value) if value else default_demo_dir() / "tile.yaml"
 
 
 def default_run_dir() -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError
-from .runfolder import RunFolder, default_demo_dir, default_run_dir
+from .runfolder import TILE_FILE_ENV, RunFolder, default_run_dir, default_tile_file
 
 DEMO_LABEL = "DEMO tile (simulated)"
 REAL_LABEL = "REAL HSC data"
@@ -119,9 +119,10 @@ def load_tile(path: str | os.PathLike, **overrides: typing.Any) -> TileSpec:
 
 
 def resolve_tile(tile_file: str | os.PathLike = "", **overrides) -> TileSpec:
-    """Tile spec for a notebook: ``tile_file`` or, if empty, the demo tile."""
-    path = Path(tile_file) if tile_file else default_demo_dir() / "tile.yaml"
-    if not tile_file and not path.is_file():
+    """Tile spec for a notebook: ``tile_file`` or, if empty, the default tile
+    (``$HSCSIM_TILE_FILE``, else the demo tile)."""
+    path = Path(tile_file) if tile_file else default_tile_file()
+    if not tile_file and not path.is_file() and TILE_FILE_ENV not in os.environ:
         raise InputError(
             path,
             "demo tile not built yet: run `make demo` or "
