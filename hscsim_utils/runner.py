@@ -219,6 +219,42 @@ def run_tile(
     state = _load_state(run)
     key = inputs_digest(tile_file)
     bar = tqdm(all_stages, desc=f"{prefix}stages", unit="stage", file=sys.stdout)
+    try:
+        _run_stages(bar, tile_file, run, chosen, state, key, force, prefix)
+    finally:  # a failed run reports too: what ran and where it failed
+        stale = stale_stages(state, all_stages, tile_file, run)
+        for name, why in stale.items():
+            tqdm.write(f"{prefix}{name}: STALE, {why}")
+        if report:
+            write_report(run, stale)
+    return state
+
+
+def stale_stages(
+    state: dict, stages: list[Stage], tile_file: Path, run: RunFolder
+) -> dict[str, str]:
+    """Stages whose recorded result no longer matches their inputs, with why.
+
+    A stage is stale when the chain of keys (tile inputs, notebook, parameters
+    and every upstream stage) differs from the key it ran with, for example after
+    ``--stages 01-03`` with a changed seed: stages 04-09 then show old results.
+    """
+    key = inputs_digest(tile_file)
+    stale = {}
+    for stage in stages:
+        key = stage_key(stage, _notebook_params(stage, tile_file, run), key)
+        done = state.get(stage.name)
+        if done and done.get("status") == "ok" and done.get("key") != key:
+            stale[stage.name] = (
+                f"its inputs or an upstream stage changed since it ran; rerun with "
+                f"--from {stage.number}"
+            )
+    return stale
+
+
+def _run_stages(bar, tile_file, run, chosen, state, key, force, prefix) -> None:
+    from tqdm.auto import tqdm
+
     for stage in bar:
         params = _notebook_params(stage, tile_file, run)
         key = stage_key(stage, params, key)
@@ -249,13 +285,13 @@ def run_tile(
                               "peak_rss_mb": state[stage.name]["peak_rss_mb"]}},
             )  # fmt: skip
         tqdm.write(f"{prefix}{stage.name}: {status} in {wall:.1f} s")
-    if report:
-        write_report(run)
-    return state
 
 
-def write_report(run: RunFolder) -> Path:
-    """Render every executed notebook of the run into one ``report.html``."""
+def write_report(run: RunFolder, stale: dict[str, str] | None = None) -> Path:
+    """Render every executed notebook of the run into one ``report.html``.
+
+    Stages in ``stale`` (name: why) are marked STALE in their heading.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -264,7 +300,10 @@ def write_report(run: RunFolder) -> Path:
     merged = nbformat.v4.new_notebook()
     for path in sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        merged.cells.append(nbformat.v4.new_markdown_cell(f"# Stage {path.stem}"))
+        heading = f"# Stage {path.stem}"
+        if stale and path.stem in stale:
+            heading += f" (STALE: {stale[path.stem]})"
+        merged.cells.append(nbformat.v4.new_markdown_cell(heading))
         merged.cells.extend(nb.cells)
     merged.metadata = {
         "kernelspec": {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY}

@@ -75,6 +75,33 @@ def test_failing_stage_stops_the_chain(tmp_path, tile):
     assert state["02_b"]["status"] == "failed" and "03_c" not in state
 
 
+def test_failed_run_still_writes_its_report(tmp_path, tile):
+    nbs = _notebooks(tmp_path / "nb", fail_in="02_b")
+    out = tmp_path / "run"
+    with pytest.raises(runner.StageFailed):
+        runner.run_tile(tile, out, notebook_dir=nbs)
+    html = (out / "report.html").read_text()
+    assert "Stage 01_a" in html and "Stage 02_b" in html and "Stage 03_c" not in html
+    assert "boom in 02_b.txt" in html
+
+
+def test_stages_left_behind_are_marked_stale(tmp_path, tile, capfd):
+    nbs = _notebooks(tmp_path / "nb")
+    out = tmp_path / "run"
+    runner.run_tile(tile, out, notebook_dir=nbs)
+    assert "STALE" not in (out / "report.html").read_text()
+    (tmp_path / "calexp.fits").write_bytes(b"another calexp")  # e.g. a new seed
+    capfd.readouterr()
+    runner.run_tile(tile, out, notebook_dir=nbs, stages="01")
+    printed = capfd.readouterr().out
+    assert "02_b: STALE" in printed and "03_c: STALE" in printed
+    assert "01_a: STALE" not in printed and "--from 02" in printed
+    html = (out / "report.html").read_text()
+    assert "Stage 02_b (STALE" in html and "Stage 01_a (STALE" not in html
+    runner.run_tile(tile, out, notebook_dir=nbs, start="02")
+    assert "STALE" not in (out / "report.html").read_text()
+
+
 def test_stage_selection_errors(tmp_path):
     stages = runner.discover_stages(_notebooks(tmp_path / "nb"))
     assert [s.number for s in runner.select_stages(stages, "01,03")] == ["01", "03"]
