@@ -36,9 +36,15 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
 def _cmd_demo_tile(args: argparse.Namespace) -> None:
     from . import demo_tile
+    from .runner import MIN_DEMO_SIZE
 
     path = demo_tile.build_demo_tile(args.out, size=tuple(args.size), seed=args.seed)
     print(f"demo tile (simulated, not real HSC data) written to {path}")
+    if min(args.size) < MIN_DEMO_SIZE:
+        print(
+            f"note: stages 05-09 need at least {MIN_DEMO_SIZE} x {MIN_DEMO_SIZE} px; "
+            "run this tile with --stages 01-04"
+        )
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -123,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=2,
         default=(4200, 4200),
         metavar=("NX", "NY"),
-        help="patch size in pixels",
+        help="patch size in pixels (stages 05-09 need at least 2000 x 2000)",
     )
     p.add_argument(
         "--seed",

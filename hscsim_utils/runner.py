@@ -30,6 +30,11 @@ STATE_FILE = ".hscsim_state.json"
 #: The notebooks' kernel, installed into the environment by ``make setup``.
 KERNEL_NAME = "hscsim"
 KERNEL_DISPLAY = "Python 3 (hscsim)"
+#: Smallest DEMO tile (pixels per side) for the PSF stage and the stages after it:
+#: a 1000 x 1000 cut of the demo patch holds 8 usable Gaia stars where the PSF
+#: model needs 10; 2000 x 2000 is the size the notebook tests run the chain on.
+MIN_DEMO_SIZE = 2000
+PSF_STAGE = "05"
 FIRST_STAGE = "01"  # 00 builds the demo tile; it is not part of a tile's chain
 
 
@@ -215,6 +220,7 @@ def run_tile(
     run = RunFolder(Path(out_dir))
     all_stages = discover_stages(notebook_dir)
     chosen = {s.number for s in select_stages(all_stages, stages, start)}
+    check_demo_size(tile_file, chosen)
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
     state = _load_state(run)
     key = inputs_digest(tile_file)
@@ -228,6 +234,30 @@ def run_tile(
         if report:
             write_report(run, stale)
     return state
+
+
+def check_demo_size(tile_file: Path, chosen: set[str]) -> None:
+    """Refuse, before anything runs, a DEMO tile too small for the PSF stage."""
+    from astropy.io import fits
+
+    if all(number < PSF_STAGE for number in chosen):
+        return
+    spec = load_tile(tile_file)
+    if not spec.is_demo:
+        return
+    try:
+        header = fits.getheader(spec.calexp, 1)
+    except (OSError, IndexError, ValueError):
+        return  # stage 01 reports an unreadable calexp with its reason
+    nx, ny = int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0))
+    if min(nx, ny) < MIN_DEMO_SIZE:
+        raise InputError(
+            tile_file,
+            f"this DEMO tile is {nx} x {ny} px: stages {PSF_STAGE}-09 need at least "
+            f"{MIN_DEMO_SIZE} x {MIN_DEMO_SIZE} px (enough Gaia stars for the PSF "
+            f"model); build it with `hscsim demo-tile --size {MIN_DEMO_SIZE} "
+            f"{MIN_DEMO_SIZE}` or run --stages 01-04",
+        )
 
 
 def stale_stages(

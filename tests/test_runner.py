@@ -102,6 +102,24 @@ def test_stages_left_behind_are_marked_stale(tmp_path, tile, capfd):
     assert "STALE" not in (out / "report.html").read_text()
 
 
+def test_demo_tile_too_small_for_the_psf_stage(tmp_path):
+    from synthetic import write_synthetic_calexp
+
+    write_synthetic_calexp(tmp_path / "calexp.fits", shape=(1000, 1000))
+    small = write_tile_file(tmp_path, "small-demo", is_demo=True)
+    nbs = write_notebooks(tmp_path / "nb", {
+        name: STAGE.format(name=name, extra="") for name in ("01_a", "05_p")
+    })  # fmt: skip
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match=r"1000 x 1000 px: stages 05-09 need at"):
+        runner.run_tile(small, out, notebook_dir=nbs)
+    assert not (out / "01_a.txt").exists(), "a stage ran before the refusal"
+    runner.run_tile(small, out, notebook_dir=nbs, stages="01")  # stages 01-04 run
+    assert (out / "01_a.txt").exists()
+    real = write_tile_file(tmp_path, "small-real", is_demo=False)
+    runner.run_tile(real, tmp_path / "real", notebook_dir=nbs)  # real: stars decide
+
+
 def test_stage_selection_errors(tmp_path):
     stages = runner.discover_stages(_notebooks(tmp_path / "nb"))
     assert [s.number for s in runner.select_stages(stages, "01,03")] == ["01", "03"]
