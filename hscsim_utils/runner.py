@@ -22,6 +22,7 @@ from pathlib import Path
 from .atomic import TMP_PREFIX, sweep_temporaries, write_json
 from .errors import HscsimError, InputError
 from .metrics import update_metrics
+from .report import write_report
 from .runfolder import REPO_ROOT, RunFolder
 from .tile import load_tile
 
@@ -232,7 +233,7 @@ def run_tile(
         for name, why in stale.items():
             tqdm.write(f"{prefix}{name}: STALE, {why}")
         if report:
-            write_report(run, stale)
+            write_report(run, stale, tile_file, state)
     return state
 
 
@@ -315,31 +316,3 @@ def _run_stages(bar, tile_file, run, chosen, state, key, force, prefix) -> None:
                               "peak_rss_mb": state[stage.name]["peak_rss_mb"]}},
             )  # fmt: skip
         tqdm.write(f"{prefix}{stage.name}: {status} in {wall:.1f} s")
-
-
-def write_report(run: RunFolder, stale: dict[str, str] | None = None) -> Path:
-    """Render every executed notebook of the run into one ``report.html``.
-
-    Stages in ``stale`` (name: why) are marked STALE in their heading.
-    """
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from .atomic import atomic_path
-
-    merged = nbformat.v4.new_notebook()
-    for path in sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        heading = f"# Stage {path.stem}"
-        if stale and path.stem in stale:
-            heading += f" (STALE: {stale[path.stem]})"
-        merged.cells.append(nbformat.v4.new_markdown_cell(heading))
-        merged.cells.extend(nb.cells)
-    merged.metadata = {
-        "kernelspec": {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY}
-    }
-    body, _ = HTMLExporter().from_notebook_node(merged)
-    out = run.root / "report.html"
-    with atomic_path(out) as tmp:
-        tmp.write_text(body)
-    return out
