@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -159,7 +160,47 @@ def _notebook_params(stage: Stage, tile_file: Path, run: RunFolder) -> dict:
     return {"tile_file": str(tile_file), "run_dir": str(run.root)}
 
 
-def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:
+class StageProgress:
+    """File-like sink of a kernel's output that shows its progress bars.
+
+    papermill hands every stream output of the running notebook to it as it
+    arrives; the last tqdm line (for example ``simulate: 1/3 GalSBI Moser+24 +
+    UFig``) becomes the postfix of the chain's own progress bar, so that a long
+    stage (06, 08, 09) shows where it is. Nothing else is printed.
+    """
+
+    _BAR = re.compile(
+        r"(?P<desc>[^\r\n|]*?):?\s*\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)"
+        r"\s*\[(?P<info>[^\]]*)\]"
+    )
+
+    def __init__(self, bar, stage: str) -> None:
+        self.bar, self.stage = bar, stage
+
+    def write(self, text: str) -> int:
+        last = None
+        for match in self._BAR.finditer(text):
+            last = match
+        if last is not None:
+            self.bar.set_postfix_str(f"{self.stage}: {self.describe(last)}")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    @staticmethod
+    def describe(match: re.Match) -> str:
+        """``desc n/total postfix`` of one tqdm line."""
+        postfix = ", ".join(match["info"].split(", ")[2:]).strip()
+        desc = match["desc"].strip()
+        return " ".join(
+            p for p in (desc, f"{match['n']}/{match['total']}", postfix) if p
+        )
+
+
+def _run_notebook(
+    stage: Stage, params: dict, run: RunFolder, progress: StageProgress | None = None
+) -> Path:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -179,6 +220,8 @@ def _run_notebook(stage: Stage, params: dict, run: RunFolder) -> Path:
             # the kernel's own start-up log (e.g. "running over TCP without
             # encryption" on every stage); the notebook's output is unaffected
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            stdout_file=progress,
+            stderr_file=progress,
         )
     except PapermillExecutionError as err:
         os.replace(partial, out)
@@ -301,7 +344,7 @@ def _run_stages(bar, tile_file, run, chosen, state, key, force, prefix) -> None:
         mem = PeakMemory()
         try:
             with mem:
-                _run_notebook(stage, params, run)
+                _run_notebook(stage, params, run, StageProgress(bar, stage.name))
             status = "ok"
         finally:
             wall = time.perf_counter() - t0

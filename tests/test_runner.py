@@ -75,6 +75,24 @@ def test_failing_stage_stops_the_chain(tmp_path, tile):
     assert state["02_b"]["status"] == "failed" and "03_c" not in state
 
 
+def test_long_stages_show_their_progress(tmp_path, tile, capfd):
+    slow = STAGE.format(name="01_a", extra="") + (
+        "\nfrom tqdm import tqdm\nimport time, sys\n"
+        "for _ in tqdm(range(3), desc='simulate', file=sys.stdout):\n"
+        "    time.sleep(0.2)\n"
+    )
+    nbs = write_notebooks(tmp_path / "nb", {"01_a": slow})
+    runner.run_tile(tile, tmp_path / "run", notebook_dir=nbs, label="t1")
+    assert "01_a: simulate 3/3" in capfd.readouterr().out
+
+
+def test_progress_line_parsing():
+    line = "\rsimulate:  33%|███▎      | 1/3 [00:03<00:06,  3.06s/step, GalSBI + UFig]"
+    match = runner.StageProgress._BAR.search(line)
+    assert runner.StageProgress.describe(match) == "simulate 1/3 GalSBI + UFig"
+    assert runner.StageProgress._BAR.search("written: 3/4 files") is None
+
+
 def test_failed_run_still_writes_its_report(tmp_path, tile):
     nbs = _notebooks(tmp_path / "nb", fail_in="02_b")
     out = tmp_path / "run"
