@@ -14,6 +14,7 @@ the same functions:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,14 +111,47 @@ def _band_matches(filter_value: str, band: str) -> bool:
     return name.rstrip("0123456789") == band.strip().upper()
 
 
+#: INSTRUME values of Hyper Suprime-Cam (upper case, without spaces and hyphens).
+HSC_INSTRUMENTS = ("HSC", "HYPERSUPRIMECAM")
+
+
+def _check_complete(path: Path, hdul: fits.HDUList) -> None:
+    """A file shorter than its own FITS headers say is truncated (a cut download)."""
+    size = path.stat().st_size
+    needed = max(h.fileinfo()["datLoc"] + h.fileinfo()["datSpan"] for h in hdul)
+    if size < needed or size % 2880:
+        raise InputError(
+            path,
+            f"is truncated: {size} bytes where its FITS headers need {needed} "
+            "(an interrupted download? fetch it again)",
+        )
+
+
+def _check_instrument(path: Path, primary: fits.Header) -> None:
+    """Refuse a calexp of another instrument (when the header names one)."""
+    instrument = str(primary.get("INSTRUME", "")).strip()
+    if instrument and instrument.upper().replace(" ", "").replace("-", "") not in (
+        HSC_INSTRUMENTS
+    ):
+        raise InputError(
+            path,
+            f"INSTRUME is {instrument!r}: not a Hyper Suprime-Cam image (hscsim "
+            "simulates HSC coadds: pixel scale, CCD layout and filters are HSC's)",
+        )
+
+
 def read_calexp(path: str | os.PathLike, band: str | None = None) -> Calexp:
     """Read a deepCoadd calexp; check its HDUs, WCS, mask planes and band."""
     path = _check_file(path)
     try:
-        hdul = fits.open(path, memmap=False)
+        with warnings.catch_warnings():  # _check_complete says it in one line
+            warnings.filterwarnings("ignore", "File may have been truncated")
+            hdul = fits.open(path, memmap=False)
     except (OSError, ValueError) as err:
         raise InputError(path, f"not a readable FITS file ({err})") from None
     with hdul:
+        _check_complete(path, hdul)
+        _check_instrument(path, hdul[0].header)
         if len(hdul) < 4:
             raise InputError(
                 path,

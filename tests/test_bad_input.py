@@ -52,7 +52,30 @@ def test_truncated_calexp(case):
     spec, run = case
     data = spec.calexp.read_bytes()
     spec.calexp.write_bytes(data[: len(data) // 3])
-    _expect(InputError, [spec.calexp], run, sysmaps.make_sky_and_sysmaps, spec, run)
+    _expect(InputError, [spec.calexp, "is truncated"], run,
+            sysmaps.make_sky_and_sysmaps, spec, run)  # fmt: skip
+    spec.calexp.write_bytes(data[:-100])  # a few bytes short: still a cut download
+    _expect(InputError, [spec.calexp, "is truncated"], run,
+            sysmaps.make_sky_and_sysmaps, spec, run)  # fmt: skip
+
+
+REAL_SUPRIMECAM = (
+    Path(__file__).resolve().parents[2] / "shared/realdata/subaru_calexp/act-img.fits"
+)
+
+
+@pytest.mark.skipif(
+    not REAL_SUPRIMECAM.is_file(),
+    reason="../shared/realdata (real Subaru files) is not beside this checkout",
+)
+def test_real_suprimecam_calexp_is_refused(tmp_path):
+    """A real LSST-pipeline calexp of Suprime-Cam (not HSC) is not read as HSC."""
+    from hscsim_utils import hsc_io
+
+    with pytest.raises(InputError) as err:
+        hsc_io.read_calexp(REAL_SUPRIMECAM, band="i")
+    assert str(REAL_SUPRIMECAM) in str(err.value)
+    assert "INSTRUME is 'SuprimeCam': not a Hyper Suprime-Cam image" in str(err.value)
 
 
 def test_calexp_that_is_not_fits(case):
