@@ -227,8 +227,12 @@ def _check_output_folder(args: argparse.Namespace) -> None:
             continue
         for folder in (path, *path.parents):
             if folder.exists():
+                if folder == path and not folder.is_dir():
+                    raise InputError(path, f"is a file, not a folder (--{name})")
                 if not folder.is_dir():
-                    raise InputError(folder, f"is a file, not a folder (--{name})")
+                    raise InputError(
+                        path, f"cannot be a folder: {folder} is a file (--{name})"
+                    )
                 break
 
 

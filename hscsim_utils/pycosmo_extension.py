@@ -17,12 +17,12 @@ built for; the build is repeated when the versions change or the folder is gone.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from .atomic import write_json
@@ -43,7 +43,7 @@ print("HSCSIM_SYMPY2C_FOLDER=" + json.dumps(sympy2c_cache_folder()))
 
 
 def _versions() -> dict[str, str]:
-    found = {name: importlib.metadata.version(name) for name in _PACKAGES}
+    found = {name: version(name) for name in _PACKAGES}
     return found | {"python": sys.version.split()[0]}
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import importlib.metadata
 import json
 import re
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .metrics import read_metrics
@@ -130,8 +130,8 @@ def _versions() -> dict[str, str]:
     found = {"hscsim": __version__, "python": sys.version.split()[0]}
     for name in VERSIONS:
         try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
+            found[name] = version(name)
+        except PackageNotFoundError:
             found[name] = "not installed"
     return found | {"SExtractor": _sextractor_version()}
 

@@ -71,6 +71,7 @@ def _ratios(out):
     }
 
 
+@pytest.mark.slow
 def test_local_pool_equals_single_runs(tmp_path, batch_file, notebooks, capsys):
     rows = batch.run_batch(batch_file, tmp_path / "out", executor="local",
                            workers=2, notebook_dir=notebooks)  # fmt: skip
@@ -84,6 +85,7 @@ def test_local_pool_equals_single_runs(tmp_path, batch_file, notebooks, capsys):
     assert (tmp_path / "out" / "summary.csv").read_text().count("\n") == 5
 
 
+@pytest.mark.slow
 def test_dask_cluster_survives_a_killed_worker(tmp_path, batch_file, notebooks):
     # see batch._run_dask: other tests' TensorFlow imports can drop this attribute
     importlib.metadata = sys.modules["importlib.metadata"]
@@ -121,6 +123,7 @@ def test_dask_cluster_survives_a_killed_worker(tmp_path, batch_file, notebooks):
     assert leftovers == []
 
 
+@pytest.mark.slow
 def test_failed_tile_is_reported_and_others_go_on(
     tmp_path, batch_file, notebooks, capfd
 ):

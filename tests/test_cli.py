@@ -65,7 +65,7 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "data-cache-is-a-file": (["data", "--cache", a_file], "not a folder"),
         "demo-out-is-a-file": (
             ["demo-tile", "--out", a_file / "x"],
-            f"{a_file}: is a file, not a folder (--out)",
+            f"{a_file / 'x'}: cannot be a folder: {a_file} is a file (--out)",
         ),
         "run-missing-tile": (
             ["run", "--tile", tmp_path / "none.yaml", "--out", tmp_path / "r"],

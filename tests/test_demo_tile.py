@@ -26,6 +26,9 @@ from hscsim_utils import (
 )
 from hscsim_utils.errors import InputError
 
+#: Every test here builds or reads a rendered demo tile (tens of seconds).
+pytestmark = pytest.mark.slow
+
 SIZE = (900, 800)
 # Lower-right part of patch 8523-4,2, at the edge of the simulated UD footprint:
 # a NO_DATA corner, an exposure gradient and a saturated Gaia star (G = 16.3).

@@ -184,6 +184,7 @@ def small_run(tmp_path_factory):
     return demo_dir / "tile.yaml", run
 
 
+@pytest.mark.slow
 def test_notebooks_08_and_09_fine_tune_psf_and_background(small_run):
     import json
 

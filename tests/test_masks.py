@@ -45,6 +45,7 @@ def test_mask_bits_follow_the_mp_keywords(tmp_path):
     np.testing.assert_array_equal(clipped, 2 * ((raw.view(np.uint32) >> 31) & 1))
 
 
+@pytest.mark.slow
 def test_demo_mask_equals_truth(tmp_path):
     tile = load_tile(demo_tile_for_tests())
     result = masks.make_masks(tile, resolve_run(tmp_path / "run"))
@@ -112,6 +113,7 @@ def test_plot_title_says_what_the_data_is(tmp_path):
     assert fig._suptitle.get_text() == "REAL HSC data: t"
 
 
+@pytest.mark.slow
 def test_notebook_02_runs_under_papermill(tmp_path):
     import papermill
 

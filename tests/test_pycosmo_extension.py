@@ -52,3 +52,15 @@ def test_failed_build_names_the_cause(tmp_path, monkeypatch):
     with pytest.raises(ToolError, match=r"(?s)exit 3\).*gcc: error"):
         pe.ensure_pycosmo_extension(tmp_path)
     assert not (tmp_path / pe.MARKER).exists()
+
+
+def test_versions_survive_a_lost_importlib_metadata_attribute(monkeypatch):
+    # TensorFlow's import (ufig's PSF code, imported by other tests) can drop the
+    # ``metadata`` attribute of ``importlib`` while the module stays loaded.
+    import importlib
+
+    monkeypatch.delattr(importlib, "metadata")
+    assert pe._versions()["sympy2c"]
+    from hscsim_utils import report
+
+    assert report._versions()["galsbi"] != "not installed"

@@ -339,6 +339,7 @@ def test_plots_have_the_data_label(tmp_path):
     assert fig.axes[0].get_title().startswith("REAL HSC data: y")
 
 
+@pytest.mark.slow
 def test_notebook_01_runs_under_papermill(tmp_path):
     import papermill
 
