@@ -267,12 +267,12 @@ def run_tile(
     check_demo_size(tile_file, chosen)
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
     state = _load_state(run)
-    key = inputs_digest(tile_file)
+    keys = stage_keys(all_stages, tile_file, run)
     bar = tqdm(all_stages, desc=f"{prefix}stages", unit="stage", file=sys.stdout)
     try:
-        _run_stages(bar, tile_file, run, chosen, state, key, force, prefix)
+        _run_stages(bar, tile_file, run, chosen, state, keys, force, prefix)
     finally:  # a failed run reports too: what ran and where it failed
-        stale = stale_stages(state, all_stages, tile_file, run)
+        stale = stale_stages(state, keys)
         for name, why in stale.items():
             tqdm.write(f"{prefix}{name}: STALE, {why}")
         if report:
@@ -304,34 +304,43 @@ def check_demo_size(tile_file: Path, chosen: set[str]) -> None:
         )
 
 
-def stale_stages(
-    state: dict, stages: list[Stage], tile_file: Path, run: RunFolder
-) -> dict[str, str]:
-    """Stages whose recorded result no longer matches their inputs, with why.
-
-    A stage is stale when the chain of keys (tile inputs, notebook, parameters
-    and every upstream stage) differs from the key it ran with, for example after
-    ``--stages 01-03`` with a changed seed: stages 04-09 then show old results.
-    """
+def stage_keys(
+    stages: list[Stage], tile_file: Path, run: RunFolder
+) -> dict[Stage, str]:
+    """Each stage's key: its notebook and parameters chained on every upstream key,
+    starting from the tile's inputs."""
     key = inputs_digest(tile_file)
-    stale = {}
+    keys = {}
     for stage in stages:
         key = stage_key(stage, _notebook_params(stage, tile_file, run), key)
+        keys[stage] = key
+    return keys
+
+
+def stale_stages(state: dict, keys: dict[Stage, str]) -> dict[str, str]:
+    """Stages whose recorded result no longer matches their inputs, with why.
+
+    A stage is stale when its key (see :func:`stage_keys`) differs from the key
+    it ran with, for example after ``--stages 01-03`` with a changed seed: stages
+    04-09 then show old results.
+    """
+    stale = {}
+    for stage, key in keys.items():
         done = state.get(stage.name)
         if done and done.get("status") == "ok" and done.get("key") != key:
             stale[stage.name] = (
-                f"its inputs or an upstream stage changed since it ran; rerun with "
+                "its inputs or an upstream stage changed since it ran; rerun with "
                 f"--from {stage.number}"
             )
     return stale
 
 
-def _run_stages(bar, tile_file, run, chosen, state, key, force, prefix) -> None:
+def _run_stages(bar, tile_file, run, chosen, state, keys, force, prefix) -> None:
     from tqdm.auto import tqdm
 
     for stage in bar:
         params = _notebook_params(stage, tile_file, run)
-        key = stage_key(stage, params, key)
+        key = keys[stage]
         if stage.number not in chosen:
             continue
         bar.set_postfix_str(stage.name)
