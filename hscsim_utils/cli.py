@@ -37,9 +37,15 @@ def _cmd_data(args: argparse.Namespace) -> None:
 def _cmd_demo_tile(args: argparse.Namespace) -> None:
     from . import demo_tile
     from .runner import MIN_DEMO_SIZE
+    from .tile import load_tile
 
     path = demo_tile.build_demo_tile(args.out, size=tuple(args.size), seed=args.seed)
     print(f"demo tile (simulated, not real HSC data) written to {path}")
+    spec = load_tile(path)
+    print(
+        f"{spec.tile_name}: observation seed {args.seed}; the simulation of this "
+        f"tile uses its own seed, {spec.seed} ('seed' in {path.name})"
+    )
     if min(args.size) < MIN_DEMO_SIZE:
         print(
             f"note: stages 05-09 need at least {MIN_DEMO_SIZE} x {MIN_DEMO_SIZE} px; "

@@ -109,3 +109,13 @@ def test_bad_arguments_give_one_line_and_status_2(tmp_path, case):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"hscsim {args[0]}: error: ") and fragment in lines[0]
+
+
+@pytest.mark.slow
+def test_demo_tile_says_its_name_both_seeds_and_the_minimum(tmp_path):
+    done = _hscsim("demo-tile", "--out", tmp_path / "d", "--size", 300, 300,
+                   "--seed", 3)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "demo-8523-402-300x300-seed3: observation seed 3" in done.stdout
+    assert "the simulation of this tile uses its own seed, 42" in done.stdout
+    assert "stages 05-09 need at least 2000 x 2000 px" in done.stdout
