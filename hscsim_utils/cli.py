@@ -53,8 +53,28 @@ def _cmd_demo_tile(args: argparse.Namespace) -> None:
         )
 
 
+def _check_inputs(tile: Path) -> None:
+    """Check every input of ``tile``: one line per problem, then fail."""
+    import time
+
+    from .check_tile import check_tile
+
+    start = time.perf_counter()
+    problems = check_tile(tile)
+    if problems:  # main() prints one line per problem
+        raise HscsimError("\n".join(problems))
+    print(f"{tile}: inputs checked in {time.perf_counter() - start:.1f} s")
+
+
+def _cmd_check_tile(args: argparse.Namespace) -> None:
+    _check_inputs(args.tile)
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     from . import runner
+
+    if not args.no_check:
+        _check_inputs(args.tile)
     from .threads import limited_threads
 
     limit = limited_threads(args.threads) if args.threads else contextlib.nullcontext()
@@ -155,7 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=None, help="threads (default: all cores)"
     )
+    p.add_argument(
+        "--no-check", action="store_true", help="skip the up-front input check"
+    )
     p.set_defaults(func=_cmd_run)
+
+    p = add("check-tile", help="check every input of a tile, in seconds")
+    p.add_argument("tile", type=Path, help="tile YAML file")
+    p.set_defaults(func=_cmd_check_tile)
 
     p = add("lab", help="JupyterLab on the notebooks, for one run and tile")
     p.add_argument(
@@ -217,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except (HscsimError, OSError) as err:
         # OSError: a path the user gave that exists as a file, cannot be written...
-        print(f"hscsim {args.command}: error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [type(err).__name__]:
+            print(f"hscsim {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hscsim {args.command}: interrupted", file=sys.stderr)

@@ -308,7 +308,10 @@ def read_gaia_table(path: str | os.PathLike) -> Table:
         try:
             table = Table.read(path)
         except Exception as err:  # astropy raises many types for unreadable files
-            raise InputError(path, f"not a readable table ({err})") from None
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise InputError(
+                path, f"not a readable table ({type(err).__name__}: {reason})"
+            ) from None
     missing = [c for c in VIZIER_COLUMNS if c not in table.colnames]
     if missing:
         raise InputError(path, f"Gaia table lacks columns {missing}")
