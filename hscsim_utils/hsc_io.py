@@ -127,6 +127,21 @@ def _check_complete(path: Path, hdul: fits.HDUList) -> None:
         )
 
 
+def _check_zero_point(path: Path, primary: fits.Header) -> None:
+    """``FLUXMAG0`` (when present) must be that of zero point 27 AB."""
+    if "FLUXMAG0" not in primary:
+        return
+    value = float(primary["FLUXMAG0"])
+    expected = 10 ** (0.4 * ZERO_POINT_AB)
+    if not value > 0 or abs(value / expected - 1) > 1e-3:
+        zero_point = 2.5 * np.log10(value) if value > 0 else float("nan")
+        raise InputError(
+            path,
+            f"FLUXMAG0 = {value:.6g} is zero point {zero_point:.3f}, not "
+            f"{ZERO_POINT_AB:g} AB as HSC coadds are (and hscsim assumes)",
+        )
+
+
 def _check_instrument(path: Path, primary: fits.Header) -> None:
     """Refuse a calexp of another instrument (when the header names one)."""
     instrument = str(primary.get("INSTRUME", "")).strip()
@@ -152,6 +167,7 @@ def read_calexp(path: str | os.PathLike, band: str | None = None) -> Calexp:
     with hdul:
         _check_complete(path, hdul)
         _check_instrument(path, hdul[0].header)
+        _check_zero_point(path, hdul[0].header)
         if len(hdul) < 4:
             raise InputError(
                 path,
@@ -230,24 +246,38 @@ def write_calexp(
 
 
 def read_archive_csv(path: str | os.PathLike, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read an HSC-archive CSV and check it has exactly ``columns`` and rows."""
+    """Read an HSC-archive CSV: ``columns`` (in that order) of its rows.
+
+    The header line names the columns, with or without the archive's leading
+    ``#``, in any order; columns beyond ``columns`` are ignored, a missing one is
+    an error.
+    """
     path = _check_file(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
-    if not first.startswith("#"):
-        raise InputError(path, "no '# col1,col2,...' header line of the HSC archive")
-    found = tuple(c.strip() for c in first.lstrip("#").strip().split(","))
-    if found != tuple(columns):
-        missing = [c for c in columns if c not in found]
+    found = [c.strip().lower() for c in first.lstrip("#").strip().split(",")]
+    missing = [c for c in columns if c not in found]
+    if missing:
         extra = [c for c in found if c not in columns]
-        raise InputError(path, f"wrong columns: missing {missing}, unexpected {extra}")
+        raise InputError(
+            path,
+            f"wrong columns: missing {missing}, unexpected {extra} (the header line "
+            "must name the columns, as the archive's '# col1,col2,...')",
+        )
     try:
-        df = pd.read_csv(path, comment="#", names=list(columns), skipinitialspace=True)
+        df = pd.read_csv(
+            path, comment="#", header=None, skiprows=1, skipinitialspace=True
+        )
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "has no rows") from None
     except (ValueError, pd.errors.ParserError) as err:
         raise InputError(path, f"cannot parse CSV rows ({err})") from None
-    if len(df) == 0:
-        raise InputError(path, "has no rows")
-    return df
+    if df.shape[1] != len(found):
+        raise InputError(
+            path, f"its header names {len(found)} columns, its rows have {df.shape[1]}"
+        )
+    df.columns = found
+    return df.loc[:, list(columns)]
 
 
 def write_archive_csv(

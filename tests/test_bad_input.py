@@ -140,7 +140,10 @@ def _edit_csv(path: Path, header=None, keep_rows=True):
     "edit, fragment",
     [
         (dict(header=lambda h: h.replace(",seeing", "")), "missing ['seeing']"),
-        (dict(header=lambda h: h + ",airmass"), "unexpected ['airmass']"),
+        (
+            dict(header=lambda h: h + ",airmass"),
+            "header names 16 columns, its rows have 15",
+        ),
         (dict(keep_rows=False), "has no rows"),
     ],
     ids=["missing-column", "extra-column", "no-rows"],

@@ -123,14 +123,22 @@ def test_archive_csv_round_trip_and_errors(tmp_path):
     path = hsc_io.write_archive_csv(tmp_path / "f.csv", df, hsc_io.FRAME_COLUMNS)
     back = hsc_io.read_frame_metadata(path)
     np.testing.assert_allclose(back.to_numpy(), df.to_numpy(), rtol=1e-9)
+    # as the archive may serve it: no '#', other column order, one more column
+    served = df.iloc[:, ::-1].assign(airmass=1.2)
+    (tmp_path / "served.csv").write_text(
+        ",".join(served.columns) + "\n" + served.to_csv(header=False, index=False)
+    )
+    np.testing.assert_allclose(
+        hsc_io.read_frame_metadata(tmp_path / "served.csv").to_numpy(), df.to_numpy()
+    )
     text = path.read_text().splitlines()
     (tmp_path / "extra.csv").write_text(text[0] + ",foo\n" + "\n".join(text[1:]))
     (tmp_path / "empty.csv").write_text(text[0] + "\n")
     (tmp_path / "nohead.csv").write_text("\n".join(text[1:]))
     for name, fragment in [
-        ("extra.csv", "unexpected ['foo']"),
+        ("extra.csv", "header names 16 columns, its rows have 15"),
         ("empty.csv", "has no rows"),
-        ("nohead.csv", "no '# col1"),
+        ("nohead.csv", "wrong columns: missing ['llcra'"),
     ]:
         with pytest.raises(InputError) as err:
             hsc_io.read_frame_metadata(tmp_path / name)
@@ -148,3 +156,54 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert target.read_text().strip().startswith("{") and [*tmp_path.iterdir()] == [
         target
     ]
+
+
+def _rewrite(path, edit) -> None:
+    with fits.open(path) as hdul:
+        hdus = [hdu.copy() for hdu in hdul]
+    fits.HDUList(edit(hdus)).writeto(path, overwrite=True)
+
+
+def test_calexp_as_hscpipe_writes_it(tmp_path):
+    """Compressed IMAGE, archive tables after VARIANCE, LTV offsets: read the same."""
+    from synthetic import write_synthetic_calexp
+
+    path = tmp_path / "calexp.fits"
+    write_synthetic_calexp(path, (60, 80), n_sources=3)
+    plain = hsc_io.read_calexp(path, band="i")
+
+    def hscpipe(hdus):
+        image = hdus[1]
+        image.header["LTV1"], image.header["LTV2"] = -27900.0, -7900.0
+        compressed = fits.CompImageHDU(
+            image.data, header=image.header, name="IMAGE",
+            compression_type="GZIP_2", quantize_level=0.0,  # lossless
+        )  # fmt: skip
+        table = fits.BinTableHDU.from_columns(
+            [fits.Column(name="id", format="K", array=np.arange(3))], name="ARCHIVE_ID"
+        )
+        return [hdus[0], compressed, hdus[2], hdus[3], table]
+
+    _rewrite(path, hscpipe)
+    again = hsc_io.read_calexp(path, band="i")
+    np.testing.assert_array_equal(again.image, plain.image)
+    np.testing.assert_array_equal(again.mask, plain.mask)
+    assert again.mask_planes == plain.mask_planes
+    np.testing.assert_allclose(  # LTV moves LSST's parent origin, not the WCS
+        again.wcs.all_pix2world([[10, 20]], 0), plain.wcs.all_pix2world([[10, 20]], 0)
+    )
+
+
+def test_calexp_of_another_zero_point_is_refused(tmp_path):
+    from synthetic import write_synthetic_calexp
+
+    path = tmp_path / "calexp.fits"
+    write_synthetic_calexp(path, (60, 80))
+
+    def zero_point_31(hdus):
+        hdus[0].header["FLUXMAG0"] = 10 ** (0.4 * 31.4)
+        return hdus
+
+    _rewrite(path, zero_point_31)
+    with pytest.raises(InputError, match=r"FLUXMAG0 = .* is zero point 31.400, not 27"):
+        hsc_io.read_calexp(path, band="i")
