@@ -66,6 +66,21 @@ def _check_inputs(tile: Path) -> None:
     print(f"{tile}: inputs checked in {time.perf_counter() - start:.1f} s")
 
 
+def _cmd_archive(args: argparse.Namespace) -> None:
+    from .archive import patch_request, write_request
+
+    req = patch_request(args.tract, args.patch, args.bands, args.release)
+    readme = write_request(req, args.out)
+    for band in req.bands:
+        print(f"-- band {band}: frames (save as {band}/frames.csv)")
+        print(req.frames_sql(band))
+        print(f"-- band {band}: mosaic (save as {band}/mosaic.csv)")
+        print(req.mosaic_sql(band))
+    for pixel, gal_l, gal_b in req.pixels:
+        print(f"Besançon pixel {pixel}: l = {gal_l:.4f}, b = {gal_b:.4f}")
+    print(f"what to do, in order: {readme}")
+
+
 def _cmd_check_tile(args: argparse.Namespace) -> None:
     _check_inputs(args.tile)
 
@@ -179,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-check", action="store_true", help="skip the up-front input check"
     )
     p.set_defaults(func=_cmd_run)
+
+    p = add("archive", help="what to download from the HSC archive for a patch")
+    p.add_argument("tract", type=int, help="tract, e.g. 9813")
+    p.add_argument("patch", help="patch x,y, e.g. 7,2")
+    p.add_argument("--bands", default="i", help="comma-separated, of g,r,i,z,y")
+    p.add_argument(
+        "--release", choices=("pdr3_dud", "pdr3_wide"), default="pdr3_dud",
+        help="data release (schema of the SQL tables)",
+    )  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_archive)
 
     p = add("check-tile", help="check every input of a tile, in seconds")
     p.add_argument("tile", type=Path, help="tile YAML file")
