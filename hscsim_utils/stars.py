@@ -493,9 +493,10 @@ def make_besancon_map(
 ) -> dict:
     """Stage 04a: the tile's Besançon HDF5 in the run folder; returns a summary.
 
-    The summary adds ``requested`` (centre pixel and neighbours, the pixels to
-    simulate with the web service, as the tutorial) and ``required`` (those the
-    simulation of this tile reads).
+    The summary adds ``requested`` (the lines of sight to simulate with the web
+    service: exactly the pixels the simulation of this tile reads, not the
+    tutorial's centre pixel and its eight neighbours) and ``required`` (those
+    pixels).
     """
     ra, dec, _ = patch_circle(calexp.wcs, calexp.shape)
     required = required_pixels(calexp.wcs, calexp.shape)
@@ -507,7 +508,7 @@ def make_besancon_map(
         seed=tile.seed,
         required=required,
     )
-    summary["requested"] = lines_of_sight(tile_pixels(ra, dec))
+    summary["requested"] = lines_of_sight(required)
     summary["centre_pixel"] = int(hp.ang2pix(NSIDE_BESANCON, ra, dec, lonlat=True))
     summary["required"] = required.tolist()
     return summary

@@ -53,15 +53,16 @@ print(tile.label)
 # ## Besançon model
 #
 # The model is run with the web service (http://model2016.obs-besancon.fr) once
-# per HEALPix pixel (nside 8) of the tile centre and its neighbours, at the pixel
-# centre's galactic coordinates: SDSS+JHK filters, FITS output, distances up to
-# 50 kpc, solid angle 5 deg², reference band r down to 30 mag, colours `r-g`,
-# `r-i`, `r-z`, `r-u` from -10 to 99, no photometric errors. These are the lines
-# of sight to request:
+# per HEALPix pixel (nside 8) that the simulation of this patch reads (the
+# tutorial requests the centre pixel and its eight neighbours; a patch needs one
+# or two of them), at the pixel centre's galactic coordinates: SDSS+JHK filters,
+# FITS output, distances up to 50 kpc, solid angle 5 deg², reference band r down
+# to 30 mag, colours `r-g`, `r-i`, `r-z`, `r-u` from -10 to 99, no photometric
+# errors. These are the lines of sight to request (`hscsim archive` lists them
+# before anything is downloaded):
 
 # %%
-ra, dec, radius = stars.patch_circle(calexp.wcs, calexp.shape)
-for row in stars.lines_of_sight(stars.tile_pixels(ra, dec)):
+for row in stars.lines_of_sight(stars.required_pixels(calexp.wcs, calexp.shape)):
     print(f"pixel {row['pixel']:4d}: l = {row['l']:8.3f}, b = {row['b']:8.3f}")
 
 # %% [markdown]
