@@ -65,6 +65,8 @@ DEFAULT_NNW = "default.nnw"
 #: Catalogue columns shown in the triangle plot, with their plot ranges.
 TRIANGLE_RANGES = {"MAG_AUTO": (17, 30), "FLUX_RADIUS": (0, 10), "ELLIPTICITY": (0, 1)}
 _WEIGHTINGS = ("none", "variance")
+#: Mask planes whose pixels are treated as pixels without data (the tutorial's).
+BLANK_PLANES = ("NO_DATA",)
 _STRUCTURAL_KEYS = ("XTENSION", "PCOUNT", "GCOUNT", "EXTNAME", "EXTTYPE", "INHERIT")
 
 
@@ -165,16 +167,25 @@ def config_file(name: str) -> Path:
 
 
 def prepare_inputs(
-    calexp: Calexp, weighting: str = "none"
+    calexp: Calexp,
+    weighting: str = "none",
+    blank_planes: tuple[str, ...] = BLANK_PLANES,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image and weight map handed to SExtractor (see the module docstring)."""
+    """Image and weight map handed to SExtractor (see the module docstring).
+
+    Pixels in any of ``blank_planes`` (default ``NO_DATA``, as the tutorial) are
+    treated as pixels without data; a named plane the calexp lacks is an error,
+    except the default ``NO_DATA`` of files that have no such plane.
+    """
     if weighting not in _WEIGHTINGS:
         raise InputError(
             "weighting", f"must be one of {_WEIGHTINGS}, got {weighting!r}"
         )
     no_data = ~np.isfinite(calexp.image)
-    if "NO_DATA" in calexp.mask_planes:
-        no_data |= (calexp.mask & (1 << calexp.mask_bit("NO_DATA"))) != 0
+    for plane in blank_planes:
+        if plane == "NO_DATA" and plane not in calexp.mask_planes:
+            continue
+        no_data |= (calexp.mask & (1 << calexp.mask_bit(plane))) != 0
     image = np.where(no_data, np.float32(0), calexp.image).astype(np.float32)
     if weighting == "none":
         return image, None
@@ -274,6 +285,7 @@ def run_sextractor(
     binary: str = "",
     config: str = DEFAULT_CONFIG,
     weighting: str = "none",
+    blank_planes: tuple[str, ...] = BLANK_PLANES,
 ) -> dict:
     """Run SExtractor on a calexp; write catalogue (HDF5) and check-images.
 
@@ -282,7 +294,7 @@ def run_sextractor(
     """
     exe = find_sextractor(binary)
     catalog, segmentation, background = map(Path, (catalog, segmentation, background))
-    image, weight = prepare_inputs(calexp, weighting)
+    image, weight = prepare_inputs(calexp, weighting, blank_planes)
     catalog.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         work = Path(
@@ -452,6 +464,7 @@ def extract_sources(
     config: str = DEFAULT_CONFIG,
     weighting: str = "none",
     off_mask_radius: float = 1.0,
+    blank_planes: tuple[str, ...] = BLANK_PLANES,
 ) -> Stage03Result:
     """Stage 03: SExtractor catalogue, check-images and stamp flags of a tile."""
     calexp = read_calexp(tile.calexp, band=tile.band)
@@ -467,6 +480,7 @@ def extract_sources(
         binary=binary,
         config=config,
         weighting=weighting,
+        blank_planes=blank_planes,
     )
     add_stamp_flags(
         run.sextractor_cat, run.mask, run.overlap, calexp.shape, off_mask_radius

@@ -35,6 +35,7 @@ sextractor_binary = ""  # empty: source-extractor or sex, whichever is on PATH
 sextractor_config = "hsc.config"  # file in ufig/res/sextractor, or a path
 weighting = "none"  # none: as in the simulation; variance: inverse-variance weights
 off_mask_radius = 1.0  # stamp flags: radius in units of FLUX_RADIUS
+blank_planes = "NO_DATA"  # comma-separated MASK planes treated as no data
 
 # %%
 import matplotlib.pyplot as plt
@@ -55,6 +56,8 @@ print(tile.label)
 # threshold), so that data and simulation are measured alike. Pixels without data
 # (`NO_DATA`, or non-finite) are set to 0, the sky level of the background-subtracted
 # coadd: they are never detected and do not change the threshold.
+# `blank_planes` names further MASK planes to treat so (the tutorial's default is
+# `NO_DATA` alone; the simulation is measured without masks).
 # `weighting = "variance"` uses the inverse VARIANCE plane as weight map instead
 # (cleaner at the noisy coverage border, but detects fewer faint objects; see
 # `hscsim_utils/extraction.py`). Detection and measurement run on the same image
@@ -74,6 +77,7 @@ result = extraction.extract_sources(
     config=sextractor_config,
     weighting=weighting,
     off_mask_radius=off_mask_radius,
+    blank_planes=tuple(p.strip() for p in blank_planes.split(",") if p.strip()),
 )
 print(result.settings)
 print(f"{result.summary['n_sources']} sources in {result.summary['seconds']:.1f} s")

@@ -183,6 +183,27 @@ def test_unknown_config_and_weighting_are_input_errors(synthetic, tmp_path):
         extraction.prepare_inputs(calexp, weighting="rms")
 
 
+def test_named_mask_planes_are_blanked(synthetic):
+    import dataclasses
+
+    shared, _ = synthetic
+    calexp = dataclasses.replace(
+        shared, image=shared.image.copy(), mask=shared.mask.copy()
+    )  # the fixture is shared by the module
+    bit = calexp.mask_bit("BRIGHT_OBJECT")
+    calexp.mask[:10, :10] = 1 << bit  # and no other plane
+    calexp.image[:10, :10] = 5.0
+    default, _ = extraction.prepare_inputs(calexp)
+    assert (default[:10, :10] == 5.0).all()  # the tutorial blanks NO_DATA only
+    blanked, _ = extraction.prepare_inputs(
+        calexp, blank_planes=("NO_DATA", "BRIGHT_OBJECT")
+    )
+    assert (blanked[:10, :10] == 0).all()
+    assert (blanked[10:, 10:] == default[10:, 10:]).all()
+    with pytest.raises(InputError, match="MP_GHOST not in the MASK header"):
+        extraction.prepare_inputs(calexp, blank_planes=("GHOST",))
+
+
 def test_ldac_conversion_matches_ufig(synthetic, tmp_path):
     from ufig.plugins.run_sextractor_forced_photometry import convert_fits_to_hdf
 
