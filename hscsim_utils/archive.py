@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .demo_observation import PatchGeometry
 from .errors import InputError
 
 __all__ = ["PatchRequest", "patch_request", "write_request"]
@@ -50,16 +51,23 @@ Save each result as besancon/besancon_PPPP.header (the text header, with the
 class PatchRequest:
     """Everything to fetch for one patch in one release."""
 
-    tract: int
-    patch: tuple[int, int]
+    geometry: PatchGeometry  # the full patch and its WCS
     release: str
     bands: tuple[str, ...]
     centre: tuple[float, float]  # RA, Dec (deg) of the patch centre
     pixels: list[tuple[int, float, float]]  # HEALPix pixel, l, b
 
     @property
+    def tract(self) -> int:
+        return self.geometry.tract
+
+    @property
+    def patch(self) -> tuple[int, int]:
+        return self.geometry.patch
+
+    @property
     def skymap_id(self) -> str:
-        return f"{self.tract * 10000 + self.patch[0] * 100 + self.patch[1]}"
+        return str(self.geometry.skymap_id)
 
     @property
     def patch_name(self) -> str:
@@ -115,7 +123,7 @@ def patch_request(
 ) -> PatchRequest:
     """The downloads of ``tract``/``patch`` (``"x,y"``) in ``bands`` of ``release``."""
     from . import stars
-    from .demo_observation import PATCH_BORDER, PATCH_INNER, patch_geometry
+    from .demo_observation import FULL_PATCH, patch_geometry
 
     if isinstance(bands, str):
         bands = tuple(b.strip() for b in bands.split(",") if b.strip())
@@ -125,15 +133,14 @@ def patch_request(
     if release not in RELEASES:
         raise InputError("release", f"{release!r} is not one of {RELEASES}")
     xy = _parse_patch(patch)
-    size = PATCH_INNER + 2 * PATCH_BORDER
+    size = FULL_PATCH
     geom = patch_geometry((size, size), tract=int(tract), patch=xy)
     wcs = geom.wcs()
     ra, dec = wcs.all_pix2world((size - 1) / 2, (size - 1) / 2, 0)
     needed = stars.required_pixels(wcs, (size, size))
     sight = stars.lines_of_sight(needed)
     pixels = [(int(p["pixel"]), float(p["l"]), float(p["b"])) for p in sight]
-    return PatchRequest(int(tract), xy, release, tuple(bands),
-                        (float(ra), float(dec)), pixels)  # fmt: skip
+    return PatchRequest(geom, release, tuple(bands), (float(ra), float(dec)), pixels)
 
 
 def _tile_fields(req: PatchRequest, band: str) -> dict:

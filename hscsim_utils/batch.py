@@ -100,10 +100,12 @@ def run_one(
         except Exception as err:  # kernel start-up races and other transients
             error = f"{type(err).__name__}: {err} (attempt {attempt}/{attempts})"
             time.sleep(1.0 * attempt)
+    _keep_error(out, error)
     return _summary(name, out, error, time.perf_counter() - start)
 
 
-def _summary(name: str, out: Path, error: str, wall: float) -> dict:
+def _keep_error(out: Path, error: str) -> None:
+    """The tile's full error text in its run folder (removed after a success)."""
     from .atomic import atomic_path
 
     log = Path(out) / ERROR_LOG
@@ -112,6 +114,9 @@ def _summary(name: str, out: Path, error: str, wall: float) -> dict:
             tmp.write_text(error + "\n")
     else:
         log.unlink(missing_ok=True)
+
+
+def _summary(name: str, out: Path, error: str, wall: float) -> dict:
     realism = read_metrics(RunFolder(out).root / "metrics.json").get("realism", {})
     row = {
         "tile": name,
@@ -241,9 +246,10 @@ def collect(batch_file: str | os.PathLike, out_dir: str | os.PathLike) -> list[d
             state = {}
         failed = [stage for stage, s in state.items() if s.get("status") != "ok"]
         log = run / ERROR_LOG
-        error = log.read_text().strip() if log.is_file() else ""
-        if failed and not error:
-            error = f"stage {failed[0]} failed (see {run / 'notebooks'})"
+        error = ""
+        if failed:  # a log left by an earlier failed batch run says nothing now
+            error = log.read_text().strip() if log.is_file() else ""
+            error = error or f"stage {failed[0]} failed (see {run / 'notebooks'})"
         wall = sum(s.get("wall_s", 0.0) for s in state.values())
         row = _summary(name, run, error, wall) if state else None
         if row is None:

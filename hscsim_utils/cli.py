@@ -87,10 +87,10 @@ def _cmd_check_tile(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from . import runner
+    from .threads import limited_threads
 
     if not args.no_check:
         _check_inputs(args.tile)
-    from .threads import limited_threads
 
     limit = limited_threads(args.threads) if args.threads else contextlib.nullcontext()
     with limit:

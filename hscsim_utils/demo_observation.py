@@ -44,6 +44,8 @@ PIXEL_SCALE_RAD = math.radians(PIXEL_SCALE_ARCSEC / 3600.0)
 PATCH_INNER = 4000
 PATCH_BORDER = 100
 PATCHES_PER_TRACT = 9
+#: Pixels per side of a patch file: the inner patch and its border on both sides.
+FULL_PATCH = PATCH_INNER + 2 * PATCH_BORDER
 N_RINGS = 120
 CCD_NX, CCD_NY = 2048, 4176
 N_AMPS = 4
@@ -182,7 +184,7 @@ def patch_geometry(
     The area is centred on the patch, or on ``centre`` (0-based pixel position in
     the full 4200 x 4200 patch), and always lies inside the patch.
     """
-    full = PATCH_INNER + 2 * PATCH_BORDER
+    full = FULL_PATCH
     nx, ny = (int(v) for v in size)
     if not (16 <= nx <= full and 16 <= ny <= full):
         raise InputError("size", f"{size} must be within 16..{full} pixels per axis")

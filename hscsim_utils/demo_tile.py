@@ -269,8 +269,7 @@ def demo_tile_name(geom: obs.PatchGeometry, seed: int) -> str:
     Demo tiles of other sizes, areas or seeds get other names (and so other
     folders in a batch), e.g. ``demo-8523-402-2000x2000-seed7``.
     """
-    full = obs.PATCH_INNER + 2 * obs.PATCH_BORDER
-    centred = ((full - geom.nx) // 2, (full - geom.ny) // 2)
+    centred = ((obs.FULL_PATCH - geom.nx) // 2, (obs.FULL_PATCH - geom.ny) // 2)
     where = "" if geom.offset == centred else "-at{}_{}".format(*geom.offset)
     return f"demo-{geom.tract}-{geom.patch_id}-{geom.nx}x{geom.ny}{where}-seed{seed}"
 

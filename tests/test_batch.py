@@ -156,6 +156,8 @@ def test_failed_tile_is_reported_and_others_go_on(
     assert collected[1]["error"] == rows[1]["error"]
     assert collected[0]["bkg_std_ratio"] == rows[0]["bkg_std_ratio"] == 1.001
     assert (out / "summary.csv").read_text().count("\n") == 5
+    (out / "t1" / batch.ERROR_LOG).write_text("left by an earlier failed run")
+    assert batch.collect(batch_file, out)[0]["status"] == "ok"
 
 
 def test_batch_file_errors(tmp_path):
