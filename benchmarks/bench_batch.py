@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hscsim_utils import batch, runner
 from hscsim_utils.atomic import TMP_PREFIX
-from hscsim_utils.demo_tile import build_demo_tile
+from hscsim_utils.demo.build import build_demo_tile
+from hscsim_utils.pipeline import batch, runner
 
 CENTRES = [(1400.0, 1400.0), (2800.0, 1400.0), (1400.0, 2800.0), (2800.0, 2800.0)]
 TARGET_RATIO = 0.65
@@ -76,7 +76,7 @@ def children_cpu_s() -> float:
 
 def warm_numba_caches() -> None:
     """Compile the cached numba kernels of the PSF stage once, before timing."""
-    from hscsim_utils import psf_direct
+    from hscsim_utils.numerics import psf_direct
 
     rng = np.random.default_rng(0)
     psf_direct.DirectPSFPredictor()(rng.normal(0.0, 0.01, (4, 19, 19)) + 1.0)

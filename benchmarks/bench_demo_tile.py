@@ -48,8 +48,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 
-from hscsim_utils import demo_tile, hsc_io
-from hscsim_utils.tile import load_tile
+from hscsim_utils.demo import build as demo_tile
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc import skymap
+from hscsim_utils.hsc.tile import load_tile
 
 SEXTRACTOR = "/usr/bin/source-extractor"
 TARGET_SECONDS = 180.0
@@ -69,7 +71,7 @@ def peak_rss_gb() -> tuple[float, float]:
 
 def depth_from_rms(sigma_pixel: float) -> float:
     """5-sigma 2" aperture magnitude of uncorrelated pixel noise (zero point 27)."""
-    n_pix = math.pi * (1.0 / hsc_io.PIXEL_SCALE_ARCSEC) ** 2
+    n_pix = math.pi * (1.0 / skymap.PIXEL_SCALE_ARCSEC) ** 2
     return 27.0 - 2.5 * math.log10(5.0 * sigma_pixel * math.sqrt(n_pix))
 
 
@@ -85,7 +87,7 @@ def run_sextractor(image_path: Path, work: Path, truth: dict) -> tuple[Path, Pat
         "-SATUR_KEY", "NONE", "-SATUR_LEVEL", f"{truth['saturation_adu']:.4f}",
         "-MAG_ZEROPOINT", "27.0", "-GAIN_KEY", "NONE",
         "-GAIN", f"{truth['gain_effective_ufig']:.4f}",
-        "-PIXEL_SCALE", str(hsc_io.PIXEL_SCALE_ARCSEC),
+        "-PIXEL_SCALE", str(skymap.PIXEL_SCALE_ARCSEC),
         "-STARNNW_NAME", str(config / "default.nnw"),
         "-FILTER_NAME", str(config / "gauss_3.0_5x5.conv"),
         "-PARAMETERS_NAME", str(config / "newdefault.param"),
@@ -145,7 +147,7 @@ def report(spec, work: Path) -> None:
     _, _, rms_deep = sigma_clipped_stats(calexp.image[deep], sigma=3.0)
     factor = truth["lanczos_rms_factor"]
     sigma_design = 10 ** (-0.4 * (UD_DEPTH - 27.0)) / 5.0
-    sigma_design /= math.sqrt(math.pi / hsc_io.PIXEL_SCALE_ARCSEC**2)
+    sigma_design /= math.sqrt(math.pi / skymap.PIXEL_SCALE_ARCSEC**2)
     sigma_pdr3 = sigma_design / math.sqrt(PDR3_FRACTION)
     print("\nbackground rms (sigma-clipped, source-free pixels, ADU at zp 27)")
     print(f"  whole patch      {rms:.4f}   deepest 10%: {rms_deep:.4f}")
@@ -172,7 +174,7 @@ def report(spec, work: Path) -> None:
     )
 
     mags = cat["MAG_AUTO"][(cat["MAG_AUTO"] > 15) & (cat["MAG_AUTO"] < 35)]
-    area = covered.sum() * (hsc_io.PIXEL_SCALE_ARCSEC / 60) ** 2
+    area = covered.sum() * (skymap.PIXEL_SCALE_ARCSEC / 60) ** 2
     hist, edges = np.histogram(mags, bins=np.arange(17.0, 30.01, 0.25))
     peak = edges[np.argmax(hist)] + 0.125
     print(f"\nSExtractor ({t_se:.1f} s, ufig hsc.config)")

@@ -26,8 +26,10 @@ from scipy.optimize import least_squares
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hscsim_utils import psf, psf_direct, synthetic_psf  # noqa: E402
-from hscsim_utils.psf_model import PARAM_NAMES, StampRenderer  # noqa: E402
+from hscsim_utils.numerics import psf_direct
+from hscsim_utils.numerics.psf_model import PARAM_NAMES, StampRenderer  # noqa: E402
+from hscsim_utils.stages import psf
+from tests import synthetic_psf  # noqa: E402
 
 
 def scipy_fit(cube: np.ndarray) -> tuple[np.ndarray, float]:
@@ -95,7 +97,7 @@ def bench_per_star(n_stars: int) -> None:
 
 
 def bench_stage(tile_file: str, run_dir: str, size: int) -> None:
-    from hscsim_utils.tile import resolve_run, resolve_tile
+    from hscsim_utils.hsc.tile import resolve_run, resolve_tile
 
     if tile_file or run_dir or _demo_ready():
         tile, run = resolve_tile(tile_file), resolve_run(run_dir)

@@ -34,14 +34,14 @@ LIMIT_GB = 4.0
 CHILD = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
-from hscsim_utils import simulate
+from hscsim_utils.stages import simulate
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.tile import load_tile
+from hscsim_utils.hsc.tile import load_tile
 run = RunFolder({run!r})
 if {tile!r}:
     tile = load_tile({tile!r})
 else:
-    from fabricated_run import make_tile
+    from tests.fabricated_run import make_tile
     tile = make_tile(run.root, seed=42)
 t0 = time.perf_counter()
 sim = simulate.run_simulation(tile, run, measure_psf={measure!r})
@@ -77,7 +77,7 @@ class TreeMemory(threading.Thread):
 
 def fabricate(root: Path) -> None:
     sys.path.insert(0, str(REPO / "tests"))
-    from fabricated_run import make_run_folder
+    from tests.fabricated_run import make_run_folder
 
     make_run_folder(root, shape=(4200, 4200))
 

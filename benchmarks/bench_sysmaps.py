@@ -6,7 +6,7 @@ Usage::
         [--size NX NY] [--seed S]
 
 Input: ``--tile`` if given; else the demo tile (built once with
-``hscsim_utils.demo_tile`` into ``OUT/demo_tile`` and reused); else, when the demo
+``hscsim_utils.demo.build`` into ``OUT/demo_tile`` and reused); else, when the demo
 builder is not available, synthetic real-format inputs with HSC-like CCD frames
 (2048 x 4176 pixels, 150 dithered visits at four rotator angles).
 
@@ -33,8 +33,9 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from hscsim_utils import hsc_io, sysmaps
-from hscsim_utils.tile import load_tile, resolve_run
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 15.0
@@ -114,7 +115,7 @@ def hsc_like_frames(
     shape: tuple[int, int], n_visits: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel corners of CCD frames (2048 x 4176) of dithered visits over the patch."""
-    from synthetic import rotated_rectangle
+    from tests.synthetic import rotated_rectangle
 
     ny, nx = shape
     corners, visits = [], []
@@ -138,7 +139,7 @@ def hsc_like_frames(
 def synthetic_tile(out: Path, shape: tuple[int, int], seed: int) -> Path:
     """Real-format inputs with HSC-like frames (when no demo builder exists)."""
     sys.path.insert(0, str(REPO / "tests"))
-    from synthetic import write_synthetic_tile
+    from tests.synthetic import write_synthetic_tile
 
     rng = np.random.default_rng(seed)
     corners, visits = hsc_like_frames(shape, 150, rng)
@@ -156,7 +157,7 @@ def input_tile(args: argparse.Namespace) -> tuple[Path, str]:
     if (demo_dir / "tile.yaml").is_file():
         return demo_dir / "tile.yaml", "demo tile (reused)"
     try:
-        from hscsim_utils.demo_tile import build_demo_tile
+        from hscsim_utils.demo.build import build_demo_tile
     except ImportError:
         path = synthetic_tile(args.out / "synthetic_tile", tuple(args.size[::-1]), 1)
         return path, "synthetic inputs (demo builder not available)"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hscsim_utils import provision
-from hscsim_utils import template_integrals as ti
+from hscsim_utils.data import provision
+from hscsim_utils.data import template_integrals as ti
 
 
 def _paths(cache: Path) -> tuple[Path, Path, Path]:

@@ -71,7 +71,7 @@ def row(name: str, wall: float, peak: float | None, reference: str, ref_wall: fl
 
 
 def bench_chain(tile_file: Path, run_dir: Path) -> tuple[list[dict], float, float]:
-    from hscsim_utils import runner
+    from hscsim_utils.pipeline import runner
 
     state = runner.run_tile(tile_file, run_dir, force=True)
     rows = [{"stage": name, "wall_s": s["wall_s"],
@@ -83,9 +83,9 @@ def bench_chain(tile_file: Path, run_dir: Path) -> tuple[list[dict], float, floa
 
 
 def bench_bare_simulation(tile_file: Path, run_dir: Path) -> SelfPeak:
-    from hscsim_utils import simulate
+    from hscsim_utils.hsc.tile import load_tile
     from hscsim_utils.runfolder import RunFolder
-    from hscsim_utils.tile import load_tile
+    from hscsim_utils.stages import simulate
 
     with SelfPeak() as peak:
         simulate.run_simulation(
@@ -98,8 +98,9 @@ def bench_bare_simulation(tile_file: Path, run_dir: Path) -> SelfPeak:
 def bench_sysmaps(tile_file: Path) -> dict:
     import bench_sysmaps as bs
 
-    from hscsim_utils import hsc_io, sysmaps
-    from hscsim_utils.tile import load_tile
+    from hscsim_utils.hsc import files as hsc_io
+    from hscsim_utils.hsc.tile import load_tile
+    from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 
     tile = load_tile(tile_file)
     calexp = hsc_io.read_calexp(tile.calexp)
@@ -124,7 +125,7 @@ def bench_sysmaps(tile_file: Path) -> dict:
 def bench_psf_per_star(n: int = 200) -> dict:
     import bench_psf as bp
 
-    from hscsim_utils.synthetic_psf import synthetic_stamps
+    from tests.synthetic_psf import synthetic_stamps
 
     cube = synthetic_stamps(n, np.random.default_rng(7))[0]
     _, fast = bp.direct_fit(cube)
@@ -137,8 +138,9 @@ def bench_psf_per_star(n: int = 200) -> dict:
 def bench_background(tile_file: Path) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from hscsim_utils import hsc_io, sysmaps
-    from hscsim_utils.tile import load_tile
+    from hscsim_utils.hsc import files as hsc_io
+    from hscsim_utils.hsc.tile import load_tile
+    from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 
     calexp = hsc_io.read_calexp(load_tile(tile_file).calexp)
     no_data = ((calexp.mask >> calexp.mask_bit("NO_DATA")) & 1) == 1
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="hscsim-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    from hscsim_utils.demo_tile import build_demo_tile
+    from hscsim_utils.demo.build import build_demo_tile
 
     print(f"benchmark folder {out}; load average {os.getloadavg()}")
     with SelfPeak() as demo:

@@ -1,6 +1,6 @@
 """hscsim: simulate an HSC deep coadd patch with GalSBI and UFig."""
 
-from .interpreter import put_interpreter_first_on_path
+from hscsim_utils.interpreter import put_interpreter_first_on_path
 
 __version__ = "0.1.0"
 

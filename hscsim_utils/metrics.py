@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json
+from hscsim_utils.atomic import write_json
 
 #: Keys that stage 07 must write (the schema test checks them).
 REALISM_KEYS = (

@@ -138,7 +138,7 @@ def read_dataset(path: str | os.PathLike, name: str, missing: str = "not found")
     when it is absent (``missing`` says what to do) or lacks the dataset."""
     import h5py
 
-    from .errors import InputError
+    from hscsim_utils.errors import InputError
 
     if not Path(path).is_file():
         raise InputError(path, missing)

@@ -1,7 +1,7 @@
 """The GalSBI/UFig plugin lists shared by the simulation and the demo tile.
 
 The simulation config (``params/galsbi_hsc_config.py``) renders, extracts and
-measures; the demo tile (:mod:`hscsim_utils.demo_ufig_config`) only renders. Both
+measures; the demo tile (:mod:`hscsim_utils.demo.ufig_config`) only renders. Both
 sample and render the same way, so the lists live here once.
 """
 

@@ -38,8 +38,8 @@ mask_sources = True  # False: background RMS with sigma clipping only (tutorial)
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils import sysmaps
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 
 tile = resolve_tile(tile_file, band=band)
 run = resolve_run(run_dir)

@@ -37,8 +37,8 @@ survey_planes = "NO_DATA"  # comma-separated MASK planes -> ufig survey flag
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hscsim_utils import masks
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import masks
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)

@@ -41,8 +41,8 @@ blank_planes = "NO_DATA"  # comma-separated MASK planes treated as no data
 import matplotlib.pyplot as plt
 from astropy.io import fits
 
-from hscsim_utils import extraction
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import source_extraction as extraction
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)

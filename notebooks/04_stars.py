@@ -40,9 +40,9 @@ gaia_timeout = 10.0  # seconds before VizieR counts as unreachable
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils import stars
-from hscsim_utils.hsc_io import read_calexp
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.files import read_calexp
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import stars
 
 tile = resolve_tile(tile_file, gaia_table=gaia_table)
 run = resolve_run(run_dir)

@@ -56,8 +56,8 @@ seeing_prior = True  # per-visit FWHM prior from the frame metadata
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils import psf
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import psf
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)

@@ -43,9 +43,9 @@ measure_psf = "auto"  # PSF of the simulation: auto (CNN if cached), direct, non
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils import simulate
-from hscsim_utils.hsc_io import read_calexp
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.files import read_calexp
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import simulate
 
 tile = resolve_tile(tile_file, galaxy_model=galaxy_model)
 run = resolve_run(run_dir)

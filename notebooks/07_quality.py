@@ -34,8 +34,8 @@ simulation = ""  # simulation folder under RUN/sim/; empty means the stage 06 ba
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils import quality, simulate
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import quality, simulate
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)

@@ -48,8 +48,9 @@ min_r2 = 0.8  # slopes of looser relations than this squared correlation become 
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils import finetune_psf, psf, simulate
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import psf, simulate
+from hscsim_utils.stages import psf_finetune as finetune_psf
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)

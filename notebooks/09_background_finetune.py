@@ -35,9 +35,10 @@ account_photon_noise = True  # keep shot noise of undetected galaxies out of the
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hscsim_utils import finetune_background as ftb
-from hscsim_utils import finetune_psf, quality, simulate
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.stages import background_finetune as ftb
+from hscsim_utils.stages import psf_finetune as finetune_psf
+from hscsim_utils.stages import quality, simulate
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)

@@ -5,7 +5,7 @@ PSF, star and SExtractor models, the magnitude limits and the galaxy-population
 parametrisations. Everything that belongs to one patch (WCS, zero point, gain,
 exposure time, saturation, noise-dependent rendering accuracy, the input files
 of its run folder, the output names, seed, galaxy model) is passed by
-``hscsim_utils.simulate`` as keyword arguments to GalSBI, which ivy lays over
+``hscsim_utils.stages.simulate`` as keyword arguments to GalSBI, which ivy lays over
 the values below. Nothing here reads a patch's files, so one imported config
 serves any number of patches.
 
@@ -50,7 +50,7 @@ def _cached_file(dataset, filename):
 def _cnn_weights():
     """Checkpoint prefix of the PSF CNN, or None when its weights are absent."""
     try:
-        from hscsim_utils.provision import cnn_weights_path
+        from hscsim_utils.data.provision import cnn_weights_path
     except ImportError:  # package without provisioning: no CNN
         return None
     path = cnn_weights_path()
@@ -105,7 +105,7 @@ def _chain(measure_psf):
 
 
 # The PSF of the simulation is measured by default only when the CNN exists;
-# hscsim_utils.simulate can ask for the other chain (e.g. with the direct
+# hscsim_utils.stages.simulate can ask for the other chain (e.g. with the direct
 # estimator standing in for the CNN).
 PLUGINS_MEASURING_PSF = _chain(measure_psf=True)
 PLUGINS_NOT_MEASURING_PSF = _chain(measure_psf=False)
@@ -145,7 +145,7 @@ stars_mag_min, stars_mag_max = 12, 26
 # per patch). They are saturated and inside the bright-star mask, where the
 # pixel integration's neglect of flexion and kurtosis does not matter. Their
 # profiles are integrated out to render_stars_accuracy (ADU), which
-# hscsim_utils.simulate sets to a tenth of the patch's background noise (ufig's
+# hscsim_utils.stages.simulate sets to a tenth of the patch's background noise (ufig's
 # default of 0.3 ADU would cut the wings at ~15 sigma of an HSC coadd).
 mag_pixel_rendering_stars = 15
 
@@ -220,7 +220,7 @@ globals().update(GALAXY_MODELS[DEFAULT_GALAXY_MODEL])
 seed = 42  # replaced by the tile's seed
 # Photon rendering in 2 work chunks (each its own random stream and image, summed
 # in order): the image depends on this number, not on how many cores run the
-# chunks ($HSCSIM_THREADS or all; hscsim_utils.ufig_render_fixes).
+# chunks ($HSCSIM_THREADS or all; hscsim_utils.compat.ufig_render).
 n_threads_photon_rendering = 2
 
 del _take_defaults, _cached_file, _cnn_weights, _chain, _SAMPLERS

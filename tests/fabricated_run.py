@@ -17,11 +17,11 @@ import h5py
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
-from synthetic import tile_fields
 
-from hscsim_utils.provision import ufig_test_resource
+from hscsim_utils.data.provision import ufig_test_resource
+from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.tile import TileSpec
+from tests.synthetic import tile_fields
 
 RA0, DEC0 = 34.2, -5.57
 PIXSCALE = 0.168

@@ -20,15 +20,17 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from matplotlib.path import Path as PolygonPath
 
-from hscsim_utils import hsc_io, runner
-from hscsim_utils.tile import write_tile
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc import skymap
+from hscsim_utils.hsc.tile import write_tile
+from hscsim_utils.pipeline import runner
 
 
 def make_wcs(
     shape: tuple[int, int] = (200, 300),
     ra0: float = 150.0,
     dec0: float = 2.0,
-    pixscale: float = hsc_io.PIXEL_SCALE_ARCSEC,
+    pixscale: float = skymap.PIXEL_SCALE_ARCSEC,
     rotation_deg: float = 0.0,
 ) -> WCS:
     """TAN WCS centred on the patch (RA to the left, like a coadd)."""
@@ -340,7 +342,7 @@ _DEMO_TILES: dict[int, Path] = {}
 def demo_tile_for_tests(seed: int = 7) -> Path:
     """tile.yaml of the small demo tile (simulated), built once per test process."""
     if seed not in _DEMO_TILES:
-        from hscsim_utils.demo_tile import build_demo_tile
+        from hscsim_utils.demo.build import build_demo_tile
 
         base = Path(tempfile.mkdtemp(prefix="hscsim-test-demo-"))
         atexit.register(shutil.rmtree, base, ignore_errors=True)

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import synthetic
 
-from hscsim_utils import archive
-from hscsim_utils.check_tile import check_tile
-from hscsim_utils.demo_observation import patch_geometry
+from hscsim_utils.demo.observation import demo_geometry
 from hscsim_utils.errors import InputError
-from hscsim_utils.tile import load_tile
+from hscsim_utils.hsc.tile import load_tile
+from hscsim_utils.pipeline import archive
+from hscsim_utils.pipeline.check_tile import check_tile
+from tests import synthetic
 
 TUTORIAL = Path(__file__).resolve().parents[2] / "shared/reference/hsc_dud_tutorial.rst"
 
@@ -57,7 +57,7 @@ def test_patch_9813_7_2_geometry_and_paths():
 def test_demo_patch_needs_the_demos_besancon_pixel():
     req = archive.patch_request(8523, "4,2", "i")
     assert [p for p, _, _ in req.pixels] == [403]  # the demo's Besançon pixel
-    geom = patch_geometry((4200, 4200))
+    geom = demo_geometry((4200, 4200))
     ra, dec = geom.wcs().all_pix2world(2099.5, 2099.5, 0)
     assert req.centre == pytest.approx((float(ra), float(dec)), abs=1e-9)
 

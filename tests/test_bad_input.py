@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import synthetic
 from astropy.io import fits
 from astropy.table import Table
 
-from hscsim_utils import extraction, masks, simulate, stars, sysmaps, tile
 from hscsim_utils.errors import InputError, OutputError, ToolError
+from hscsim_utils.hsc import tile
 from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.stages import masks, simulate, stars
+from hscsim_utils.stages import sky_and_sysmaps as sysmaps
+from hscsim_utils.stages import source_extraction as extraction
+from tests import synthetic
 
 
 def _files(root: Path) -> list[Path]:
@@ -70,7 +73,7 @@ REAL_SUPRIMECAM = (
 )
 def test_real_suprimecam_calexp_is_refused(tmp_path):
     """A real LSST-pipeline calexp of Suprime-Cam (not HSC) is not read as HSC."""
-    from hscsim_utils import hsc_io
+    from hscsim_utils.hsc import files as hsc_io
 
     with pytest.raises(InputError) as err:
         hsc_io.read_calexp(REAL_SUPRIMECAM, band="i")
@@ -243,7 +246,7 @@ def test_gaia_table_with_no_star_in_the_patch(case):
     )
     path = spec.calexp.parent / "gaia.vot"
     far.write(path, format="votable")
-    from hscsim_utils.hsc_io import read_calexp
+    from hscsim_utils.hsc.files import read_calexp
 
     calexp = read_calexp(spec.calexp)
     _expect(

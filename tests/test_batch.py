@@ -15,11 +15,11 @@ import time
 
 import pytest
 import yaml
-from synthetic import write_notebooks, write_tile_file
 
-from hscsim_utils import batch
 from hscsim_utils.atomic import TMP_PREFIX
 from hscsim_utils.errors import InputError
+from hscsim_utils.pipeline import batch
+from tests.synthetic import write_notebooks, write_tile_file
 
 STAGES = {
     "01_start": """# %% tags=["parameters"]
@@ -36,7 +36,7 @@ run_dir = ""
 # %%
 import os, pathlib
 from hscsim_utils.metrics import update_metrics
-from hscsim_utils.tile import load_tile
+from hscsim_utils.hsc.tile import load_tile
 tile = load_tile(tile_file)
 update_metrics(pathlib.Path(run_dir) / "metrics.json", "realism",
                {"bkg_std_ratio": 1 + tile.seed / 1000,

@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-import synthetic
 
-from hscsim_utils import demo_stars, hsc_io
-from hscsim_utils.check_tile import check_tile
-from hscsim_utils.provision import ufig_test_resource
-from hscsim_utils.tile import load_tile, write_tile
+from hscsim_utils.data.provision import ufig_test_resource
+from hscsim_utils.demo import stars as demo_stars
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc.tile import load_tile, write_tile
+from hscsim_utils.pipeline.check_tile import check_tile
+from tests import synthetic
 
 HSCSIM = Path(sys.executable).with_name("hscsim")
 #: In the XMM-LSS field, where the real Besançon pixel 403 and Gaia stars of ufig's

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from synthetic import write_tile_file
 
 from hscsim_utils import __version__
+from tests.synthetic import write_tile_file
 
 HSCSIM = Path(sys.executable).with_name("hscsim")
 
@@ -45,8 +45,8 @@ def test_help_states_defaults(command, shown):
 def test_demo_tile_defaults_are_the_builders():
     import inspect
 
-    from hscsim_utils.cli import build_parser
-    from hscsim_utils.demo_tile import build_demo_tile
+    from hscsim_utils.demo.build import build_demo_tile
+    from hscsim_utils.pipeline.cli import build_parser
 
     args = build_parser().parse_args(["demo-tile", "--out", "x"])
     params = inspect.signature(build_demo_tile).parameters

@@ -16,15 +16,13 @@ from astropy.io import fits
 from astropy.io.votable import parse_single_table
 from astropy.stats import mad_std
 
-from hscsim_utils import (
-    demo_observation,
-    demo_stars,
-    demo_tile,
-    hsc_io,
-    provision,
-    tile,
-)
+from hscsim_utils.data import provision
+from hscsim_utils.demo import build as demo_tile
+from hscsim_utils.demo import observation as demo_observation
+from hscsim_utils.demo import stars as demo_stars
 from hscsim_utils.errors import InputError
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc import skymap, tile
 
 #: Every test here builds or reads a rendered demo tile (tens of seconds).
 pytestmark = pytest.mark.slow
@@ -63,7 +61,7 @@ def test_folder_layout_and_tile_yaml(demo):
     ):  # fmt: skip
         assert (out / name).is_file(), name
     assert spec.is_demo and "DEMO" in spec.label
-    geom = demo_observation.patch_geometry(SIZE, centre=CENTRE)
+    geom = demo_observation.demo_geometry(SIZE, centre=CENTRE)
     corner = "{}_{}".format(*geom.offset)
     assert spec.tile_name == f"demo-8523-402-900x800-at{corner}-seed{SEED}"
     assert (spec.galaxy_model, spec.posterior_index, spec.seed) == ("Moser+24", 0, 42)
@@ -80,7 +78,7 @@ def test_calexp_format(demo):
     assert calexp.image.dtype == np.float32 and calexp.mask.dtype == np.int32
     header = calexp.header
     assert "LTV1" not in header and "LTV2" not in header
-    scale = hsc_io.PIXEL_SCALE_ARCSEC / 3600
+    scale = skymap.PIXEL_SCALE_ARCSEC / 3600
     assert header["CD1_1"] == pytest.approx(-scale) and header[
         "CD2_2"
     ] == pytest.approx(scale)
@@ -136,7 +134,7 @@ def test_gaia_votable(demo):
 
 def test_demo_tile_names_differ_by_size_area_and_seed():
     names = {
-        demo_tile.demo_tile_name(demo_observation.patch_geometry(size, centre=c), s)
+        demo_tile.demo_tile_name(demo_observation.demo_geometry(size, centre=c), s)
         for size, c, s in [((4200, 4200), None, 1), ((2000, 2000), None, 1),
                            ((2000, 2000), (1500.0, 1500.0), 1),
                            ((2000, 2000), None, 2)]
@@ -160,7 +158,7 @@ def test_besancon_files(demo):
     assert {"r", "r-g", "r-i", "r-z", "r-u"} <= set(cat.names)
     assert len(cat) == len(shipped) == 13521
     np.testing.assert_allclose(cat["r"] - cat["r-i"], shipped["i"], atol=1e-9)
-    from hscsim_utils import stars
+    from hscsim_utils.stages import stars
 
     parsed = stars.parse_besancon_header(header)
     assert (parsed.l, parsed.b, parsed.solid_angle) == pytest.approx(
@@ -368,6 +366,6 @@ def test_params_demo_tile_names_the_built_files(demo):
         built.posterior_index,
     )
     # `make demo` builds the full patch with the default seed
-    geom = demo_observation.patch_geometry((4200, 4200))
+    geom = demo_observation.demo_geometry((4200, 4200))
     seed = inspect.signature(demo_tile.build_demo_tile).parameters["seed"].default
     assert shipped.tile_name == demo_tile.demo_tile_name(geom, seed)

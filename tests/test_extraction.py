@@ -11,11 +11,12 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from synthetic import write_tile_file
 
-from hscsim_utils import extraction, runner
 from hscsim_utils.errors import InputError, ToolError
-from hscsim_utils.hsc_io import PDR3_MASK_PLANES, read_calexp, write_calexp
+from hscsim_utils.hsc.files import PDR3_MASK_PLANES, read_calexp, write_calexp
+from hscsim_utils.pipeline import runner
+from hscsim_utils.stages import source_extraction as extraction
+from tests.synthetic import write_tile_file
 
 NO_DATA = 1 << PDR3_MASK_PLANES["NO_DATA"]
 SETTINGS = extraction.ExtractionSettings(
@@ -362,7 +363,7 @@ def demo_tile_file():
 
     from conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
 
-    from hscsim_utils.demo_tile import build_demo_tile
+    from hscsim_utils.demo.build import build_demo_tile
     from hscsim_utils.runfolder import DEMO_DIR_ENV
 
     demo_dir = Path(os.environ[DEMO_DIR_ENV])
@@ -375,9 +376,10 @@ def demo_tile_file():
 def test_demo_stars_brighter_than_22_are_detected(demo_tile_file, tmp_path):
     from scipy.ndimage import maximum_filter
 
-    from hscsim_utils import masks, sysmaps
+    from hscsim_utils.hsc.tile import load_tile
     from hscsim_utils.runfolder import RunFolder
-    from hscsim_utils.tile import load_tile
+    from hscsim_utils.stages import masks
+    from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 
     tile = load_tile(demo_tile_file)
     run = RunFolder(tmp_path / "run")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy.ndimage import correlate
 
-from hscsim_utils import finetune_background as ftb
-from hscsim_utils import quality
-from hscsim_utils.demo_tile import lanczos_kernel
+from hscsim_utils.demo.build import lanczos_kernel
 from hscsim_utils.errors import InputError
 from hscsim_utils.metrics import read_metrics
 from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.stages import background_finetune as ftb
+from hscsim_utils.stages import quality
 
 SHAPE = (700, 700)
 
@@ -172,9 +172,9 @@ def small_run(tmp_path_factory):
     and a fresh run folder with stages 01-07 done."""
     from conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
 
-    from hscsim_utils.demo_tile import build_demo_tile
+    from hscsim_utils.demo.build import build_demo_tile
+    from hscsim_utils.pipeline.runner import run_tile
     from hscsim_utils.runfolder import default_demo_dir
-    from hscsim_utils.runner import run_tile
 
     demo_dir = default_demo_dir()
     if not (demo_dir / "tile.yaml").is_file():
@@ -190,9 +190,9 @@ def test_notebooks_08_and_09_fine_tune_psf_and_background(small_run):
 
     import papermill
 
-    from hscsim_utils import finetune_psf as ftp
-    from hscsim_utils.runner import NOTEBOOK_DIR
-    from hscsim_utils.tile import load_tile
+    from hscsim_utils.hsc.tile import load_tile
+    from hscsim_utils.pipeline.runner import NOTEBOOK_DIR
+    from hscsim_utils.stages import psf_finetune as ftp
 
     tile_file, run = small_run
     baseline = dict(read_metrics(run.metrics)["realism"])

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hscsim_utils import finetune_psf as ftp
-from hscsim_utils import psf, simulate, synthetic_psf
 from hscsim_utils.errors import InputError
 from hscsim_utils.metrics import read_metrics
-from hscsim_utils.psf_model import PARAM_NAMES
+from hscsim_utils.numerics.psf_model import PARAM_NAMES
 from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.stages import psf, simulate
+from hscsim_utils.stages import psf_finetune as ftp
+from tests import synthetic_psf
 
 # --- the linear fit ------------------------------------------------------------------
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic import write_notebooks, write_tile_file
 
-from hscsim_utils import interpreter, runner
+from hscsim_utils import interpreter
+from hscsim_utils.pipeline import runner
+from tests.synthetic import write_notebooks, write_tile_file
 
 BIN = interpreter.interpreter_bin()
 #: PATH of a shell that never activated the environment.
@@ -43,7 +44,8 @@ from pathlib import Path
 DRIVER = """
 import json, sys
 from pathlib import Path
-from hscsim_utils import batch, runner
+from hscsim_utils.pipeline import batch
+from hscsim_utils.pipeline import runner
 tmp, notebooks = Path(sys.argv[1]), Path(sys.argv[2])
 runner.run_tile(tmp / "tiles" / "a" / "tile.yaml", tmp / "run", notebook_dir=notebooks)
 for executor in ("local", "dask"):

@@ -11,11 +11,12 @@ import urllib.error
 import urllib.request
 
 import pytest
-from synthetic import write_tile_file
 
-from hscsim_utils import lab, runfolder
+from hscsim_utils import runfolder
 from hscsim_utils.errors import InputError
-from hscsim_utils.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.pipeline import lab
+from tests.synthetic import write_tile_file
 
 
 def _free_port() -> int:

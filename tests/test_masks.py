@@ -7,11 +7,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from synthetic import demo_tile_for_tests, write_synthetic_calexp, write_synthetic_tile
 
-from hscsim_utils import hsc_io, masks, runner
 from hscsim_utils.errors import InputError
-from hscsim_utils.tile import load_tile, resolve_run
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.pipeline import runner
+from hscsim_utils.stages import masks
+from tests.synthetic import (
+    demo_tile_for_tests,
+    write_synthetic_calexp,
+    write_synthetic_tile,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hscsim_utils import provision as pv
-from hscsim_utils.cli import main as cli_main
+from hscsim_utils.data import provision as pv
+from hscsim_utils.data.template_integrals import Grid
 from hscsim_utils.errors import InputError
-from hscsim_utils.template_integrals import Grid
+from hscsim_utils.pipeline.cli import main as cli_main
 
 GRID = Grid(z_max=2.0, z_step=0.1, ebv_max=0.4, ebv_step=0.1)
 BANDS = ("HSC_i2", "SuprimeCam_B")
@@ -185,8 +185,8 @@ def test_second_run_verifies_without_rebuilding_or_importing_galsbi(
     root = _copy(built[0], tmp_path / "cache")
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     code = (
-        "import sys; from hscsim_utils import provision as pv;"
-        "from hscsim_utils.template_integrals import Grid;"
+        "import sys; from hscsim_utils.data import provision as pv;"
+        "from hscsim_utils.data.template_integrals import Grid;"
         f"s = pv.provision({str(root)!r}, bands={BANDS!r}, grid={GRID!r},"
         " download=False, sdist=pv.Sdist(find_links=None));"
         "assert [x.status for x in s[:4]] == ['verified'] * 4, s;"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hscsim_utils import psf_direct, synthetic_psf
-from hscsim_utils.psf_model import PARAM_NAMES, StampRenderer
-from hscsim_utils.ufig_psf_fixes import import_psf_estimation
+from hscsim_utils.compat.ufig_psf import import_psf_estimation
+from hscsim_utils.numerics import psf_direct
+from hscsim_utils.numerics.psf_model import PARAM_NAMES, StampRenderer
+from tests import synthetic_psf
 
 FLEXED = np.array([3.3, 0.45, 0.04, -0.03, 0.06, -0.05, 0.04, 0.07])
 

@@ -9,10 +9,16 @@ import h5py
 import numpy as np
 import pytest
 
-from hscsim_utils import psf, psf_direct, synthetic_psf
+from hscsim_utils.compat.ufig_psf import (
+    ERR_VAL,
+    TooFewStarsError,
+    import_psf_estimation,
+)
 from hscsim_utils.errors import InputError
+from hscsim_utils.numerics import psf_direct
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.ufig_psf_fixes import ERR_VAL, TooFewStarsError, import_psf_estimation
+from hscsim_utils.stages import psf
+from tests import synthetic_psf
 
 import_psf_estimation()  # before ufig.psf_estimation: keeps TensorFlow out
 

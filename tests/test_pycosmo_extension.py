@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from hscsim_utils import pycosmo_extension as pe
+from hscsim_utils.compat import pycosmo as pe
 from hscsim_utils.errors import ToolError
 
 
@@ -61,6 +61,6 @@ def test_versions_survive_a_lost_importlib_metadata_attribute(monkeypatch):
 
     monkeypatch.delattr(importlib, "metadata", raising=False)
     assert pe._versions()["sympy2c"]
-    from hscsim_utils import report
+    from hscsim_utils.pipeline import report
 
     assert report._versions()["galsbi"] != "not installed"

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from cosmic_toolbox import arraytools as at
-from fabricated_run import make_tile, patch_wcs, wcs_header
 
-from hscsim_utils import quality, simulate
 from hscsim_utils.errors import InputError
-from hscsim_utils.hsc_io import write_calexp
+from hscsim_utils.hsc.files import write_calexp
 from hscsim_utils.metrics import CLOSURE_KEYS, REALISM_KEYS, read_metrics
 from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.stages import quality, simulate
+from tests.fabricated_run import make_tile, patch_wcs, wcs_header
 
 matplotlib.use("Agg")
 
@@ -315,7 +315,7 @@ def write_closure_products(root):
 
 
 def fabricated_psf_grid():
-    from fabricated_run import psf_grid
+    from tests.fabricated_run import psf_grid
 
     grid = psf_grid(SHAPE, 3.6, e1=0.02)
     grid["psf_fwhm_ipt"] += np.linspace(0, 0.3, len(grid))

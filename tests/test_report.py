@@ -6,10 +6,10 @@ import json
 
 import nbformat
 import pytest
-from synthetic import write_tile_file
 
-from hscsim_utils import report
+from hscsim_utils.pipeline import report
 from hscsim_utils.runfolder import RunFolder
+from tests.synthetic import write_tile_file
 
 PROGRESS = "\rsimulate:  33%|███▎      | 1/3 [00:03<00:06,  3.06s/step, inputs]"
 WARNING = (

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from synthetic import write_notebooks, write_tile_file
 
-from hscsim_utils import runner
 from hscsim_utils.errors import InputError
+from hscsim_utils.pipeline import runner
+from tests.synthetic import write_notebooks, write_tile_file
 
 STAGE = """# %% tags=["parameters"]
 tile_file = ""
@@ -121,7 +121,7 @@ def test_stages_left_behind_are_marked_stale(tmp_path, tile, capfd):
 
 
 def test_demo_tile_too_small_for_the_psf_stage(tmp_path):
-    from synthetic import write_synthetic_calexp
+    from tests.synthetic import write_synthetic_calexp
 
     write_synthetic_calexp(tmp_path / "calexp.fits", shape=(1000, 1000))
     small = write_tile_file(tmp_path, "small-demo", is_demo=True)

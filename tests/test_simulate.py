@@ -12,11 +12,11 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 from cosmic_toolbox import arraytools as at
-from fabricated_run import make_run_folder, make_tile, patch_wcs
 from scipy.spatial import cKDTree
 
-from hscsim_utils import quality, simulate
 from hscsim_utils.errors import InputError
+from hscsim_utils.stages import quality, simulate
+from tests.fabricated_run import make_run_folder, make_tile, patch_wcs
 
 SHAPE = (500, 500)
 SEED = 3
@@ -146,7 +146,7 @@ def test_mended_rendering_equals_ufigs_own(simulated, monkeypatch):
     same random streams); only pixels where both threads met can differ."""
     import contextlib
 
-    from hscsim_utils import ufig_render_fixes
+    from hscsim_utils.compat import ufig_render as ufig_render_fixes
 
     tile, run, sim, _ = simulated
     monkeypatch.setattr(ufig_render_fixes, "deterministic_threaded_rendering",
@@ -167,7 +167,7 @@ def test_image_does_not_depend_on_the_threads(simulated, monkeypatch):
 def test_bright_star_wings_are_not_cut(simulated, tmp_path):
     """A G = 12 star is integrated on pixels down to 0.1 sigma of the noise; with
     ufig's default accuracy (0.3 ADU) nothing would be rendered beyond ~50 px."""
-    from fabricated_run import grid_stars, write_stars
+    from tests.fabricated_run import grid_stars, write_stars
 
     tile, _, _, _ = simulated
     run = make_run_folder(tmp_path, (200, 200), bsig=BSIG)
@@ -244,7 +244,7 @@ def test_model_parametrisations_match_galsbi(config):
 
 
 def test_simulation_extracts_like_stage_03(config):
-    from hscsim_utils import extraction
+    from hscsim_utils.stages import source_extraction as extraction
 
     assert config.sextractor_config == extraction.DEFAULT_CONFIG
     assert config.sextractor_params == extraction.DEFAULT_PARAMS

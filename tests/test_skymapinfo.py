@@ -7,17 +7,19 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import (
+
+from hscsim_utils.errors import InputError
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.stages import sky_and_sysmaps as sysmaps
+from hscsim_utils.stages import skymapinfo
+from tests.synthetic import (
     coadd_table,
     make_wcs,
     rectangle,
     true_coverage,
     write_synthetic_tile,
 )
-
-from hscsim_utils import hsc_io, skymapinfo, sysmaps
-from hscsim_utils.errors import InputError
-from hscsim_utils.tile import load_tile, resolve_run
 
 FIELDS = (
     "pixscale", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1", "NAXIS2",

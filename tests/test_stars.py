@@ -12,10 +12,11 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from synthetic import write_tile_file
 
-from hscsim_utils import runner, stars
 from hscsim_utils.errors import InputError, ToolError
+from hscsim_utils.pipeline import runner
+from hscsim_utils.stages import stars
+from tests.synthetic import write_tile_file
 
 RA, DEC = 34.0, -5.0  # XMM-LSS, RING pixel 403 at nside 8
 SHAPE = (300, 400)
@@ -304,7 +305,7 @@ def test_notebook_04_runs_under_papermill(tmp_path):
 
     import papermill
 
-    from hscsim_utils.hsc_io import write_calexp
+    from hscsim_utils.hsc.files import write_calexp
     from hscsim_utils.runfolder import REPO_ROOT, RunFolder
 
     folder = tmp_path / "input"

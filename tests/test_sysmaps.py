@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from scipy import ndimage
-from synthetic import (
+
+from hscsim_utils.errors import InputError
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.pipeline import runner
+from hscsim_utils.stages import sky_and_sysmaps as sysmaps
+from tests.synthetic import (
     demo_tile_for_tests,
     frame_table,
     make_wcs,
@@ -22,10 +28,6 @@ from synthetic import (
     write_synthetic_frames,
     write_synthetic_tile,
 )
-
-from hscsim_utils import hsc_io, runner, sysmaps
-from hscsim_utils.errors import InputError
-from hscsim_utils.tile import load_tile, resolve_run
 
 REPO = Path(__file__).resolve().parent.parent
 

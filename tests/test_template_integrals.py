@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hscsim_utils import template_integrals as ti
+from hscsim_utils.data import template_integrals as ti
 from hscsim_utils.errors import InputError
 
 BANDS = ("HSC_i2", "SuprimeCam_B")

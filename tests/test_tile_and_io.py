@@ -8,10 +8,11 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from hscsim_utils import hsc_io
 from hscsim_utils.atomic import atomic_path, write_json
 from hscsim_utils.errors import InputError
-from hscsim_utils.tile import load_tile, resolve_run, write_tile
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc import skymap
+from hscsim_utils.hsc.tile import load_tile, resolve_run, write_tile
 
 
 def _tile_values(tmp_path):
@@ -67,7 +68,7 @@ def _wcs_header(n=64):
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [34.2, -5.5]
     w.wcs.crpix = [n / 2, n / 2]
-    w.wcs.cd = np.array([[-1, 0], [0, 1]]) * hsc_io.PIXEL_SCALE_ARCSEC / 3600
+    w.wcs.cd = np.array([[-1, 0], [0, 1]]) * skymap.PIXEL_SCALE_ARCSEC / 3600
     return w.to_header()
 
 
@@ -166,7 +167,7 @@ def _rewrite(path, edit) -> None:
 
 def test_calexp_as_hscpipe_writes_it(tmp_path):
     """Compressed IMAGE, archive tables after VARIANCE, LTV offsets: read the same."""
-    from synthetic import write_synthetic_calexp
+    from tests.synthetic import write_synthetic_calexp
 
     path = tmp_path / "calexp.fits"
     write_synthetic_calexp(path, (60, 80), n_sources=3)
@@ -195,7 +196,7 @@ def test_calexp_as_hscpipe_writes_it(tmp_path):
 
 
 def test_calexp_of_another_zero_point_is_refused(tmp_path):
-    from synthetic import write_synthetic_calexp
+    from tests.synthetic import write_synthetic_calexp
 
     path = tmp_path / "calexp.fits"
     write_synthetic_calexp(path, (60, 80))

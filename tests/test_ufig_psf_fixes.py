@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hscsim_utils import ufig_psf_fixes as fixes
+from hscsim_utils.compat import ufig_psf as fixes
 from hscsim_utils.errors import InputError
 
 fixes.import_psf_estimation()  # before any ufig.psf_estimation import: no TensorFlow
@@ -29,7 +29,7 @@ MOM_COLS = ["se_mom_fwhm", "se_mom_win", "se_mom_e1", "se_mom_e2"]
 def test_import_keeps_tensorflow_out():
     code = (
         "import sys\n"
-        "from hscsim_utils.ufig_psf_fixes import mended_components\n"
+        "from hscsim_utils.compat.ufig_psf import mended_components\n"
         "mended_components()\n"
         "from ufig.psf_estimation import PSFEstimationPipeline\n"
         "assert 'tensorflow' not in sys.modules\n"

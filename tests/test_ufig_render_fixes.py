@@ -6,7 +6,7 @@ import numba as nb
 import numpy as np
 import pytest
 
-from hscsim_utils.ufig_render_fixes import (
+from hscsim_utils.compat.ufig_render import (
     deterministic_threaded_rendering,
     execute_threaded_privately,
 )

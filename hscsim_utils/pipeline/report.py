@@ -1,0 +1,287 @@
+"""The run's ``report.html``: a summary page, then every executed stage.
+
+The summary says what was simulated (DEMO or REAL tile, band, seeds, posterior
+sample), with which package versions and when; it tables every number of
+``metrics.json`` by section, the stages' wall time and peak memory (and which
+stages are stale or failed), shows the key figures and links to each stage.
+
+Each stage follows with its outputs only (the code stays in the executed notebooks
+under ``RUN/notebooks/``). What the libraries print for a terminal does not reach
+the report: progress bars, PyCosmo's configuration dumps, per-file loading lines,
+timing tables. Warnings (``...Warning:`` lines and the loggers' ``WARNING``/``WAR``
+lines) are taken out of the stages and listed once, with the stages that raised
+them, at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import re
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from hscsim_utils.metrics import read_metrics
+from hscsim_utils.runfolder import RunFolder
+
+__all__ = ["clean_stream", "write_report"]
+
+#: Figures shown on the summary page, when the run made them.
+KEY_FIGURES = (
+    ("07_images.png", "data and simulation side by side"),
+    ("09_background_histograms.png", "background pixels"),
+    ("07_triangle.png", "detected objects: magnitude, size, ellipticity"),
+    ("05_psf_fwhm_e1_e2.png", "PSF model across the patch"),
+)
+VERSIONS = ("galsbi", "ufig", "numpy", "scipy", "astropy", "photutils")
+
+_PROGRESS = re.compile(r"\d+%\|.*\|.*\]|\|\s*\d+/\d+ \[")
+_WARNING = re.compile(r"\b\w*Warning\b:|\bWARNING\b|\bWAR\b")
+_IGNORED_WARNINGS = re.compile(r"TqdmWarning|DeprecationWarning")
+_CHATTER = re.compile(
+    r"^\d\d-\d\d-\d\d \d\d:\d\d:\d\d \w+ INF"  # ufig/galsbi loggers at INFO
+    r"|^Parameters updated$"
+    r"|^== Ivy run took"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LOGGER_STAMP = re.compile(r"^\d\d-\d\d-\d\d \d\d:\d\d:\d\d (\w+) WAR\s+")
+_SITE_PACKAGES = re.compile(r"^\S*site-packages/")
+#: PyCosmo prints its whole configuration ('[main]' ... ) on every build.
+_CONFIG_DUMP = re.compile(r"^\[main\]\n", re.M)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as a terminal shows them: after the last carriage return, no colour."""
+    return [_ANSI.sub("", raw.rsplit("\r", 1)[-1]).rstrip() for raw in text.split("\n")]
+
+
+def _normalise_warning(line: str) -> str:
+    line = _LOGGER_STAMP.sub(r"\1: ", line.strip())
+    return _SITE_PACKAGES.sub("", line)
+
+
+def clean_stream(text: str, name: str = "stdout") -> tuple[str, list[str]]:
+    """Text of a stream output for the report, and the warnings taken out of it.
+
+    Standard error never reaches the report body: its warnings (with their
+    continuation lines, without the echoed source line) are returned, the rest
+    is dropped. Standard output loses progress bars and library chatter.
+    """
+    if _CONFIG_DUMP.match(text) or text.startswith("== Ivy run took"):
+        return "", []
+    kept, warnings = [], []
+    current = None  # index of the warning that continuation lines extend
+    for line in _lines(text):
+        if not line.strip() or _PROGRESS.search(line) or _CHATTER.search(line):
+            continue
+        if _WARNING.search(line):
+            current = None
+            if not _IGNORED_WARNINGS.search(line):
+                warnings.append(_normalise_warning(line))
+                current = len(warnings) - 1
+        elif name == "stderr":
+            if current is not None and not line[0].isspace():
+                warnings[current] += " " + line.strip()
+        else:
+            kept.append(line)
+    return ("\n".join(kept) + "\n") if kept else "", warnings
+
+
+def _clean_cell(cell, warnings: dict[str, list[str]], stage: str) -> None:
+    outputs = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            text, found = clean_stream("".join(out["text"]), out.get("name", ""))
+            for line in found:
+                warnings.setdefault(line, [])
+                if stage not in warnings[line]:
+                    warnings[line].append(stage)
+            if not text:
+                continue
+            out["text"] = text
+        elif "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
+            continue  # a progress widget
+        outputs.append(out)
+    cell["outputs"] = outputs
+
+
+def _sextractor_version() -> str:
+    import subprocess
+
+    from hscsim_utils.errors import ToolError
+    from hscsim_utils.stages.source_extraction import find_sextractor
+
+    try:
+        done = subprocess.run(
+            [find_sextractor(), "--version"], capture_output=True, text=True
+        )
+    except (ToolError, OSError):
+        return "not installed"
+    match = re.search(r"version (\S+)", done.stdout)
+    return match.group(1) if match else "unknown"
+
+
+def _versions() -> dict[str, str]:
+    from hscsim_utils import __version__
+
+    found = {"hscsim": __version__, "python": sys.version.split()[0]}
+    for name in VERSIONS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found | {"SExtractor": _sextractor_version()}
+
+
+def _table(rows: list[tuple], head: tuple[str, ...], links: bool = False) -> str:
+    """HTML table; ``links``: the first column is HTML already (anchors)."""
+
+    def cell(i: int, value) -> str:
+        text = str(value) if links and i == 0 else html.escape(str(value))
+        return f"<td>{text}</td>"
+
+    cells = "".join(
+        "<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{cells}</tbody></table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)[:120]
+    return str(value)
+
+
+def _tile_rows(tile_file: Path | None) -> tuple[str, list[tuple]]:
+    from hscsim_utils.errors import InputError
+    from hscsim_utils.hsc.tile import load_tile
+
+    if tile_file is None:
+        return "tile unknown", []
+    try:
+        spec = load_tile(tile_file)
+    except InputError as err:
+        return "tile file unreadable", [("tile file", str(err))]
+    rows = [
+        ("data", "DEMO tile (simulated, not real HSC data)" if spec.is_demo
+         else "REAL HSC data"),
+        ("tile", spec.tile_name), ("tile file", str(tile_file)), ("band", spec.band),
+        ("galaxy model", spec.galaxy_model),
+        ("posterior sample", spec.posterior_index),
+        ("simulation seed", spec.seed),
+    ]  # fmt: skip
+    return spec.label, rows
+
+
+def _figures(run: RunFolder) -> str:
+    parts = []
+    for name, caption in KEY_FIGURES:
+        path = run.root / "notebooks" / name
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{name}" '
+                f'style="max-width:100%"><figcaption>{html.escape(caption)} '
+                f"({name})</figcaption></figure>"
+            )
+    return "".join(parts)
+
+
+def _summary_html(
+    run: RunFolder,
+    stages: list[str],
+    state: dict,
+    stale: dict[str, str],
+    tile_file: Path | None,
+) -> str:
+    label, tile_rows = _tile_rows(tile_file)
+    data = "DEMO (simulated)" if label.startswith("DEMO") else "REAL"
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    metrics = read_metrics(run.metrics)
+    metric_rows = [
+        (section, key, _fmt(value))
+        for section in ("realism", "closure")
+        for key, value in sorted(metrics.get(section, {}).items())
+    ]
+    stage_rows = []
+    for name in stages:
+        done = state.get(name, {})
+        status = done.get("status", "not run")
+        if name in stale:
+            status = "STALE"
+        stage_rows.append(
+            (f'<a href="#stage-{name}">{name}</a>', status, done.get("wall_s", "-"),
+             done.get("peak_rss_mb", "-"))
+        )  # fmt: skip
+    stage_table = _table(stage_rows, ("stage", "status", "wall s", "peak MB"), True)
+    versions = _table(sorted(_versions().items()), ("package", "version"))
+    return (
+        f"<h1>hscsim run report: {html.escape(label)}</h1>"
+        f"<p>Run folder {html.escape(str(run.root))}, report written {now}.</p>"
+        f"<h2>What was simulated</h2>{_table(tile_rows, ('', ''))}"
+        f"<h2>Metrics</h2>"
+        f"<p>Every number of <code>metrics.json</code> in its section: realism "
+        f"compares the simulation with the {data} data; closure compares the "
+        f"pipeline's estimates with the DEMO tile's truth.</p>"
+        f"{_table(metric_rows, ('section', 'metric', 'value'))}"
+        f"<h2>Stages</h2>{stage_table}"
+        f"<h2>Key figures</h2>{_figures(run) or '<p>none made yet</p>'}"
+        f"<h2>Versions</h2>{versions}"
+    )
+
+
+def write_report(
+    run: RunFolder,
+    stale: dict[str, str] | None = None,
+    tile_file: Path | None = None,
+    state: dict | None = None,
+) -> Path:
+    """Write ``RUN/report.html``: summary page, cleaned stages, warnings; atomic."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from hscsim_utils.atomic import atomic_path
+    from hscsim_utils.pipeline.runner import KERNEL_DISPLAY, KERNEL_NAME
+
+    stale = stale or {}
+    notebooks = sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    stages = [p.stem for p in notebooks]
+    merged = nbformat.v4.new_notebook()
+    summary = _summary_html(run, stages, state or {}, stale, tile_file)
+    merged.cells.append(nbformat.v4.new_markdown_cell(summary))
+    warnings: dict[str, list[str]] = {}
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        heading = f'<a id="stage-{path.stem}"></a>\n\n# Stage {path.stem}'
+        if path.stem in stale:
+            heading += f" (STALE: {stale[path.stem]})"
+        merged.cells.append(nbformat.v4.new_markdown_cell(heading))
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                _clean_cell(cell, warnings, path.stem)
+            merged.cells.append(cell)
+    rows = [(line, ", ".join(where)) for line, where in warnings.items()]
+    merged.cells.append(
+        nbformat.v4.new_markdown_cell(
+            "<h1>Warnings</h1>"
+            + (_table(rows, ("warning", "stages")) if rows else "<p>none</p>")
+        )  # fmt: skip
+    )
+    merged.metadata = {
+        "kernelspec": {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY}
+    }
+    exporter = HTMLExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
+    body, _ = exporter.from_notebook_node(merged)
+    out = run.root / "report.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text(body)
+    return out

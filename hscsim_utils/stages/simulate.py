@@ -1,0 +1,567 @@
+"""Stage 06: simulate the patch with GalSBI (galaxies) and UFig (image, SExtractor).
+
+The static settings live in ``params/galsbi_hsc_config.py``; this module adds
+everything that belongs to one patch as keyword arguments, which override the
+config: the WCS, zero point, gain, exposure time and saturation of the
+patch's ``skymapinfo``, the input files of its run folder (systematic maps,
+masks, stars, PSF model), the output names, the galaxy model and its posterior
+sample, and the seed. So one config serves any number of patches.
+
+UFig writes its outputs itself. The run goes into a temporary folder inside
+``RUN/sim/`` that is renamed to ``RUN/sim/<name>/`` only when the simulation
+finished, with a ``simulation.json`` manifest; a crash leaves the previous
+result in place. Outputs (``<prefix>`` is ``sim_<posterior index>_<band>``):
+``_image.fits``, ``_se.cat`` (SExtractor, matched to the input),
+``_se_seg.h5``, ``_se_bkg.h5``, ``_ucat.gal.cat`` and ``_ucat.star.cat``
+(intrinsic catalogues), ``gaia_ufig.h5`` (the Gaia stars as given to ufig)
+and, when the simulation's PSF is measured, ``psf_catalog_sim.cat``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import time
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from hscsim_utils.atomic import atomic_dir, write_json
+from hscsim_utils.errors import InputError
+from hscsim_utils.hsc.tile import TileSpec
+from hscsim_utils.runfolder import REPO_ROOT, RunFolder
+
+DEFAULT_CONFIG = REPO_ROOT / "params" / "galsbi_hsc_config.py"
+SIM_NAME = "baseline"
+FILE_PREFIX = "sim"
+MANIFEST = "simulation.json"
+PSF_CATALOG = "psf_catalog_sim.cat"
+PSF_MODEL = "psf_model_sim.h5"
+PSF_MEASUREMENTS = ("auto", "cnn", "direct", "none")
+GAIA_UFIG = "gaia_ufig.h5"
+STAR_WING_FRACTION = 0.1  # pixel-rendered star profiles go down to this x noise
+#: Posterior columns that GalSBI would turn into ``psf_beta``; the PSF model
+#: fixes the betas (config ``psf_beta``), so they are not passed on.
+PSF_BETA_COLUMNS = ("moffat_beta1", "moffat_beta2")
+SKYMAPINFO_FIELDS = ("pixscale", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1",
+                     "NAXIS2")  # fmt: skip
+BAND_FIELDS = ("magzero", "satur", "gain", "nexp", "exptime")
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """The choices that make one simulation of a patch."""
+
+    galaxy_model: str
+    posterior_index: int
+    seed: int
+    band: str
+
+
+# ---------------------------------------------------------------- config
+
+
+def load_config(path: str | os.PathLike = DEFAULT_CONFIG) -> types.ModuleType:
+    """Import the simulation config (its cosmo_torrent files are resolved here)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "simulation config not found")
+    spec = importlib.util.spec_from_file_location(f"_hscsim_cfg_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except FileNotFoundError as err:  # a cosmo_torrent data set is missing
+        raise InputError(path, str(err)) from None
+    return module
+
+
+def known_galaxy_models(config: types.ModuleType) -> list[str]:
+    """Galaxy models the config has a parametrisation for."""
+    return list(config.GALAXY_MODELS)
+
+
+def load_posterior(model: str) -> np.ndarray:
+    """ABC posterior samples of ``model`` (cosmo_torrent cache, else download)."""
+    from galsbi import load
+
+    try:
+        return load.load_abc_posterior(model)
+    except Exception as err:  # offline without the file, or a broken file
+        raise InputError(
+            "galaxy_model",
+            f"the ABC posterior of {model} is not in the cosmo_torrent cache and "
+            f"cannot be downloaded ({type(err).__name__}: {err}); run `hscsim data`; "
+            f"models with a cached posterior: {_cached_models()}",
+        ) from None
+
+
+def _cached_models() -> list[str]:
+    from hscsim_utils.data.provision import available_galaxy_models
+
+    return available_galaxy_models()
+
+
+def resolve_settings(
+    tile: TileSpec,
+    config: types.ModuleType,
+    galaxy_model: str = "",
+    posterior_index: int = -1,
+    seed: int = -1,
+) -> SimulationSettings:
+    """Model, posterior sample and seed: the arguments, else the tile's values.
+
+    ``""`` and ``-1`` mean "take it from the tile file".
+    """
+    model = galaxy_model or tile.galaxy_model
+    known = known_galaxy_models(config)
+    if model not in known:
+        raise InputError("galaxy_model", f"unknown model {model!r}; known: {known}")
+    index = int(posterior_index) if posterior_index != -1 else tile.posterior_index
+    n_samples = len(load_posterior(model))
+    if not 0 <= index < n_samples:
+        raise InputError(
+            "posterior_index",
+            f"{index} is out of range: {model} has samples 0..{n_samples - 1}",
+        )
+    seed = int(seed) if seed != -1 else tile.seed
+    if seed < 0:
+        raise InputError("seed", f"must be a non-negative integer, got {seed}")
+    return SimulationSettings(model, index, seed, tile.band)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def read_skymapinfo(path: str | os.PathLike, band: str) -> dict[str, float]:
+    """The patch record of stage 01 with the fields the simulation needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "not found; run stage 01 (sky information) first")
+    try:
+        rec = np.atleast_1d(np.load(path, allow_pickle=False))
+    except (ValueError, OSError) as err:
+        raise InputError(path, f"not a numpy record array ({err})") from None
+    if rec.dtype.names is None or len(rec) < 1:
+        raise InputError(path, "not a numpy record array")
+    needed = SKYMAPINFO_FIELDS + tuple(f"{f}_{band}" for f in BAND_FIELDS)
+    missing = [k for k in needed if k not in rec.dtype.names]
+    if missing:
+        raise InputError(path, f"missing fields {missing}")
+    info = {k: float(rec[0][k]) for k in needed}
+    bad = [k for k, v in info.items() if not np.isfinite(v)]
+    positive = ("pixscale", "NAXIS1", "NAXIS2", f"satur_{band}", f"gain_{band}",
+                f"nexp_{band}", f"exptime_{band}")  # fmt: skip
+    bad += [k for k in positive if info[k] <= 0]
+    if bad:
+        raise InputError(path, f"invalid values in fields {sorted(set(bad))}")
+    return info
+
+
+def _check_datasets(
+    path: Path, names: tuple[str, ...], shape: tuple[int, int] | None, stage: str
+) -> None:
+    if not path.is_file():
+        raise InputError(path, f"not found; run stage {stage} first")
+    try:
+        with h5py.File(path, "r") as fh5:
+            absent = [n for n in names if n not in fh5]
+            if absent:
+                raise InputError(path, f"has no datasets {absent}")
+            if shape is None:
+                return
+            wrong = {n: fh5[n].shape for n in names if fh5[n].shape != shape}
+    except OSError as err:
+        raise InputError(path, f"not a readable HDF5 file ({err})") from None
+    if wrong:
+        raise InputError(path, f"shapes {wrong} differ from the patch's {shape}")
+
+
+def background_noise(path: Path) -> float:
+    """Median of the positive ``map_bsig`` of the sysmaps file (ADU)."""
+    with h5py.File(path, "r") as fh5:
+        bsig = fh5["map_bsig"][()]
+    positive = bsig[bsig > 0]
+    if positive.size == 0:
+        raise InputError(path, "map_bsig has no positive value")
+    return float(np.median(positive))
+
+
+def check_inputs(run: RunFolder, shape: tuple[int, int]) -> None:
+    """Every run-folder input of the simulation exists and fits the patch."""
+    _check_datasets(run.sysmaps, ("map_bsig", "map_expt"), shape, "01 (sysmaps)")
+    _check_datasets(run.mask, ("mask",), shape, "02 (masks)")
+    _check_datasets(run.overlap, ("img_mask",), shape, "02 (masks)")
+    _check_datasets(run.besancon, ("nside", "simulation_area", "healpix_list"),
+                    None, "04 (stars)")  # fmt: skip
+    _check_datasets(run.gaia, ("data",), None, "04 (stars)")
+    _check_datasets(run.psf_model, ("grid_psf",), None, "05 (PSF)")
+
+
+def sextractor_binary() -> str:
+    """Full path of the SExtractor executable (``source-extractor`` or ``sex``)."""
+    from hscsim_utils.stages.source_extraction import find_sextractor
+
+    return find_sextractor()
+
+
+def tile_parameters(
+    info: dict[str, float],
+    run: RunFolder,
+    settings: SimulationSettings,
+    model_settings: dict[str, Any],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Keyword arguments for GalSBI that make the config simulate this patch."""
+    b = settings.band
+    gain = info[f"gain_{b}"] * info[f"nexp_{b}"]
+    params = {
+        "crpix_ra": info["CRPIX1"],
+        "crpix_dec": info["CRPIX2"],
+        "ra0": info["CRVAL1"],
+        "dec0": info["CRVAL2"],
+        "pixscale": info["pixscale"],
+        "size_x": int(info["NAXIS1"]),
+        "size_y": int(info["NAXIS2"]),
+        "filters": [b],
+        "reference_band": b,
+        "sextractor_forced_photo_detection_bands": [b],
+        "magzero_dict": {b: info[f"magzero_{b}"]},
+        # Effective gain of the averaged coadd (electrons per coadd ADU), the
+        # value SExtractor gets in stage 03.
+        "gain_dict": {b: gain},
+        # ufig's "variable" exposure mode counts exposures as map_expt // this;
+        # its default (90 s, a DES exposure) does not fit HSC.
+        "exposure_time_dict": {b: info[f"exptime_{b}"] / info[f"nexp_{b}"]},
+        # Not in the tutorial's config, so ufig's default (a DES value) was used.
+        "saturation_level_dict": {b: info[f"satur_{b}"]},
+        # No constant level: a coadd is sky-subtracted, and the level measured on
+        # it (skymapinfo bkg_mean) is the light of undetected galaxies, which
+        # GalSBI renders itself (down to gals_mag_max). Adding it counts that
+        # light twice (demo tile: background-pixel KS 0.063 instead of 0.004).
+        # The tutorial passed bkg_mean in ADU where ufig expects electrons (it
+        # is added before the division by the gain), i.e. almost nothing.
+        "bkg_noise_amp_dict": {b: 0.0},
+        "filepath_sysmaps_dict": {b: str(run.sysmaps)},
+        "filepath_psfmodel_input_dict": {b: str(run.psf_model)},
+        "sextractor_mask_name_dict": {b: str(run.mask)},
+        "filepath_overlapblock": str(run.overlap),
+        "besancon_map_path": str(run.besancon),
+        # draw_stars places the Gaia stars from filepath_gaia (the shifted copy,
+        # see ufig_gaia_file); single_band_setup then sets filepath_gaia from
+        # this per-band entry, so the PSF estimation matches the true positions.
+        "filepath_gaia": str(out_dir / GAIA_UFIG),
+        "filepath_gaia_dict": {b: str(run.gaia)},
+        "filepath_psfmodel_output": str(out_dir / PSF_MODEL),
+        "filepath_psfmodel_output_catalog": str(out_dir / PSF_CATALOG),
+        "seed": settings.seed,
+        # bright stars rendered on pixels: profiles out to 0.1 sigma of the noise
+        "render_stars_accuracy": STAR_WING_FRACTION * background_noise(run.sysmaps),
+    }
+    params.update(model_settings)
+    return params
+
+
+def ufig_gaia_file(gaia_path: Path, info: dict[str, float], out: Path) -> Path:
+    """Copy of the Gaia table moved by half a pixel so ufig draws the stars in place.
+
+    ufig converts Gaia positions with its WCS at origin 0 (pixel centres on
+    integers) but renders with pixel corners on integers, so every Gaia star
+    would land half a pixel left of and below its true position. Shifting the
+    positions here by (+0.5, +0.5) pixels keeps the image header's WCS (the
+    data's) correct for everything else.
+    """
+    from ufig.coordinate_util import tile_in_skycoords
+
+    with h5py.File(gaia_path, "r") as fh5:
+        gaia = fh5["data"][()]
+    wcs = tile_in_skycoords(pixscale=info["pixscale"], ra0=info["CRVAL1"],
+                            dec0=info["CRVAL2"], crpix_ra=info["CRPIX1"],
+                            crpix_dec=info["CRPIX2"])  # fmt: skip
+    x, y = wcs.all_world2pix(gaia["ra"], gaia["dec"], 0)
+    gaia["ra"], gaia["dec"] = wcs.all_pix2world(x + 0.5, y + 0.5, 0)
+    with h5py.File(out, "w") as fh5:
+        fh5.create_dataset("data", data=gaia)
+    return out
+
+
+# ---------------------------------------------------------------- running
+
+
+def psf_measurement(choice: str, config: types.ModuleType) -> str:
+    """Estimator of the simulation's PSF: ``"cnn"``, ``"direct"`` or ``"none"``.
+
+    ``"auto"`` is the CNN when its weights are in the cache, else no measurement
+    (the tutorial's chain). ``"direct"`` is stage 05's direct fit standing in for
+    the CNN inside ufig's ``estimate_psf`` plugin.
+    """
+    if choice not in PSF_MEASUREMENTS:
+        raise InputError("measure_psf", f"{choice!r} is not one of {PSF_MEASUREMENTS}")
+    if choice == "auto":
+        return "cnn" if config.filepath_cnn else "none"
+    if choice == "cnn" and not config.filepath_cnn:
+        raise InputError(
+            "measure_psf", "the PSF CNN weights are not cached; use 'direct' or 'none'"
+        )
+    return choice
+
+
+def psf_measurement_context(
+    kind: str, catalog: Path
+) -> contextlib.AbstractContextManager:
+    """Stage 05's mends of ufig's PSF estimation (and its estimator) for the run.
+
+    The simulation's PSF model is a diagnostic, so any number of usable stars
+    is accepted (stage 05 needs ``psf.MIN_STARS`` on the data); none at all
+    still fails the run.
+    """
+    if kind == "none":
+        return contextlib.nullcontext()
+    from hscsim_utils.compat.ufig_psf import mended_psf_estimation
+    from hscsim_utils.numerics.psf_direct import DirectPSFPredictor
+
+    predictor = DirectPSFPredictor() if kind == "direct" else None
+    return mended_psf_estimation(predictor, 1, source=catalog)
+
+
+def _galsbi_class():
+    from galsbi import GalSBI
+    from ufig import run_util
+
+    class HscGalSBI(GalSBI):
+        """GalSBI that passes a posterior sample on as plain keyword arguments."""
+
+        def _run(self, config, model_parameters, **kwargs):
+            # galsbi 0.3.0's GalSBI._run indexes model_parameters["moffat_beta1"][0]
+            # on ONE posterior row (a numpy.void), which raises for a posterior
+            # that has PSF-beta columns. The row is converted here; the betas
+            # are left out because the PSF model fixes them (config psf_beta).
+            params = {
+                col: _plain(model_parameters[col])
+                for col in model_parameters.dtype.names
+                if col not in PSF_BETA_COLUMNS
+            }
+            params.update(kwargs)
+            self.filters = list(params["filters"])
+            run_util.run_ufig_from_config(config, **params)  # context not kept
+
+    return HscGalSBI
+
+
+def _plain(value: Any) -> Any:
+    arr = np.asarray(value)
+    return arr.item() if arr.ndim == 0 else arr
+
+
+@dataclass
+class Simulation:
+    """A finished simulation in ``RUN/sim/<name>/`` and GalSBI's loaders for it."""
+
+    directory: Path
+    settings: SimulationSettings
+    parameters: dict[str, Any] = field(default_factory=dict)
+    wall_s: float | None = None
+
+    @property
+    def model(self):
+        """A GalSBI object pointing at this simulation's files (for its loaders)."""
+        model = _galsbi_class()(self.settings.galaxy_model, verbosity="warning")
+        model.filters = [self.settings.band]
+        model.file_name = str(self.directory / FILE_PREFIX)
+        model.mode = "config_file"
+        return model
+
+    def _file(self, suffix: str) -> Path:
+        s = self.settings
+        return self.directory / f"{FILE_PREFIX}_{s.posterior_index}_{s.band}{suffix}"
+
+    @property
+    def image_path(self) -> Path:
+        return self._file("_image.fits")
+
+    @property
+    def catalog_path(self) -> Path:
+        return self._file("_se.cat")
+
+    @property
+    def segmentation_path(self) -> Path:
+        return self._file("_se_seg.h5")
+
+    @property
+    def psf_catalog_path(self) -> Path | None:
+        """PSF catalogue measured on the simulation (None if not measured)."""
+        path = self.directory / PSF_CATALOG
+        return path if path.is_file() else None
+
+    def load_images(self) -> dict[str, np.ndarray]:
+        """``image``, ``segmentation`` and ``background`` of the band (GalSBI)."""
+        found = self.model.load_images(model_index=self.settings.posterior_index)
+        b = self.settings.band
+        return {k.removesuffix(f" {b}"): v for k, v in found.items()}
+
+    def load_catalogs(self) -> dict[str, np.ndarray]:
+        """``sextractor``, ``ucat galaxies`` and ``ucat stars`` of the band (GalSBI)."""
+        found = self.model.load_catalogs(model_index=self.settings.posterior_index)
+        b = self.settings.band
+        return {k.removesuffix(f" {b}"): v for k, v in found.items()}
+
+
+def _manifest(sim: Simulation, config_path: Path) -> dict:
+    import galsbi
+    import ufig
+
+    return {
+        "settings": asdict(sim.settings),
+        "parameters": sim.parameters,
+        "config": str(config_path),
+        "wall_s": sim.wall_s,
+        "versions": {"galsbi": galsbi.__version__, "ufig": ufig.__version__},
+    }
+
+
+def run_simulation(
+    tile: TileSpec,
+    run: RunFolder,
+    galaxy_model: str = "",
+    posterior_index: int = -1,
+    seed: int = -1,
+    name: str = SIM_NAME,
+    overrides: dict[str, Any] | None = None,
+    measure_psf: str = "auto",
+    config_path: str | os.PathLike = DEFAULT_CONFIG,
+    verbosity: str = "warning",
+) -> Simulation:
+    """Simulate the patch into ``RUN/sim/<name>/`` and return the result.
+
+    ``galaxy_model`` ("" = the tile's), ``posterior_index`` and ``seed`` (-1 =
+    the tile's) choose the simulation; ``overrides`` replace any config value
+    or per-patch parameter (e.g. another ``filepath_sysmaps_dict``);
+    ``measure_psf`` is one of :data:`PSF_MEASUREMENTS` (see
+    :func:`psf_measurement`).
+    """
+    from hscsim_utils.compat.ufig_psf import import_psf_estimation
+    from hscsim_utils.compat.ufig_render import deterministic_threaded_rendering
+
+    config_path = Path(config_path).resolve()
+    steps = tqdm(total=3, desc="simulate", unit="step", file=sys.stdout)
+    config = load_config(config_path)
+    settings = resolve_settings(tile, config, galaxy_model, posterior_index, seed)
+    info = read_skymapinfo(run.skymapinfo_npy, settings.band)
+    check_inputs(run, (int(info["NAXIS2"]), int(info["NAXIS1"])))
+    kind = psf_measurement(measure_psf, config)
+    fixed = {
+        "sextractor_binary": sextractor_binary(),
+        "filepath_cnn": config.filepath_cnn if kind == "cnn" else None,
+    }
+    # ufig.plugins.add_psf imports ufig.psf_estimation, whose __init__ imports
+    # TensorFlow (seconds, ~1 GB, and tf.disable_v2_behavior() for the whole
+    # process); imported this way TensorFlow loads only if the CNN runs.
+    import_psf_estimation()
+    steps.set_postfix_str("inputs checked")
+    steps.update()
+    out = run.sim_dir / name
+    with atomic_dir(out) as tmp:
+        params = tile_parameters(
+            info, run, settings, config.GALAXY_MODELS[settings.galaxy_model], tmp
+        )
+        params.update(fixed)
+        params.update(overrides or {})
+        ufig_gaia_file(run.gaia, info, tmp / GAIA_UFIG)
+        plugins = (
+            config.PLUGINS_NOT_MEASURING_PSF
+            if kind == "none"
+            else config.PLUGINS_MEASURING_PSF
+        )
+        steps.set_postfix_str(f"GalSBI {settings.galaxy_model} + UFig")
+        start = time.perf_counter()
+        # chdir: anything ufig writes to a relative path lands in the temp folder
+        with (
+            contextlib.chdir(tmp),
+            deterministic_threaded_rendering((params["size_y"], params["size_x"])),
+            psf_measurement_context(kind, Simulation(tmp, settings).catalog_path),
+        ):
+            _galsbi_class()(settings.galaxy_model, verbosity=verbosity)(
+                mode="config_file",
+                config_file=str(config_path),
+                model_index=settings.posterior_index,
+                file_name=str(tmp / FILE_PREFIX),
+                plugins=plugins,
+                **params,
+            )
+        steps.update()
+        params["measure_psf"] = kind
+        sim = Simulation(tmp, settings, _describe(params, tmp, out))
+        sim.wall_s = round(time.perf_counter() - start, 2)
+        if not sim.image_path.is_file() or not sim.catalog_path.is_file():
+            raise InputError(config_path, "UFig finished without image or catalogue")
+        write_json(tmp / MANIFEST, _manifest(sim, config_path))
+    sim.directory = out
+    steps.set_postfix_str(f"written to {out}")
+    steps.update()
+    steps.close()
+    return sim
+
+
+def _describe(params: dict[str, Any], tmp: Path, out: Path) -> dict[str, Any]:
+    """The per-patch parameters as JSON values, with final instead of temp paths."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, np.ndarray | np.generic):
+            return value.tolist()
+        if isinstance(value, str):
+            return value.replace(str(tmp), str(out))
+        return value
+
+    return {k: plain(v) for k, v in params.items()}
+
+
+def load_simulation(run: RunFolder, name: str = SIM_NAME) -> Simulation:
+    """A simulation written earlier by :func:`run_simulation`."""
+    import json
+
+    folder = run.sim_dir / name
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise InputError(path, "no simulation here; run stage 06 (simulate) first")
+    data = json.loads(path.read_text())
+    return Simulation(
+        folder,
+        SimulationSettings(**data["settings"]),
+        data.get("parameters", {}),
+        data.get("wall_s"),
+    )
+
+
+# ---------------------------------------------------------------- plots
+
+
+def plot_sim_vs_data(sim_image: np.ndarray, data_image: np.ndarray, label: str):
+    """Simulated and data image side by side with one normalisation (the data's)."""
+    import matplotlib.pyplot as plt
+    from astropy.visualization import ImageNormalize, PercentileInterval
+
+    step = max(1, max(data_image.shape) // 1500)
+    view = (slice(None, None, step), slice(None, None, step))
+    finite = data_image[view][np.isfinite(data_image[view])]
+    vmin, vmax = PercentileInterval(90).get_limits(finite)
+    norm = ImageNormalize(vmin=vmin, vmax=vmax)
+    fig, axs = plt.subplots(1, 2, figsize=(12, 6), constrained_layout=True)
+    for ax, img, title in zip(
+        axs, (sim_image, data_image), ("Simulation (GalSBI + UFig)", "Data"),
+        strict=True,
+    ):  # fmt: skip
+        ax.imshow(img[view], origin="lower", cmap="gray", norm=norm)
+        ax.set_title(title)
+        ax.set_xlabel(f"x [{step} px]" if step > 1 else "x [px]")
+    fig.suptitle(f"{label}: simulated versus data image")
+    return fig

@@ -1,0 +1,153 @@
+"""Stage 01: the patch's sky information ("skymapinfo") for SExtractor and ufig.
+
+Fields (``<b>`` is the band, e.g. ``i``):
+
+- ``pixscale`` (arcsec/pixel), ``CRPIX1/2``, ``CRVAL1/2``, ``NAXIS1/2``: calexp header;
+- ``seeing_<b>`` (arcsec), ``magzero_<b>``, ``ra2000``, ``dec2000``: coadd metadata;
+- ``satur_<b>``: lowest image value of a SAT-flagged pixel, else the image maximum;
+- ``gain_<b>``, ``nexp_<b>``, ``exptime_<b>``: from the exposure maps, averaged over
+  the pixels covered by at least one frame (``gain`` is the mean gain of one
+  exposure, mean(map_gain) / mean(map_nexp));
+- ``bkg_mean_<b>``: median background level (Background2D's ``background_median``),
+  which ufig configs use as ``bkg_noise_amp``, the mean added to the noise;
+- ``bkg_rms_<b>``: median of the background RMS map over pixels with data.
+
+Written as JSON for people and as a one-row numpy record array (``.npy``) that
+ufig configs read with ``np.load(path, allow_pickle=True)[0]``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from hscsim_utils.atomic import atomic_path, write_json
+from hscsim_utils.errors import InputError
+from hscsim_utils.hsc.files import Calexp
+from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
+
+if TYPE_CHECKING:
+    from hscsim_utils.stages.sky_and_sysmaps import BackgroundMaps, ExposureMaps
+
+INT_FIELDS = ("NAXIS1", "NAXIS2")
+
+
+def header_info(calexp: Calexp) -> dict:
+    """Pixel scale and WCS reference values of the patch."""
+    header = calexp.header
+    ny, nx = calexp.shape
+    info = {"pixscale": PIXEL_SCALE_ARCSEC}
+    for key in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2"):
+        info[key] = float(header[key])
+    info["NAXIS1"], info["NAXIS2"] = int(nx), int(ny)
+    return info
+
+
+def coadd_row(
+    coadd: pd.DataFrame, calexp: Calexp, source: str | os.PathLike
+) -> pd.Series:
+    """The coadd-metadata row of this patch (the one matching its size if several)."""
+    if len(coadd) == 1:
+        return coadd.iloc[0]
+    ny, nx = calexp.shape
+    match = coadd[(coadd["naxis1"] == nx) & (coadd["naxis2"] == ny)]
+    match = match[
+        np.isclose(match["crval1"], calexp.header["CRVAL1"])
+        & np.isclose(match["crval2"], calexp.header["CRVAL2"])
+    ]
+    if len(match) != 1:
+        raise InputError(
+            source,
+            f"{len(match)} of {len(coadd)} rows match the calexp's size and CRVAL",
+        )
+    return match.iloc[0]
+
+
+def coadd_info(row: pd.Series, band: str, source: str | os.PathLike) -> dict:
+    """Seeing, zero point and centre from the coadd metadata row."""
+    columns = {
+        "seeing": f"seeing_{band}",
+        "zeropt": f"magzero_{band}",
+        "ra2000": "ra2000",
+        "dec2000": "dec2000",
+    }
+    values = pd.to_numeric(row[list(columns)], errors="coerce").astype(float)
+    bad = [c for c in columns if not np.isfinite(values[c])]
+    if values["seeing"] <= 0:
+        bad.append("seeing")
+    if bad:
+        raise InputError(source, f"invalid values in columns {bad}")
+    return {name: float(values[col]) for col, name in columns.items()}
+
+
+def saturation_level(calexp: Calexp) -> float:
+    """Lowest finite value among SAT-flagged pixels, else the image maximum."""
+    image = calexp.image
+    if "SAT" in calexp.mask_planes:
+        sat = ((calexp.mask >> calexp.mask_bit("SAT")) & 1).astype(bool)
+        sat &= np.isfinite(image)
+        if sat.any():
+            return float(image[sat].min())
+    return float(np.nanmax(image))
+
+
+def exposure_info(maps: ExposureMaps, band: str, source: str | os.PathLike) -> dict:
+    """Mean gain per exposure, number of exposures and exposure time."""
+    covered = maps.nexp > 0
+    if not covered.any():
+        raise InputError(source, "no frame covers the patch")
+    nexp = float(maps.nexp[covered].mean())
+    return {
+        f"gain_{band}": float(maps.gain[covered].mean(dtype=np.float64)) / nexp,
+        f"nexp_{band}": nexp,
+        f"exptime_{band}": float(maps.expt[covered].mean(dtype=np.float64)),
+    }
+
+
+def build_skymapinfo(
+    calexp: Calexp,
+    coadd: pd.DataFrame,
+    maps: ExposureMaps,
+    background: BackgroundMaps,
+    band: str,
+    coadd_source: str | os.PathLike,
+    frame_source: str | os.PathLike,
+) -> dict:
+    """All skymapinfo fields of one patch and band."""
+    info = header_info(calexp)
+    info.update(coadd_info(coadd_row(coadd, calexp, coadd_source), band, coadd_source))
+    info[f"satur_{band}"] = saturation_level(calexp)
+    info.update(exposure_info(maps, band, frame_source))
+    info[f"bkg_mean_{band}"] = background.level_median
+    info[f"bkg_rms_{band}"] = background.rms_median
+    return info
+
+
+def to_record(info: dict) -> np.ndarray:
+    """One-row structured array (int64 for NAXIS*, float64 otherwise)."""
+    dtype = [(k, np.int64 if k in INT_FIELDS else np.float64) for k in info]
+    rec = np.zeros(1, dtype=dtype)
+    for key, value in info.items():
+        rec[key] = value
+    return rec
+
+
+def write_skymapinfo(
+    info: dict, json_path: str | os.PathLike, npy_path: str | os.PathLike
+) -> tuple[Path, Path]:
+    """Write the JSON and the ``.npy`` record array, each atomically."""
+    rec = to_record(info)
+    with atomic_path(npy_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, rec)
+    write_json(json_path, info)
+    return Path(json_path), Path(npy_path)
+
+
+def read_skymapinfo(npy_path: str | os.PathLike) -> np.void:
+    """The record a ufig config uses: ``np.load(path, allow_pickle=True)[0]``."""
+    return np.load(npy_path, allow_pickle=True)[0]
