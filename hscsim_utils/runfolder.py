@@ -1,7 +1,9 @@
 """Where each stage reads and writes inside a tile's run folder.
 
-One tile, one run folder. Every stage takes the folder and finds its inputs and
-outputs here, so notebooks, the chain runner and tests agree on the layout::
+One tile, one run folder, and this module is the only place that knows its
+paths. Every product has a name (:data:`PRODUCTS`); stages declare the names they
+read and write (:mod:`hscsim_utils.stages.registry`) and reach the files through
+:class:`RunFolder`::
 
     RUN/
       skymapinfo.json, skymapinfo.npy   stage 01 (json for people, npy for ufig)
@@ -9,9 +11,11 @@ outputs here, so notebooks, the chain runner and tests agree on the layout::
       mask.h5, overlap.h5               stage 02
       sextractor/data_se.cat (+ _seg.fits, _bkg.fits)   stage 03
       stars/besancon.h5, stars/gaia.h5  stage 04
-      psf/psf_model.h5, psf/psf_catalog.cat             stage 05
-      sim/                              stage 06 (GalSBI/ufig outputs)
-      metrics.json                      stage 07+
+      psf/psf_model.h5, psf_catalog.cat, psf_summary.json   stage 05
+      sim/baseline/                     stage 06 (GalSBI/UFig outputs)
+      psf_finetune/                     stage 08 (improved PSF model, its simulation)
+      background_finetune/              stage 09 (improved sysmaps, its simulations)
+      metrics.json                      one section per stage (07, 08, 09, timing)
       notebooks/                        executed notebooks and their figures
 """
 
@@ -26,6 +30,28 @@ RUN_DIR_ENV = "HSCSIM_RUN_DIR"
 TILE_FILE_ENV = "HSCSIM_TILE_FILE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: Every product of a run folder: name -> path relative to the run folder (a name
+#: ending in "/" in the path is a folder, counted by all the files inside it).
+PRODUCTS: dict[str, str] = {
+    "skymapinfo_json": "skymapinfo.json",
+    "skymapinfo_npy": "skymapinfo.npy",
+    "sysmaps": "sysmaps.h5",
+    "mask": "mask.h5",
+    "overlap": "overlap.h5",
+    "sextractor_cat": "sextractor/data_se.cat",
+    "sextractor_seg": "sextractor/data_se_seg.fits",
+    "sextractor_bkg": "sextractor/data_se_bkg.fits",
+    "besancon": "stars/besancon.h5",
+    "gaia": "stars/gaia.h5",
+    "psf_model": "psf/psf_model.h5",
+    "psf_catalog": "psf/psf_catalog.cat",
+    "psf_summary": "psf/psf_summary.json",
+    "sim_baseline": "sim/baseline/",
+    "psf_finetune": "psf_finetune/",
+    "background_finetune": "background_finetune/",
+}
+METRICS_FILE = "metrics.json"
+
 
 @dataclass(frozen=True)
 class RunFolder:
@@ -36,6 +62,19 @@ class RunFolder:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).resolve())
 
+    def product(self, name: str) -> Path:
+        """Path of the product ``name`` (see :data:`PRODUCTS`); a folder product
+        is created, a file product gets its parent folder."""
+        try:
+            rel = PRODUCTS[name]
+        except KeyError:
+            raise KeyError(f"no run-folder product {name!r}") from None
+        if rel.endswith("/"):
+            d = self.root / rel.rstrip("/")
+            d.mkdir(parents=True, exist_ok=True)
+            return d
+        return self.path(*rel.split("/"))
+
     def path(self, *parts: str) -> Path:
         """Return ``root/parts``, creating its parent folder."""
         p = self.root.joinpath(*parts)
@@ -44,65 +83,74 @@ class RunFolder:
 
     @property
     def skymapinfo_json(self) -> Path:
-        return self.path("skymapinfo.json")
+        return self.product("skymapinfo_json")
 
     @property
     def skymapinfo_npy(self) -> Path:
-        return self.path("skymapinfo.npy")
+        return self.product("skymapinfo_npy")
 
     @property
     def sysmaps(self) -> Path:
-        return self.path("sysmaps.h5")
-
-    @property
-    def sysmaps_improved(self) -> Path:
-        return self.path("sysmaps_improved.h5")
+        return self.product("sysmaps")
 
     @property
     def mask(self) -> Path:
-        return self.path("mask.h5")
+        return self.product("mask")
 
     @property
     def overlap(self) -> Path:
-        return self.path("overlap.h5")
+        return self.product("overlap")
 
     @property
     def sextractor_cat(self) -> Path:
-        return self.path("sextractor", "data_se.cat")
+        return self.product("sextractor_cat")
 
     @property
     def sextractor_seg(self) -> Path:
-        return self.path("sextractor", "data_se_seg.fits")
+        return self.product("sextractor_seg")
 
     @property
     def sextractor_bkg(self) -> Path:
-        return self.path("sextractor", "data_se_bkg.fits")
+        return self.product("sextractor_bkg")
 
     @property
     def besancon(self) -> Path:
-        return self.path("stars", "besancon.h5")
+        return self.product("besancon")
 
     @property
     def gaia(self) -> Path:
-        return self.path("stars", "gaia.h5")
+        return self.product("gaia")
 
     @property
     def psf_model(self) -> Path:
-        return self.path("psf", "psf_model.h5")
+        return self.product("psf_model")
 
     @property
     def psf_catalog(self) -> Path:
-        return self.path("psf", "psf_catalog.cat")
+        return self.product("psf_catalog")
 
     @property
-    def sim_dir(self) -> Path:
-        d = self.root / "sim"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+    def psf_summary(self) -> Path:
+        return self.product("psf_summary")
+
+    @property
+    def sim_baseline(self) -> Path:
+        """Stage 06's simulation folder."""
+        return self.product("sim_baseline")
+
+    @property
+    def psf_finetune_dir(self) -> Path:
+        """Everything stage 08 writes besides its metrics section."""
+        return self.product("psf_finetune")
+
+    @property
+    def background_finetune_dir(self) -> Path:
+        """Everything stage 09 writes besides its metrics section."""
+        return self.product("background_finetune")
 
     @property
     def metrics(self) -> Path:
-        return self.path("metrics.json")
+        return self.path(METRICS_FILE)
 
     @property
     def notebooks_dir(self) -> Path:

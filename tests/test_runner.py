@@ -7,28 +7,45 @@ import json
 import pytest
 
 from hscsim_utils.errors import InputError
-from hscsim_utils.pipeline import runner
+from hscsim_utils.pipeline import fingerprint, runner
+from hscsim_utils.stages.registry import StageSpec
 from tests.synthetic import write_notebooks, write_tile_file
 
 STAGE = """# %% tags=["parameters"]
 tile_file = ""
 run_dir = ""
+level = 1
 # %%
 from pathlib import Path
 out = Path(run_dir) / "{name}.txt"
-out.write_text(str(len(list(Path(run_dir).glob("*.txt")))))
+out.write_text(str(len(list(Path(run_dir).glob("*.txt")))) + "/" + str(level))
 {extra}
 """
 
+#: Three stages: a reads the calexp and writes a; b reads a; c reads b.
+SPECS = (
+    StageSpec("01", "a", reads=("tile:calexp",), writes=("a",)),
+    StageSpec("02", "b", reads=("a",), writes=("b",)),
+    StageSpec("03", "c", reads=("b",), writes=("c",)),
+)
+PRODUCTS = {"a": "01_a.txt", "b": "02_b.txt", "c": "03_c.txt"}
 
-def _notebooks(folder, fail_in=None):
+
+def _notebooks(folder, fail_in=None, extra=None):
     return write_notebooks(folder, {
         name: STAGE.format(
             name=name,
-            extra="raise ValueError('boom in ' + out.name)" if name == fail_in else "",
+            extra="raise ValueError('boom in ' + out.name)" if name == fail_in
+            else (extra or {}).get(name, ""),
         )
         for name in ("01_a", "02_b", "03_c")
     })  # fmt: skip
+
+
+def _run(tile, out, nbs, **kwargs):
+    return runner.run_tile(
+        tile, out, notebook_dir=nbs, specs=SPECS, products=PRODUCTS, **kwargs
+    )
 
 
 @pytest.fixture
@@ -40,34 +57,33 @@ def tile(tmp_path):
 def test_chain_runs_skips_and_reruns(tmp_path, tile, capfd):
     nbs = _notebooks(tmp_path / "nb")
     out = tmp_path / "run"
-    state = runner.run_tile(tile, out, notebook_dir=nbs)
+    state = _run(tile, out, nbs)
     assert "without encryption" not in capfd.readouterr().err  # kernel chatter
     assert [s["status"] for s in state.values()] == ["ok"] * 3
-    assert (out / "03_c.txt").read_text() == "2"  # ran after 01 and 02
+    assert (out / "03_c.txt").read_text() == "2/1"  # ran after 01 and 02
     assert (out / "notebooks" / "02_b.ipynb").is_file()
     assert (out / "report.html").read_text().count("Stage 0") == 3
     timing = json.loads((out / "metrics.json").read_text())["timing"]
     assert set(timing) == {"01_a", "02_b", "03_c"} and timing["01_a"]["wall_s"] > 0
 
-    (out / "01_a.txt").unlink()
-    runner.run_tile(tile, out, notebook_dir=nbs)
-    assert not (out / "01_a.txt").exists(), "unchanged stage was not skipped"
-    assert "unchanged, skipped" in capfd.readouterr().out
+    capfd.readouterr()
+    _run(tile, out, nbs)
+    assert capfd.readouterr().out.count("unchanged, skipped") == 3
 
     (tmp_path / "calexp.fits").write_bytes(b"changed input")
-    runner.run_tile(tile, out, notebook_dir=nbs, stages="01-02")
+    _run(tile, out, nbs, stages="01-02")
     assert (out / "01_a.txt").exists()
 
-    (out / "01_a.txt").unlink()
-    runner.run_tile(tile, out, notebook_dir=nbs, start="02", force=True)
-    assert not (out / "01_a.txt").exists()
+    (out / "01_a.txt").write_text("edited")
+    _run(tile, out, nbs, start="02", force=True)
+    assert (out / "01_a.txt").read_text() == "edited"
 
 
 def test_failing_stage_stops_the_chain(tmp_path, tile):
     nbs = _notebooks(tmp_path / "nb", fail_in="02_b")
     out = tmp_path / "run"
     with pytest.raises(runner.StageFailed) as err:
-        runner.run_tile(tile, out, notebook_dir=nbs)
+        _run(tile, out, nbs)
     assert "02_b" in str(err.value) and "boom in 02_b.txt" in str(err.value)
     assert (out / "notebooks" / "02_b.ipynb").is_file()
     assert not (out / "03_c.txt").exists()
@@ -82,7 +98,8 @@ def test_long_stages_show_their_progress(tmp_path, tile, capfd):
         "    time.sleep(0.2)\n"
     )
     nbs = write_notebooks(tmp_path / "nb", {"01_a": slow})
-    runner.run_tile(tile, tmp_path / "run", notebook_dir=nbs, label="t1")
+    runner.run_tile(tile, tmp_path / "run", notebook_dir=nbs, label="t1",
+                    specs=SPECS[:1], products=PRODUCTS)  # fmt: skip
     assert "01_a: simulate 3/3" in capfd.readouterr().out
 
 
@@ -97,7 +114,7 @@ def test_failed_run_still_writes_its_report(tmp_path, tile):
     nbs = _notebooks(tmp_path / "nb", fail_in="02_b")
     out = tmp_path / "run"
     with pytest.raises(runner.StageFailed):
-        runner.run_tile(tile, out, notebook_dir=nbs)
+        _run(tile, out, nbs)
     html = (out / "report.html").read_text()
     assert "Stage 01_a" in html and "Stage 02_b" in html and "Stage 03_c" not in html
     assert "boom in 02_b.txt" in html
@@ -106,17 +123,17 @@ def test_failed_run_still_writes_its_report(tmp_path, tile):
 def test_stages_left_behind_are_marked_stale(tmp_path, tile, capfd):
     nbs = _notebooks(tmp_path / "nb")
     out = tmp_path / "run"
-    runner.run_tile(tile, out, notebook_dir=nbs)
+    _run(tile, out, nbs)
     assert "STALE" not in (out / "report.html").read_text()
     (tmp_path / "calexp.fits").write_bytes(b"another calexp")  # e.g. a new seed
     capfd.readouterr()
-    runner.run_tile(tile, out, notebook_dir=nbs, stages="01")
+    _run(tile, out, nbs, stages="01")
     printed = capfd.readouterr().out
     assert "02_b: STALE" in printed and "03_c: STALE" in printed
     assert "01_a: STALE" not in printed and "--from 02" in printed
     html = (out / "report.html").read_text()
     assert "Stage 02_b (STALE" in html and "Stage 01_a (STALE" not in html
-    runner.run_tile(tile, out, notebook_dir=nbs, start="02")
+    _run(tile, out, nbs, start="02")
     assert "STALE" not in (out / "report.html").read_text()
 
 
@@ -128,20 +145,110 @@ def test_demo_tile_too_small_for_the_psf_stage(tmp_path):
     nbs = write_notebooks(tmp_path / "nb", {
         name: STAGE.format(name=name, extra="") for name in ("01_a", "05_p")
     })  # fmt: skip
+    specs = (SPECS[0], StageSpec("05", "p", reads=("a",), writes=()))
     out = tmp_path / "run"
+    kwargs = {"notebook_dir": nbs, "specs": specs, "products": PRODUCTS}
     with pytest.raises(InputError, match=r"1000 x 1000 px: stages 05-09 need at"):
-        runner.run_tile(small, out, notebook_dir=nbs)
+        runner.run_tile(small, out, **kwargs)
     assert not (out / "01_a.txt").exists(), "a stage ran before the refusal"
-    runner.run_tile(small, out, notebook_dir=nbs, stages="01")  # stages 01-04 run
+    runner.run_tile(small, out, stages="01", **kwargs)  # stages 01-04 run
     assert (out / "01_a.txt").exists()
     real = write_tile_file(tmp_path, "small-real", is_demo=False)
-    runner.run_tile(real, tmp_path / "real", notebook_dir=nbs)  # real: stars decide
+    runner.run_tile(real, tmp_path / "real", **kwargs)  # real: stars decide
 
 
 def test_stage_selection_errors(tmp_path):
-    stages = runner.discover_stages(_notebooks(tmp_path / "nb"))
+    stages = runner.discover_stages(_notebooks(tmp_path / "nb"), SPECS)
     assert [s.number for s in runner.select_stages(stages, "01,03")] == ["01", "03"]
     with pytest.raises(InputError, match="--stages"):
         runner.select_stages(stages, "x-y")
     with pytest.raises(InputError, match="selects no stage"):
         runner.select_stages(stages, "07-09")
+
+
+def test_deleted_output_reruns_its_stage_and_the_stages_reading_it(
+    tmp_path, tile, capfd
+):
+    nbs = _notebooks(tmp_path / "nb")
+    out = tmp_path / "run"
+    _run(tile, out, nbs)
+    (out / "01_a.txt").unlink()  # its rerun counts 2 files: new content
+    capfd.readouterr()
+    _run(tile, out, nbs)
+    printed = capfd.readouterr().out
+    assert "01_a: ok" in printed and "outputs missing: a" in printed
+    assert "02_b: ok" in printed and "changed: a" in printed
+    assert "03_c: ok" in printed and "changed: b" in printed
+
+
+def test_an_input_that_comes_back_identical_stops_the_rerun(tmp_path, tile, capfd):
+    nbs = _notebooks(tmp_path / "nb")
+    out = tmp_path / "run"
+    _run(tile, out, nbs)
+    (out / "02_b.txt").unlink()  # 02 recounts: 1 file (01_a) + 03_c = "2/1"
+    capfd.readouterr()
+    _run(tile, out, nbs)
+    printed = capfd.readouterr().out
+    assert "01_a: unchanged, skipped" in printed and "02_b: ok" in printed
+    # 02_b's new content ("2/1") differs from its first ("1/1"): 03 reruns
+    assert "03_c: ok" in printed
+
+
+def test_parameters_from_the_tile_and_the_command_line(tmp_path, capfd):
+    (tmp_path / "calexp.fits").write_bytes(b"x")
+    tile = write_tile_file(tmp_path, "t", stages={"b": {"level": 5}})
+    nbs = _notebooks(tmp_path / "nb")
+    out = tmp_path / "run"
+    _run(tile, out, nbs)
+    assert (out / "01_a.txt").read_text().endswith("/1")
+    assert (out / "02_b.txt").read_text().endswith("/5")
+    capfd.readouterr()
+    _run(tile, out, nbs, settings=["c.level=7", "b.level=6"])
+    printed = capfd.readouterr().out
+    assert "01_a: unchanged" in printed and "changed: params" in printed
+    assert (out / "02_b.txt").read_text().endswith("/6")
+    assert (out / "03_c.txt").read_text().endswith("/7")
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("x.level=1", "unknown stage 'x'; the stages are a, b, c"),
+        ("b.depth=1", "stage b has no parameter 'depth'; its parameters are level"),
+        ("b.level=deep", "b.level must be a int, got 'deep'"),
+        ("b.tile_file=x", "stage b has no parameter 'tile_file'"),
+        ("blevel=1", "use STAGE.PARAMETER=VALUE"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_runs(
+    tmp_path, tile, setting, message
+):
+    nbs = _notebooks(tmp_path / "nb")
+    with pytest.raises(InputError, match=message.replace(".", r"\.")):
+        _run(tile, tmp_path / "run", nbs, settings=[setting])
+    assert not (tmp_path / "run" / "01_a.txt").exists()
+
+
+def test_code_change_reruns_only_the_stages_that_import_it(
+    tmp_path, tile, capfd, monkeypatch
+):
+    package = tmp_path / "pkg" / "hscsim_utils"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "plots_b.py").write_text("def plot(): return 1\n")
+    (package / "shared.py").write_text("from hscsim_utils import plots_b\n")
+    monkeypatch.setattr(fingerprint, "PACKAGE_DIR", package)
+    # the imports are read, never run (the kernel has the real package)
+    nbs = _notebooks(tmp_path / "nb", extra={
+        "02_b": "if False:\n    from hscsim_utils.plots_b import plot",
+        "03_c": "if False:\n    import hscsim_utils.shared",
+    })  # fmt: skip
+    out = tmp_path / "run"
+    _run(tile, out, nbs)
+    (package / "plots_b.py").write_text("def plot(): return 2\n")
+    capfd.readouterr()
+    _run(tile, out, nbs)
+    printed = capfd.readouterr().out
+    assert "01_a: unchanged" in printed
+    assert "02_b: ok" in printed and "changed: code" in printed
+    assert "03_c: ok" in printed  # imports plots_b through shared

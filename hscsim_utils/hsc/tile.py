@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from hscsim_utils.errors import InputError
+from hscsim_utils.errors import InputError, OutputError
 from hscsim_utils.runfolder import (
     TILE_FILE_ENV,
     RunFolder,
@@ -46,6 +46,9 @@ class TileSpec:
     galaxy_model: str = "Moser+24"
     posterior_index: int = 0
     seed: int = 42
+    #: Stage parameters, ``{stage: {parameter: value}}`` (``hscsim run`` applies
+    #: them; ``--set`` overrides them).
+    stages: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -142,9 +145,9 @@ def resolve_run(run_dir: str | os.PathLike = "") -> RunFolder:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(root, f"cannot create run folder ({err.strerror})") from None
+        raise OutputError(root, f"cannot create run folder ({err.strerror})") from None
     if not os.access(root, os.W_OK):
-        raise InputError(root, "run folder is not writable")
+        raise OutputError(root, "run folder is not writable")
     return RunFolder(root)
 
 

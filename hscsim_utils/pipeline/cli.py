@@ -95,8 +95,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
     limit = limited_threads(args.threads) if args.threads else contextlib.nullcontext()
     with limit:
         state = runner.run_tile(
-            args.tile, args.out, stages=args.stages, start=args.start, force=args.force
-        )
+            args.tile, args.out, stages=args.stages, start=args.start,
+            force=args.force, settings=args.set,
+        )  # fmt: skip
     failed = [name for name, s in state.items() if s["status"] != "ok"]
     print(f"report: {Path(args.out).resolve() / 'report.html'}")
     if failed:
@@ -115,7 +116,9 @@ def _cmd_lab(args: argparse.Namespace) -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> None:
-    from hscsim_utils.pipeline import batch
+    from hscsim_utils.pipeline import batch, runner
+
+    runner.check_settings(args.set)
 
     if args.collect:
         rows = batch.collect(args.tiles, args.out)
@@ -136,7 +139,7 @@ def _cmd_batch(args: argparse.Namespace) -> None:
         return
     rows = batch.run_batch(
         args.tiles, args.out, executor=args.executor, workers=args.workers,
-        scheduler=args.scheduler, threads=args.threads,
+        scheduler=args.scheduler, threads=args.threads, settings=tuple(args.set),
     )  # fmt: skip
     failed = [r["tile"] for r in rows if r["status"] != "ok"]
     if failed:
@@ -193,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-check", action="store_true", help="skip the up-front input check"
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.PARAM=VALUE",
+        help="a stage parameter, e.g. psf.estimator=direct or simulate.seed=7 "
+        "(repeatable; over the tile file's stages: section)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = add("archive", help="what to download from the HSC archive for a patch")
@@ -230,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="local: a process pool on this machine; dask: a Dask cluster "
         "(a LocalCluster, or the one at --scheduler)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.PARAM=VALUE",
+        help="a stage parameter, e.g. psf.estimator=direct or simulate.seed=7 "
+        "(repeatable; over the tile file's stages: section)",
     )
     p.add_argument("--scheduler", default=None, help="address of a Dask scheduler")
     p.add_argument("--workers", type=int, default=2, help="tiles run at once")

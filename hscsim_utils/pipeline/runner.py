@@ -1,34 +1,40 @@
 """Run a tile's numbered notebooks in order with papermill.
 
-Each stage is one notebook ``notebooks/NN_name.ipynb``; it receives the tile file
-and the run folder as papermill parameters. A stage is skipped when its recorded
-key (content hashes of the tile's input files, its parameters, its notebook, the
-package code and the previous stage's key) is unchanged. A failing stage stops
-the chain, leaves its executed notebook for inspection and names the failing
-cell.
+Each stage is one notebook ``notebooks/NN_name.ipynb`` with its module in
+:mod:`hscsim_utils.stages` (see :mod:`hscsim_utils.stages.registry`); it receives
+the tile file, the run folder and any parameters set in the tile file's
+``stages:`` section or with ``--set`` as papermill parameters. A stage runs again
+when its fingerprint changed (its code, its parameters or the content of what it
+declares it reads, :mod:`hscsim_utils.pipeline.fingerprint`) or when one of its
+declared outputs is missing; otherwise it is skipped. A failing stage stops the
+chain, leaves its executed notebook for inspection and names the failing cell.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import sys
-import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hscsim_utils.atomic import TMP_PREFIX, sweep_temporaries, write_json
-from hscsim_utils.errors import HscsimError, InputError
-from hscsim_utils.hsc.tile import load_tile
-from hscsim_utils.metrics import update_metrics
+from hscsim_utils.errors import InputError, StageFailed
+from hscsim_utils.hsc.tile import TileSpec, load_tile
+from hscsim_utils.memory import PeakMemory
+from hscsim_utils.metrics import read_metrics, update_metrics
+from hscsim_utils.pipeline import fingerprint as fp
+from hscsim_utils.pipeline.parameters import parse_assignments, stage_parameters
 from hscsim_utils.pipeline.report import write_report
-from hscsim_utils.runfolder import REPO_ROOT, RunFolder
+from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, RunFolder
+from hscsim_utils.stages.registry import STAGES, StageSpec
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 STATE_FILE = ".hscsim_state.json"
+DIGEST_FILE = ".hscsim_digests.json"
 #: The notebooks' kernel, installed into the environment by ``make setup``.
 KERNEL_NAME = "hscsim"
 KERNEL_DISPLAY = "Python 3 (hscsim)"
@@ -37,34 +43,37 @@ KERNEL_DISPLAY = "Python 3 (hscsim)"
 #: model needs 10; 2000 x 2000 is the size the notebook tests run the chain on.
 MIN_DEMO_SIZE = 2000
 PSF_STAGE = "05"
-FIRST_STAGE = "01"  # 00 builds the demo tile; it is not part of a tile's chain
-
-
-class StageFailed(HscsimError):
-    """A notebook raised; the message names the stage, cell and error."""
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One numbered notebook."""
+    """One stage of the chain: its declaration and its notebook."""
 
-    number: str
+    spec: StageSpec
     notebook: Path
 
     @property
+    def number(self) -> str:
+        return self.spec.number
+
+    @property
     def name(self) -> str:
+        """``NN_name``, the notebook's stem (the stage's name in state and report)."""
         return self.notebook.stem
 
 
-def discover_stages(notebook_dir: Path = NOTEBOOK_DIR) -> list[Stage]:
-    """All numbered notebooks of the chain, in order."""
-    stages = [
-        Stage(p.name[:2], p)
-        for p in sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
-        if p.name[:2] >= FIRST_STAGE
-    ]
+def discover_stages(
+    notebook_dir: Path = NOTEBOOK_DIR, specs: Sequence[StageSpec] = STAGES
+) -> list[Stage]:
+    """Every declared stage with its notebook, in order."""
+    stages = []
+    for spec in specs:
+        notebook = Path(notebook_dir) / spec.notebook
+        if not notebook.is_file():
+            raise InputError(notebook, f"notebook of stage {spec.name} not found")
+        stages.append(Stage(spec, notebook))
     if not stages:
-        raise InputError(notebook_dir, "no numbered notebooks found")
+        raise InputError(notebook_dir, "no stages declared")
     return stages
 
 
@@ -89,75 +98,6 @@ def select_stages(
     if not chosen:
         raise InputError("--stages", "selects no stage")
     return chosen
-
-
-def _hash_file(h, path: Path) -> None:
-    h.update(str(path).encode())
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-
-
-def inputs_digest(tile_file: Path) -> str:
-    """Hash of the tile file, every input file it names and the package code."""
-    tile = load_tile(tile_file)
-    h = hashlib.sha256()
-    _hash_file(h, tile_file)
-    files = [tile.calexp, tile.frame_metadata, tile.coadd_metadata, tile.gaia_table]
-    files += tile.besancon_headers + tile.besancon_catalogs
-    for path in files:
-        if path is not None and path.is_file():
-            _hash_file(h, path)
-    for path in sorted((REPO_ROOT / "hscsim_utils").glob("*.py")):
-        _hash_file(h, path)
-    for path in sorted((REPO_ROOT / "params").glob("*.py")):
-        _hash_file(h, path)
-    return h.hexdigest()
-
-
-def stage_key(stage: Stage, params: dict, previous: str) -> str:
-    """Key of a stage run: its notebook, parameters and everything before it."""
-    h = hashlib.sha256(previous.encode())
-    _hash_file(h, stage.notebook)
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
-class PeakMemory:
-    """Peak resident memory of this process's children, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _notebook_params(stage: Stage, tile_file: Path, run: RunFolder) -> dict:
-    """Parameters every stage notebook receives."""
-    return {"tile_file": str(tile_file), "run_dir": str(run.root)}
 
 
 class StageProgress:
@@ -236,9 +176,59 @@ def _run_notebook(
     return out
 
 
-def _load_state(run: RunFolder) -> dict:
-    path = run.root / STATE_FILE
+def _load_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@dataclass
+class _Chain:
+    """Everything one invocation of :func:`run_tile` needs to decide and run."""
+
+    tile_file: Path
+    tile: TileSpec
+    run: RunFolder
+    stages: list[Stage]
+    products: Mapping[str, str]
+    cli: Mapping[str, Mapping[str, str]]
+    state: dict
+    cache: fp.DigestCache
+    prefix: str
+
+    def params(self, stage: Stage) -> dict:
+        """Papermill parameters of a stage: the runner's and the chosen ones."""
+        specs = [s.spec for s in self.stages]
+        chosen = stage_parameters(
+            stage.spec, stage.notebook, specs, self.tile.stages, self.cli,
+            str(self.tile_file),
+        )  # fmt: skip
+        return {"tile_file": str(self.tile_file), "run_dir": str(self.run.root),
+                **chosen}  # fmt: skip
+
+    def fingerprint(self, stage: Stage) -> dict[str, str]:
+        chosen = {k: v for k, v in self.params(stage).items()
+                  if k not in ("tile_file", "run_dir")}  # fmt: skip
+        return fp.fingerprint(
+            stage.spec, stage.notebook, chosen, self.tile, self.products,
+            self.run.root, self.cache,
+        )  # fmt: skip
+
+    def missing(self, stage: Stage) -> list[str]:
+        return fp.missing_outputs(
+            stage.spec, self.products, self.run.root, read_metrics(self.run.metrics)
+        )
+
+    def why_run(self, stage: Stage, new: dict[str, str]) -> str | None:
+        """Why the stage must run, or None when its result is up to date."""
+        done = self.state.get(stage.name, {})
+        if done.get("status") != "ok":
+            return "no result yet" if not done else f"last run {done.get('status')}"
+        if done.get("key") != new["key"]:
+            changed = fp.changed_parts(done.get("fingerprint", {}), new)
+            return "changed: " + (", ".join(changed) or "fingerprint")
+        missing = self.missing(stage)
+        if missing:
+            return "outputs missing: " + ", ".join(missing)
+        return None
 
 
 def run_tile(
@@ -250,34 +240,58 @@ def run_tile(
     report: bool = True,
     notebook_dir: Path = NOTEBOOK_DIR,
     label: str | None = None,
+    settings: Sequence[str] = (),
+    specs: Sequence[StageSpec] = STAGES,
+    products: Mapping[str, str] = PRODUCTS,
 ) -> dict:
     """Run the chain for one tile; return the state of every stage.
 
-    ``label`` (the tile's name in a batch) prefixes every console line, so that
-    the lines of tiles run side by side can be told apart.
+    ``settings`` are ``STAGE.PARAMETER=VALUE`` assignments (``--set``), applied
+    over the tile file's ``stages:`` section. ``label`` (the tile's name in a
+    batch) prefixes every console line, so that the lines of tiles run side by
+    side can be told apart.
     """
     from tqdm.auto import tqdm
 
-    prefix = f"[{label}] " if label else ""
-
     tile_file = Path(tile_file).resolve()
     run = RunFolder(Path(out_dir))
-    all_stages = discover_stages(notebook_dir)
+    all_stages = discover_stages(notebook_dir, specs)
     chosen = {s.number for s in select_stages(all_stages, stages, start)}
     check_demo_size(tile_file, chosen)
+    chain = _Chain(
+        tile_file, load_tile(tile_file), run, all_stages, products,
+        parse_assignments(settings), _load_json(run.root / STATE_FILE),
+        fp.DigestCache(_load_json(run.root / DIGEST_FILE)),
+        f"[{label}] " if label else "",
+    )  # fmt: skip
+    for stage in all_stages:  # every assignment checked before anything runs
+        chain.params(stage)
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
-    state = _load_state(run)
-    keys = stage_keys(all_stages, tile_file, run)
-    bar = tqdm(all_stages, desc=f"{prefix}stages", unit="stage", file=sys.stdout)
+    bar = tqdm(all_stages, desc=f"{chain.prefix}stages", unit="stage",
+               file=sys.stdout)  # fmt: skip
     try:
-        _run_stages(bar, tile_file, run, chosen, state, keys, force, prefix)
+        _run_stages(bar, chain, chosen, force)
     finally:  # a failed run reports too: what ran and where it failed
-        stale = stale_stages(state, keys)
+        stale = stale_stages(chain)
+        write_json(run.root / DIGEST_FILE, chain.cache.known)
         for name, why in stale.items():
-            tqdm.write(f"{prefix}{name}: STALE, {why}")
+            tqdm.write(f"{chain.prefix}{name}: STALE, {why}")
         if report:
-            write_report(run, stale, tile_file, state)
-    return state
+            write_report(run, stale, tile_file, chain.state)
+    return chain.state
+
+
+def check_settings(
+    settings: Sequence[str],
+    notebook_dir: Path = NOTEBOOK_DIR,
+    specs: Sequence[StageSpec] = STAGES,
+) -> None:
+    """Refuse an assignment (``--set``) to an unknown stage or parameter, or of a
+    value of the wrong type, before anything runs."""
+    stages = discover_stages(notebook_dir, specs)
+    cli = parse_assignments(settings)
+    for stage in stages:
+        stage_parameters(stage.spec, stage.notebook, specs, None, cli)
 
 
 def check_demo_size(tile_file: Path, chosen: set[str]) -> None:
@@ -304,48 +318,42 @@ def check_demo_size(tile_file: Path, chosen: set[str]) -> None:
         )
 
 
-def stage_keys(
-    stages: list[Stage], tile_file: Path, run: RunFolder
-) -> dict[Stage, str]:
-    """Each stage's key: its notebook and parameters chained on every upstream key,
-    starting from the tile's inputs."""
-    key = inputs_digest(tile_file)
-    keys = {}
-    for stage in stages:
-        key = stage_key(stage, _notebook_params(stage, tile_file, run), key)
-        keys[stage] = key
-    return keys
-
-
-def stale_stages(state: dict, keys: dict[Stage, str]) -> dict[str, str]:
+def stale_stages(chain: _Chain) -> dict[str, str]:
     """Stages whose recorded result no longer matches their inputs, with why.
 
-    A stage is stale when its key (see :func:`stage_keys`) differs from the key
-    it ran with, for example after ``--stages 01-03`` with a changed seed: stages
-    04-09 then show old results.
+    For example after ``--stages 01-03`` with a changed seed, or a product
+    deleted by hand: the report then shows old or incomplete results. A stage
+    that reads a product of a stale stage is stale too.
     """
-    stale = {}
-    for stage, key in keys.items():
-        done = state.get(stage.name)
-        if done and done.get("status") == "ok" and done.get("key") != key:
-            stale[stage.name] = (
-                "its inputs or an upstream stage changed since it ran; rerun with "
-                f"--from {stage.number}"
-            )
+    stale: dict[str, str] = {}
+    stale_products: dict[str, str] = {}
+    for stage in chain.stages:
+        done = chain.state.get(stage.name)
+        if not done or done.get("status") != "ok":
+            continue
+        why = chain.why_run(stage, chain.fingerprint(stage))
+        upstream = sorted({stale_products[r] for r in stage.spec.reads
+                           if r in stale_products})  # fmt: skip
+        if not why and upstream:
+            why = f"reads results of stale {', '.join(upstream)}"
+        if why:
+            stale[stage.name] = f"{why}; rerun with --from {stage.number}"
+            stale_products.update(dict.fromkeys(stage.spec.writes, stage.name))
     return stale
 
 
-def _run_stages(bar, tile_file, run, chosen, state, keys, force, prefix) -> None:
+def _run_stages(bar, chain: _Chain, chosen: set[str], force: bool) -> None:
     from tqdm.auto import tqdm
 
+    run, prefix = chain.run, chain.prefix
     for stage in bar:
-        params = _notebook_params(stage, tile_file, run)
-        key = keys[stage]
         if stage.number not in chosen:
             continue
         bar.set_postfix_str(stage.name)
-        done = state.get(stage.name, {})
-        if not force and done.get("key") == key and done.get("status") == "ok":
+        params = chain.params(stage)
+        new = chain.fingerprint(stage)
+        why = "--force" if force else chain.why_run(stage, new)
+        if why is None:
             tqdm.write(f"{prefix}{stage.name}: unchanged, skipped")
             continue
         t0 = time.perf_counter()
@@ -357,14 +365,15 @@ def _run_stages(bar, tile_file, run, chosen, state, keys, force, prefix) -> None
             status = "ok"
         finally:
             wall = time.perf_counter() - t0
-            state[stage.name] = {
-                "key": key, "status": status, "wall_s": round(wall, 2),
+            chain.state[stage.name] = {
+                "key": new["key"], "fingerprint": new, "status": status,
+                "reason": why, "wall_s": round(wall, 2),
                 "peak_rss_mb": round(mem.peak / 2**20, 1),
             }  # fmt: skip
-            write_json(run.root / STATE_FILE, state)
+            write_json(run.root / STATE_FILE, chain.state)
             update_metrics(
                 run.metrics, "timing",
-                {stage.name: {"wall_s": state[stage.name]["wall_s"],
-                              "peak_rss_mb": state[stage.name]["peak_rss_mb"]}},
+                {stage.name: {"wall_s": chain.state[stage.name]["wall_s"],
+                              "peak_rss_mb": chain.state[stage.name]["peak_rss_mb"]}},
             )  # fmt: skip
-        tqdm.write(f"{prefix}{stage.name}: {status} in {wall:.1f} s")
+        tqdm.write(f"{prefix}{stage.name}: {status} in {wall:.1f} s ({why})")
