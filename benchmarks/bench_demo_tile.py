@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_demo_tile.py [--size NX NY] [--seed S]
+    .venv/bin/python -m benchmarks.bench_demo_tile [--size NX NY] [--seed S]
         [--keep DIR]
 
 Prints the wall time and peak RSS (this process and its children) of
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from hscsim_utils.demo import build as demo_tile
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc import skymap
 from hscsim_utils.hsc.tile import load_tile
+from hscsim_utils.memory import max_rss
 
 SEXTRACTOR = "/usr/bin/source-extractor"
 TARGET_SECONDS = 180.0
@@ -60,13 +60,6 @@ UD_DEPTH, UD_MINUTES = 27.4, 840.0
 DEEP_MINUTES = 126.0
 PDR3_FRACTION = 0.8
 SXDS_DENSITY_ARCMIN2 = 900_000 / (1.22 * 3600)
-
-
-def peak_rss_gb() -> tuple[float, float]:
-    """Peak RSS (GB) of this process and of its waited-for children (Linux: KB)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return own / 1024**2, children / 1024**2
 
 
 def depth_from_rms(sigma_pixel: float) -> float:
@@ -114,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             demo_tile.build_demo_tile(out, size=tuple(args.size), seed=args.seed)
         )
         wall = time.perf_counter() - t0
-        own, children = peak_rss_gb()
+        own, children = (b / 2**30 for b in max_rss())
         print(f"\nbuild_demo_tile {args.size[0]}x{args.size[1]} (DEMO, simulated)")
         print(f"  wall time        {wall:7.1f} s   (target <= {TARGET_SECONDS:.0f} s)")
         print(

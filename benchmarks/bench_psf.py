@@ -9,13 +9,12 @@
    inputs (stages 01-04) exist, else a synthetic 4200 x 4200 patch with a known
    PSF; the model is compared with the truth.
 
-Usage: .venv/bin/python benchmarks/bench_psf.py [--stars N] [--tile T --run R]
+Usage: .venv/bin/python -m benchmarks.bench_psf [--stars N] [--tile T --run R]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,12 +23,10 @@ import numba
 import numpy as np
 from scipy.optimize import least_squares
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from hscsim_utils.numerics import psf_direct
-from hscsim_utils.numerics.psf_model import PARAM_NAMES, StampRenderer  # noqa: E402
+from hscsim_utils.numerics.psf_model import PARAM_NAMES, StampRenderer
 from hscsim_utils.stages import psf
-from tests import synthetic_psf  # noqa: E402
+from tests import synthetic_psf
 
 
 def scipy_fit(cube: np.ndarray) -> tuple[np.ndarray, float]:
@@ -97,7 +94,8 @@ def bench_per_star(n_stars: int) -> None:
 
 
 def bench_stage(tile_file: str, run_dir: str, size: int) -> None:
-    from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+    from hscsim_utils.hsc.tile import resolve_tile
+    from hscsim_utils.runfolder import resolve_run
 
     if tile_file or run_dir or _demo_ready():
         tile, run = resolve_tile(tile_file), resolve_run(run_dir)
@@ -130,7 +128,8 @@ def bench_stage(tile_file: str, run_dir: str, size: int) -> None:
 
 
 def _demo_ready() -> bool:
-    from hscsim_utils.runfolder import default_demo_dir, default_run_dir
+    from hscsim_utils.hsc.tile import default_demo_dir
+    from hscsim_utils.runfolder import default_run_dir
 
     run = default_run_dir()
     return (default_demo_dir() / "tile.yaml").is_file() and all(

@@ -9,8 +9,8 @@ Without ``--run-dir``/``--tile`` a run folder with the stage 01-05 products of a
 flat 4200 x 4200 patch is fabricated first (``tests/fabricated_run.py``: real
 Besancon and Gaia stars of the XMM-LSS field, constant maps and PSF)::
 
-    .venv/bin/python benchmarks/bench_simulate.py
-    .venv/bin/python benchmarks/bench_simulate.py --run-dir runs/demo/run \\
+    .venv/bin/python -m benchmarks.bench_simulate
+    .venv/bin/python -m benchmarks.bench_simulate --run-dir runs/demo/run \\
         --tile runs/demo/input/tile.yaml
 """
 
@@ -22,18 +22,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from hscsim_utils.memory import PeakMemory
 
 REPO = Path(__file__).resolve().parent.parent
 LIMIT_S = 120.0
 LIMIT_GB = 4.0
 CHILD = """
-import json, sys, time
-sys.path.insert(0, {tests!r})
+import json, time
 from hscsim_utils.stages import simulate
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.hsc.tile import load_tile
@@ -50,33 +48,7 @@ print("RESULT", json.dumps({{"run_simulation_s": time.perf_counter() - t0,
 """
 
 
-class TreeMemory(threading.Thread):
-    """Peak summed RSS of a process and its descendants, sampled every 0.1 s."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-            except psutil.Error:
-                break
-            total = 0
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            self.stop.wait(0.1)
-
-
 def fabricate(root: Path) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
     from tests.fabricated_run import make_run_folder
 
     make_run_folder(root, shape=(4200, 4200))
@@ -95,19 +67,19 @@ def main() -> int:
         if not args.run_dir:
             print(f"fabricating a 4200 x 4200 run folder in {run_dir} ...")
             fabricate(run_dir)
-        code = CHILD.format(tests=str(REPO / "tests"), run=str(run_dir),
+        code = CHILD.format(run=str(run_dir),
                             tile=str(Path(args.tile).resolve()) if args.tile else "",
                             measure=args.measure_psf)  # fmt: skip
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        mem = TreeMemory(proc.pid)
-        mem.start()
-        out, _ = proc.communicate()
+        # in the repository folder: the child imports tests.fabricated_run
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        with PeakMemory(proc.pid, include_self=True, interval=0.1) as mem:
+            out, _ = proc.communicate()
         wall = time.perf_counter() - start
-        mem.stop.set()
-        mem.join()
     if proc.returncode != 0:
         print(out[-5000:])
         print(f"stage 06 failed with exit code {proc.returncode}")

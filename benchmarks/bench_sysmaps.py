@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_sysmaps.py [--tile TILE_YAML] [--out DIR]
+    .venv/bin/python -m benchmarks.bench_sysmaps [--tile TILE_YAML] [--out DIR]
         [--size NX NY] [--seed S]
 
 Input: ``--tile`` if given; else the demo tile (built once with
@@ -34,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from hscsim_utils.hsc import files as hsc_io
-from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.hsc.tile import load_tile
+from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,7 +139,6 @@ def hsc_like_frames(
 
 def synthetic_tile(out: Path, shape: tuple[int, int], seed: int) -> Path:
     """Real-format inputs with HSC-like frames (when no demo builder exists)."""
-    sys.path.insert(0, str(REPO / "tests"))
     from tests.synthetic import write_synthetic_tile
 
     rng = np.random.default_rng(seed)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_template_integrals.py [--cache DIR]
+    .venv/bin/python -m benchmarks.bench_template_integrals [--cache DIR]
         [--z-stride N] [--workers N]
 
 Reads the filter collection and templates from a provisioned cosmo_torrent

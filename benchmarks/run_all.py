@@ -1,6 +1,6 @@
 """End-to-end benchmark: build the full demo tile, run every stage, print one table.
 
-    .venv/bin/python benchmarks/run_all.py [--size 4200 4200] [--out DIR]
+    .venv/bin/python -m benchmarks.run_all [--size 4200 4200] [--out DIR]
 
 Each figure is measured in this run next to its reference:
 - the whole chain (stages 01-09 through papermill) against the bare simulation
@@ -20,47 +20,15 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from hscsim_utils.memory import PeakMemory
 
 CHAIN_TARGET_S = 360.0
 CHAIN_TARGET_GB = 6.0
-
-
-class SelfPeak:
-    """Peak RSS of this process and its children while the block runs."""
-
-    def __enter__(self) -> SelfPeak:
-        self.peak, self._stop = 0, threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        self._t0 = time.perf_counter()
-        return self
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            procs = [me, *me.children(recursive=True)]
-            rss = 0
-            for p in procs:
-                try:
-                    rss += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, rss)
-            self._stop.wait(0.1)
-
-    def __exit__(self, *exc) -> None:
-        self.wall = time.perf_counter() - self._t0
-        self._stop.set()
-        self._thread.join()
 
 
 def row(name: str, wall: float, peak: float | None, reference: str, ref_wall: float):
@@ -82,12 +50,12 @@ def bench_chain(tile_file: Path, run_dir: Path) -> tuple[list[dict], float, floa
     return rows, total, peak
 
 
-def bench_bare_simulation(tile_file: Path, run_dir: Path) -> SelfPeak:
+def bench_bare_simulation(tile_file: Path, run_dir: Path) -> PeakMemory:
     from hscsim_utils.hsc.tile import load_tile
     from hscsim_utils.runfolder import RunFolder
     from hscsim_utils.stages import simulate
 
-    with SelfPeak() as peak:
+    with PeakMemory(include_self=True, interval=0.1) as peak:
         simulate.run_simulation(
             load_tile(tile_file), RunFolder(run_dir), name="bench_bare",
             measure_psf="none",
@@ -96,8 +64,7 @@ def bench_bare_simulation(tile_file: Path, run_dir: Path) -> SelfPeak:
 
 
 def bench_sysmaps(tile_file: Path) -> dict:
-    import bench_sysmaps as bs
-
+    from benchmarks import bench_sysmaps as bs
     from hscsim_utils.hsc import files as hsc_io
     from hscsim_utils.hsc.tile import load_tile
     from hscsim_utils.stages import sky_and_sysmaps as sysmaps
@@ -123,8 +90,7 @@ def bench_sysmaps(tile_file: Path) -> dict:
 
 
 def bench_psf_per_star(n: int = 200) -> dict:
-    import bench_psf as bp
-
+    from benchmarks import bench_psf as bp
     from tests.synthetic_psf import synthetic_stamps
 
     cube = synthetic_stamps(n, np.random.default_rng(7))[0]
@@ -143,7 +109,7 @@ def bench_background(tile_file: Path) -> dict:
     from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 
     calexp = hsc_io.read_calexp(load_tile(tile_file).calexp)
-    no_data = ((calexp.mask >> calexp.mask_bit("NO_DATA")) & 1) == 1
+    no_data = calexp.plane("NO_DATA")
     t0 = time.perf_counter()
     sysmaps.background_maps(calexp.image, no_data)
     two = time.perf_counter() - t0
@@ -164,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from hscsim_utils.demo.build import build_demo_tile
 
     print(f"benchmark folder {out}; load average {os.getloadavg()}")
-    with SelfPeak() as demo:
+    with PeakMemory(include_self=True, interval=0.1) as demo:
         tile_file = build_demo_tile(out / "input", size=tuple(args.size), seed=20240611)
     table = [row("demo tile build (one-time)", demo.wall, demo.peak, "-", 0)]
     stages, chain_wall, chain_peak = bench_chain(tile_file, out / "run")

@@ -21,7 +21,14 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["interpreter_bin", "put_interpreter_first_on_path"]
+__all__ = [
+    "KERNEL_DISPLAY", "KERNEL_NAME", "interpreter_bin", "put_interpreter_first_on_path",
+]  # fmt: skip
+
+#: The Jupyter kernel of this interpreter, installed by ``make setup`` and named
+#: in every notebook, so that no other ``python3`` kernelspec can stand in for it.
+KERNEL_NAME = "hscsim"
+KERNEL_DISPLAY = "Python 3 (hscsim)"
 
 
 def interpreter_bin() -> str:

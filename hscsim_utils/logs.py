@@ -8,12 +8,15 @@ from collections.abc import Iterable, Iterator
 
 
 @contextlib.contextmanager
-def quiet_loggers(loggers: Iterable[logging.Logger]) -> Iterator[None]:
-    """Raise ``loggers`` to WARNING inside the block, then restore their levels."""
+def quiet_loggers(
+    loggers: Iterable[logging.Logger], level: int = logging.WARNING
+) -> Iterator[None]:
+    """Set ``loggers`` to ``level`` (WARNING) inside the block, then restore their
+    levels."""
     loggers = list(loggers)
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.WARNING)
+        lg.setLevel(level)
     try:
         yield
     finally:

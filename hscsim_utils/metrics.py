@@ -1,15 +1,39 @@
-"""The run folder's ``metrics.json``: one section per producer, merged atomically."""
+"""The run folder's ``metrics.json``: one section per producer, never shared.
+
+Sections and who writes them:
+
+- ``quality`` (stage 07): ``realism``, the baseline simulation against the data,
+  and, for a DEMO tile, ``closure``, every stage's product against the truth;
+- ``psf_finetune`` (stage 08): the PSF measured on a simulation minus its input,
+  ``before`` (baseline simulation, no adjustment) and ``after`` (the simulation
+  with the improved PSF model, adjustment applied), and the adjustment;
+- ``background_finetune`` (stage 09): ``realism`` of every simulation of its
+  steps, side by side;
+- ``timing`` (the chain runner): wall time and peak memory of every stage.
+
+A stage writes its own section whole (:func:`write_section`: no key of an earlier
+run survives) and never touches another's. Every block of numbers that describes a
+simulation says which one (``simulation``: its folder relative to the run folder,
+e.g. ``sim/baseline``) and, for realism, what it is compared with (``data``:
+``"DEMO"`` or ``"REAL"``); see :func:`realism_block`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hscsim_utils.atomic import write_json
 
-#: Keys that stage 07 must write (the schema test checks them).
+#: Sections written by the stages (by stage name); ``timing`` is the runner's.
+STAGE_SECTIONS = ("quality", "psf_finetune", "background_finetune")
+TIMING_SECTION = "timing"
+#: Keys of a realism block besides its numbers.
+BLOCK_KEYS = ("simulation", "data")
+#: Numbers of a realism block (the schema test checks them).
 REALISM_KEYS = (
     "bkg_std_ratio", "bkg_ks", "mag_auto_ks", "flux_radius_ks", "ellipticity_ks",
     "n_detect_ratio", "psf_fwhm_max_abs_diff",
@@ -27,9 +51,66 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def read_section(path: str | os.PathLike, section: str) -> dict[str, Any]:
+    """One section of ``metrics.json`` (empty when absent)."""
+    return dict(read_metrics(path).get(section, {}))
+
+
+def write_section(
+    path: str | os.PathLike, section: str, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Replace ``section`` of ``metrics.json`` by ``values``, atomically.
+
+    The other sections are kept as they are. Returns the whole file's contents.
+    """
+    data = read_metrics(path)
+    data[section] = dict(values)
+    write_json(path, data)
+    return data
+
+
 def update_metrics(path: str | os.PathLike, section: str, values: dict) -> dict:
-    """Merge ``values`` into ``section`` of ``metrics.json`` and write it atomically."""
+    """Merge ``values`` into ``section`` of ``metrics.json`` and write it atomically.
+
+    For a section that gathers entries one by one (the runner's ``timing``, one
+    entry per stage); a stage writes its section whole with :func:`write_section`.
+    """
     data = read_metrics(path)
     data.setdefault(section, {}).update(values)
     write_json(path, data)
     return data
+
+
+def realism_block(
+    run_root: str | os.PathLike,
+    simulation: str | os.PathLike,
+    is_demo: bool,
+    values: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Realism numbers with what they compare: ``simulation`` (the folder of the
+    simulation, relative to the run folder ``run_root``) against the ``data``
+    (``"DEMO"`` or ``"REAL"``)."""
+    return {
+        "simulation": relative_path(run_root, simulation),
+        "data": "DEMO" if is_demo else "REAL",
+        **values,
+    }
+
+
+def relative_path(run_root: str | os.PathLike, path: str | os.PathLike) -> str:
+    """``path`` relative to the run folder (POSIX form); absolute when outside."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path(run_root).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def lookup(metrics: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    """The value at ``keys`` (e.g. ``("quality", "realism", "bkg_ks")``) or None."""
+    value: Any = metrics
+    for key in keys:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value

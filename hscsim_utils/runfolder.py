@@ -25,9 +25,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEMO_DIR_ENV = "HSCSIM_DEMO_DIR"
+from hscsim_utils.errors import InputError, OutputError
+
 RUN_DIR_ENV = "HSCSIM_RUN_DIR"
-TILE_FILE_ENV = "HSCSIM_TILE_FILE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: Every product of a run folder: name -> path relative to the run folder (a name
@@ -164,18 +164,6 @@ class RunFolder:
         return self.path("notebooks", name)
 
 
-def default_demo_dir() -> Path:
-    """Demo tile input folder: ``$HSCSIM_DEMO_DIR`` or runs/demo/input."""
-    return Path(os.environ.get(DEMO_DIR_ENV, REPO_ROOT / "runs" / "demo" / "input"))
-
-
-def default_tile_file() -> Path:
-    """Tile of a notebook opened without parameters: ``$HSCSIM_TILE_FILE`` or the
-    demo tile (``tile.yaml`` in :func:`default_demo_dir`)."""
-    value = os.environ.get(TILE_FILE_ENV)
-    return Path(value) if value else default_demo_dir() / "tile.yaml"
-
-
 def default_run_dir() -> Path:
     """Run folder used when a notebook is opened without parameters."""
     return Path(os.environ.get(RUN_DIR_ENV, REPO_ROOT / "runs" / "demo" / "run"))
@@ -186,11 +174,21 @@ def read_dataset(path: str | os.PathLike, name: str, missing: str = "not found")
     when it is absent (``missing`` says what to do) or lacks the dataset."""
     import h5py
 
-    from hscsim_utils.errors import InputError
-
     if not Path(path).is_file():
         raise InputError(path, missing)
     with h5py.File(path, "r") as fh5:
         if name not in fh5:
             raise InputError(path, f"has no dataset {name!r}")
         return fh5[name][()]
+
+
+def resolve_run(run_dir: str | os.PathLike = "") -> RunFolder:
+    """Run folder for a notebook: ``run_dir`` or, if empty, the demo run folder."""
+    root = Path(run_dir) if run_dir else default_run_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(root, f"cannot create run folder ({err.strerror})") from None
+    if not os.access(root, os.W_OK):
+        raise OutputError(root, "run folder is not writable")
+    return RunFolder(root)

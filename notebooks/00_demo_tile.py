@@ -41,8 +41,7 @@ import matplotlib.pyplot as plt
 from hscsim_utils.demo import build as demo_tile
 from hscsim_utils.demo import plots as demo_plots
 from hscsim_utils.hsc import files as hsc_io
-from hscsim_utils.hsc.tile import load_tile
-from hscsim_utils.runfolder import default_demo_dir
+from hscsim_utils.hsc.tile import default_demo_dir, load_tile
 
 out = Path(out_dir) if out_dir else default_demo_dir()
 

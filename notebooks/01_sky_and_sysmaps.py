@@ -38,10 +38,12 @@ mask_sources = True  # False: background RMS with sigma clipping only (tutorial)
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
+from hscsim_utils.stages import sky_and_sysmaps_plots as plots
 
-tile = resolve_tile(tile_file, band=band)
+tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
 print(tile.label)
 
@@ -61,7 +63,8 @@ print(tile.label)
 # estimate.
 
 # %%
-result = sysmaps.make_sky_and_sysmaps(tile, run, mask_sources=mask_sources)
+params = sysmaps.Params(band=band, mask_sources=mask_sources)
+result = sysmaps.run(tile, run, params)
 for key, value in result.info.items():
     print(f"{key:>12s} = {value}")
 print(f"visits: {result.maps.n_visits}, frames: {len(result.maps.corners)}")
@@ -73,7 +76,7 @@ print(f"visits: {result.maps.n_visits}, frames: {len(result.maps.corners)}")
 # one CCD frame of one visit.
 
 # %%
-fig = sysmaps.plot_frames(result.maps.corners, result.shape, tile.label)
+fig = plots.plot_frames(result.maps.corners, result.shape, tile.label)
 fig.savefig(run.plot("01_frames.png"), dpi=120)
 plt.show()
 
@@ -81,12 +84,12 @@ plt.show()
 # ## Exposure time and background RMS
 
 # %%
-fig = sysmaps.plot_map(result.maps.expt, tile.label, "exposure time map", "s")
+fig = plots.plot_map(result.maps.expt, tile.label, "exposure time map", "s")
 fig.savefig(run.plot("01_exposure_time.png"), dpi=120)
 plt.show()
 
 # %%
-fig = sysmaps.plot_map(
+fig = plots.plot_map(
     result.background.rms, tile.label, "background RMS (Background2D)", "image units"
 )
 fig.savefig(run.plot("01_background_rms.png"), dpi=120)

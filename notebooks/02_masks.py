@@ -37,26 +37,23 @@ survey_planes = "NO_DATA"  # comma-separated MASK planes -> ufig survey flag
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
-from hscsim_utils.stages import masks
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
+from hscsim_utils.stages import masks, masks_plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
 print(tile.label)
 
 # %%
-result = masks.make_masks(
-    tile,
-    run,
-    star_planes=[p.strip() for p in star_planes.split(",") if p.strip()],
-    survey_planes=[p.strip() for p in survey_planes.split(",") if p.strip()],
-)
+params = masks.Params(star_planes=star_planes, survey_planes=survey_planes)
+result = masks.run(tile, run, params)
 for value, name in [(2, "bright star"), (4, "survey mask")]:
     share = np.mean((result.mask & value) > 0)
     print(f"{name:>12s}: {100 * share:.2f} % of the pixels")
 print(f"written: {run.mask}, {run.overlap}")
 
 # %%
-fig = masks.plot_mask(result.image, result.mask, tile.label)
+fig = masks_plots.plot_mask(result.image, result.mask, tile.label)
 fig.savefig(run.plot("02_mask.png"), dpi=120)
 plt.show()

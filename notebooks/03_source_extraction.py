@@ -41,8 +41,10 @@ blank_planes = "NO_DATA"  # comma-separated MASK planes treated as no data
 import matplotlib.pyplot as plt
 from astropy.io import fits
 
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import source_extraction as extraction
+from hscsim_utils.stages import source_extraction_plots as plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
@@ -60,25 +62,24 @@ print(tile.label)
 # `NO_DATA` alone; the simulation is measured without masks).
 # `weighting = "variance"` uses the inverse VARIANCE plane as weight map instead
 # (cleaner at the noisy coverage border, but detects fewer faint objects; see
-# `hscsim_utils/extraction.py`). Detection and measurement run on the same image
-# (dual-image mode, as ufig). The catalogue and the check-images appear only if
-# SExtractor succeeds; a missing binary or a failed run stops here with
-# SExtractor's own error message.
+# `hscsim_utils/stages/source_extraction.py`). Detection and measurement run on
+# the same image (dual-image mode, as ufig). The catalogue and the check-images
+# appear only if SExtractor succeeds; a missing binary or a failed run stops here
+# with SExtractor's own error message.
 #
 # Then ufig adds `FLAGS_STAMP` from the mask and overlap files of stage 02:
 # bit 1 overlap with a neighbouring tile, bit 5 near a bright star,
 # bit 6 in the survey mask.
 
 # %%
-result = extraction.extract_sources(
-    tile,
-    run,
-    binary=sextractor_binary,
-    config=sextractor_config,
+params = extraction.Params(
+    sextractor_binary=sextractor_binary,
+    sextractor_config=sextractor_config,
     weighting=weighting,
     off_mask_radius=off_mask_radius,
-    blank_planes=tuple(p.strip() for p in blank_planes.split(",") if p.strip()),
+    blank_planes=blank_planes,
 )
+result = extraction.run(tile, run, params)
 print(result.settings)
 print(f"{result.summary['n_sources']} sources in {result.summary['seconds']:.1f} s")
 for line in result.summary["warnings"]:
@@ -91,7 +92,7 @@ for bit, name in [(1, "overlap"), (5, "bright star"), (6, "survey mask")]:
 # ## Image, segmentation and background
 
 # %%
-fig = extraction.plot_checkimages(
+fig = plots.plot_checkimages(
     result.calexp.image,
     fits.getdata(run.sextractor_seg),
     fits.getdata(run.sextractor_bkg),
@@ -107,6 +108,6 @@ plt.show()
 # sequence at small `FLUX_RADIUS`.
 
 # %%
-fig = extraction.plot_catalog_triangle(result.catalog, tile.label)
+fig = plots.plot_catalog_triangle(result.catalog, tile.label)
 fig.savefig(run.plot("03_catalog_triangle.png"), dpi=120)
 plt.show()

@@ -40,14 +40,23 @@ gaia_timeout = 10.0  # seconds before VizieR counts as unreachable
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils.hsc.files import read_calexp
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
-from hscsim_utils.stages import stars
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
+from hscsim_utils.stages import stars, stars_plots
 
-tile = resolve_tile(tile_file, gaia_table=gaia_table)
+tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
-calexp = read_calexp(tile.calexp, band=tile.band)
 print(tile.label)
+
+# %%
+params = stars.Params(
+    area_store=area_store,
+    gaia_source=gaia_source,
+    gaia_table=gaia_table,
+    gaia_timeout=gaia_timeout,
+)
+result = stars.run(tile, run, params)
+calexp = result.calexp
 
 # %% [markdown]
 # ## Besançon model
@@ -62,7 +71,7 @@ print(tile.label)
 # before anything is downloaded):
 
 # %%
-for row in stars.lines_of_sight(stars.required_pixels(calexp.wcs, calexp.shape)):
+for row in result.besancon["requested"]:
     print(f"pixel {row['pixel']:4d}: l = {row['l']:8.3f}, b = {row['b']:8.3f}")
 
 # %% [markdown]
@@ -72,12 +81,13 @@ for row in stars.lines_of_sight(stars.required_pixels(calexp.wcs, calexp.shape))
 # SDSS filters have no y band, so y is set to z, the closest one. To keep the file
 # small, only `area_store / solid angle` of the stars are kept (a seeded random
 # subsample); ufig rescales the counts with the stored `simulation_area`. Every
-# pixel the tile touches must have a catalogue.
+# pixel the tile touches must have a catalogue (if one is missing, the stage stops
+# with the lines of sight to request).
 
 # %%
-besancon = stars.make_besancon_map(tile, run, calexp, area_store=area_store)
+besancon = result.besancon
 for pix, n in besancon["n_stars"].items():
-    print(f"pixel {pix:4d}: {n} stars stored for {area_store} deg^2")
+    print(f"pixel {pix:4d}: {n} stars stored for {params.area_store} deg^2")
 print(f"tile reads pixels {besancon['required']}; written: {run.besancon}")
 
 # %% [markdown]
@@ -90,10 +100,8 @@ print(f"tile reads pixels {besancon['required']}; written: {run.besancon}")
 # stars outside the patch (plus a 50-pixel margin) dropped.
 
 # %%
-gaia = stars.make_gaia_catalog(
-    tile, run, calexp, source=gaia_source, timeout=gaia_timeout
-)
-print(f"written: {run.gaia}")
+gaia = result.gaia
+print(f"{len(gaia)} Gaia stars written: {run.gaia}")
 
 # %% [markdown]
 # ## Star counts
@@ -104,7 +112,7 @@ print(f"written: {run.gaia}")
 
 # %%
 in_image = gaia[stars.in_patch(gaia, calexp.wcs, calexp.shape, margin=0)]
-fig = stars.plot_star_counts(
+fig = stars_plots.plot_star_counts(
     stars.read_besancon_map(run.besancon),
     in_image,
     stars.patch_area(calexp),
@@ -118,6 +126,6 @@ plt.show()
 # ## Gaia stars on the image
 
 # %%
-fig = stars.plot_gaia_on_image(calexp.image, calexp.wcs, gaia, tile.label)
+fig = stars_plots.plot_gaia_on_image(calexp.image, calexp.wcs, gaia, tile.label)
 fig.savefig(run.plot("04_gaia_on_image.png"), dpi=120)
 plt.show()

@@ -36,7 +36,7 @@
 #    simulation reads) and the star catalogue.
 #
 # The run goes through mends of ufig 1.2.1's PSF code (see
-# `hscsim_utils/ufig_psf_fixes.py`): exact visit bitmaps, measurements written
+# `hscsim_utils/compat/ufig_psf.py`): exact visit bitmaps, measurements written
 # to the right catalogue rows, `FLAGS_STARS` filled and only stars passing
 # every cut in the fit. Two additions to the interpolation: its regularisation
 # is chosen by cross-validation, and the FWHM gets a per-visit prior from the
@@ -56,8 +56,9 @@ seeing_prior = True  # per-visit FWHM prior from the frame metadata
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
-from hscsim_utils.stages import psf
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
+from hscsim_utils.stages import psf, psf_plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
@@ -73,7 +74,11 @@ print(tile.label)
 # integrated over pixels), plus position, two amplitudes and background.
 
 # %%
-kind, weights = psf.choose_estimator(estimator, cnn_path)
+params = psf.Params(
+    estimator=estimator, cnn_path=cnn_path, min_stars=min_stars,
+    ridge_alpha=ridge_alpha, seeing_prior=seeing_prior,
+)  # fmt: skip
+kind, weights = psf.choose_estimator(params.estimator, params.cnn_path)
 print(f"estimator: {kind}" + (f" (weights {weights})" if weights else ""))
 
 # %% [markdown]
@@ -81,13 +86,12 @@ print(f"estimator: {kind}" + (f" (weights {weights})" if weights else ""))
 #
 # The table lists how many stars are left after each selection cut, after the
 # estimator's quality cuts (FWHM, ellipticity, flexion) and after the sigma
-# clipping of the polynomial fit.
+# clipping of the polynomial fit. The stage also writes `psf/psf_summary.json`:
+# these counts, the comparison with the true PSF (simulated tiles) and the
+# parameters it ran with, which stage 08 reuses.
 
 # %%
-result = psf.estimate_psf(
-    tile, run, estimator=kind, cnn_path=cnn_path, min_stars=min_stars,
-    ridge_alpha=ridge_alpha, seeing_prior=seeing_prior,
-)  # fmt: skip
+result = psf.run(tile, run, params)
 for step, n in result.counts:
     print(f"{step:28s} {n:6d}")
 print(f"{result.estimator} estimation took {result.seconds:.1f} s")
@@ -103,12 +107,12 @@ print("seeing prior:", f"FWHM = {scale:.3f} x visit seeing" if scale else "not u
 # %%
 grid = psf.read_grid(run.psf_model)
 cat = psf.read_star_catalog(run.psf_catalog)
-fig = psf.plot_psf_maps(grid, cat, tile.label)
+fig = psf_plots.plot_psf_maps(grid, cat, tile.label)
 fig.savefig(run.plot("05_psf_fwhm_e1_e2.png"))
 plt.show()
 
 # %%
-fig = psf.plot_psf_maps(
+fig = psf_plots.plot_psf_maps(
     grid, cat, tile.label,
     params=("psf_flux_ratio", "psf_f1", "psf_f2", "psf_g1", "psf_g2"),
 )  # fmt: skip
@@ -116,7 +120,7 @@ fig.savefig(run.plot("05_psf_ratio_flexion.png"))
 plt.show()
 
 # %%
-fig = psf.plot_whiskers(grid, cat, tile.label)
+fig = psf_plots.plot_whiskers(grid, cat, tile.label)
 fig.savefig(run.plot("05_psf_whiskers.png"))
 plt.show()
 
@@ -127,7 +131,7 @@ plt.show()
 # scale is 5% of the peak.
 
 # %%
-fig = psf.plot_star_stamps(result, tile.label)
+fig = psf_plots.plot_star_stamps(result, tile.label)
 fig.savefig(run.plot("05_psf_stamps.png"))
 plt.show()
 
@@ -139,17 +143,14 @@ plt.show()
 
 # %%
 truth = psf.load_truth_grid(tile)
-comparison = {}
 if truth is None:
     print("no true PSF for this tile")
 else:
-    comparison = psf.compare_to_truth(grid, truth)
-    for name, stats in comparison.items():
+    for name, stats in result.summary["truth"].items():
         print(f"{name:15s} bias {stats['bias']:+.4f}  rms {stats['rms']:.4f}")
-    fig = psf.plot_truth_comparison(grid, truth, tile.label)
+    fig = psf_plots.plot_truth_comparison(grid, truth, tile.label)
     fig.savefig(run.plot("05_psf_vs_truth.png"))
     plt.show()
 
 # %%
-psf.write_summary(run.path("psf", "psf_summary.json"), result, {"truth": comparison})
-print(f"written: {run.psf_model}, {run.psf_catalog}")
+print(f"written: {run.psf_model}, {run.psf_catalog}, {run.psf_summary}")

@@ -44,28 +44,33 @@ measure_psf = "auto"  # PSF of the simulation: auto (CNN if cached), direct, non
 import matplotlib.pyplot as plt
 
 from hscsim_utils.hsc.files import read_calexp
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
-from hscsim_utils.stages import simulate
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
+from hscsim_utils.stages import simulate, simulate_plots
 
-tile = resolve_tile(tile_file, galaxy_model=galaxy_model)
+tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
 print(tile.label)
 
 # %% [markdown]
 # ## Run GalSBI + UFig
 #
-# `run_simulation` checks the inputs of the run folder, resolves the galaxy model,
+# The stage checks the inputs of the run folder, resolves the galaxy model,
 # posterior sample and seed, and runs the simulation into a temporary folder that
 # replaces `sim/baseline/` only once everything is written. With the PSF CNN in the
 # cache (or `measure_psf = "direct"`) the PSF of the simulation is measured as in
 # stage 05, for the comparison of stage 07.
 
 # %%
-sim = simulate.run_simulation(
-    tile, run, posterior_index=posterior_index, seed=seed, measure_psf=measure_psf
+params = simulate.Params(
+    galaxy_model=galaxy_model,
+    posterior_index=posterior_index,
+    seed=seed,
+    measure_psf=measure_psf,
 )
-print(sim.settings)
-print(f"simulation wall time: {sim.wall_s} s, outputs in {sim.directory}")
+result = simulate.run(tile, run, params)
+print(result.settings)
+print(f"simulation wall time: {result.wall_s} s, outputs in {result.directory}")
 
 # %% [markdown]
 # ## Load the outputs with GalSBI's loaders
@@ -75,8 +80,8 @@ print(f"simulation wall time: {sim.wall_s} s, outputs in {sim.directory}")
 # the intrinsic galaxy and star catalogues.
 
 # %%
-images = sim.load_images()
-catalogs = sim.load_catalogs()
+images = result.load_images()
+catalogs = result.load_catalogs()
 for key, value in {**images, **catalogs}.items():
     print(f"{key:>15s}: {value.shape}")
 
@@ -87,6 +92,6 @@ for key, value in {**images, **catalogs}.items():
 
 # %%
 data = read_calexp(tile.calexp, tile.band)
-fig = simulate.plot_sim_vs_data(images["image"], data.image, tile.label)
+fig = simulate_plots.plot_sim_vs_data(images["image"], data.image, tile.label)
 fig.savefig(run.plot("06_sim_vs_data.png"), dpi=100)
 plt.show()

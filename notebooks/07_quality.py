@@ -22,25 +22,29 @@
 # with the same normalisation), then quantitatively with the same cuts on both:
 # background pixels (segmentation 0, not masked) and detected objects (SExtractor
 # `FLAGS == 0`, not on a masked pixel). Small differences are expected from cosmic
-# variance alone. The numbers go to `metrics.json` (section `realism`; for the DEMO
-# tile also `closure`, every stage's product against the truth the demo was built
-# from).
+# variance alone. The numbers go to the section `quality` of `metrics.json`:
+# `realism`, which says which simulation it describes and whether the data are
+# DEMO or REAL, and for the DEMO tile `closure`, every stage's product against the
+# truth the demo was built from.
 
 # %% tags=["parameters"]
 tile_file = ""  # tile YAML; empty means the demo tile
 run_dir = ""  # run folder; empty means the demo run folder
-simulation = ""  # simulation folder under RUN/sim/; empty means the stage 06 baseline
+simulation = ""  # folder relative to the run folder; empty means sim/baseline
 
 # %%
 import matplotlib.pyplot as plt
 
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
-from hscsim_utils.stages import quality, simulate
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
+from hscsim_utils.stages import quality, quality_plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
 print(tile.label)
-inputs = quality.load_inputs(tile, run, simulation)
+result = quality.run(tile, run, quality.Params(simulation=simulation))
+inputs = result.inputs
+print(f"simulation {result.simulation} against the {result.realism['data']} data")
 
 # %% [markdown]
 # ## Simulated and data image
@@ -48,7 +52,7 @@ inputs = quality.load_inputs(tile, run, simulation)
 # Same grey scale for both: the 90% interval of the data.
 
 # %%
-fig = simulate.plot_sim_vs_data(inputs.sim_image, inputs.data_image, tile.label)
+fig = quality_plots.plot_images(inputs.sim_image, inputs.data_image, tile.label)
 fig.savefig(run.plot("07_images.png"), dpi=100)
 plt.show()
 
@@ -61,7 +65,7 @@ plt.show()
 
 # %%
 sim_bkg, data_bkg = inputs.background()
-fig = quality.plot_background_histograms(sim_bkg, data_bkg, tile.label)
+fig = quality_plots.plot_background_histograms(sim_bkg, data_bkg, tile.label)
 fig.savefig(run.plot("07_background.png"), dpi=100)
 plt.show()
 
@@ -74,14 +78,13 @@ plt.show()
 
 # %%
 sim_obj, data_obj = inputs.objects()
-fig = quality.plot_triangles(sim_obj, data_obj, tile.label)
+fig = quality_plots.plot_triangles(sim_obj, data_obj, tile.label)
 fig.savefig(run.plot("07_triangle.png"), dpi=100)
 plt.show()
 
 # %%
-area = quality.area_deg2(inputs.masked, inputs.pixscale)
-fig = quality.plot_number_counts(
-    sim_obj["MAG_AUTO"], data_obj["MAG_AUTO"], area, tile.label
+fig = quality_plots.plot_number_counts(
+    sim_obj["MAG_AUTO"], data_obj["MAG_AUTO"], result.area_deg2, tile.label
 )
 fig.savefig(run.plot("07_number_counts.png"), dpi=100)
 plt.show()
@@ -89,15 +92,11 @@ plt.show()
 # %% [markdown]
 # ## Metrics
 #
-# `realism`: simulation against data (ratios near 1 and KS statistics near 0 are
-# good); `psf_fwhm_max_abs_diff` is null unless stage 06 measured the PSF of the
-# simulation (with the PSF CNN). `closure` (DEMO tile only): every estimate of the
-# pipeline against the demo's truth; a missing product gives null and a warning.
+# Section `quality` of `metrics.json`. `realism`: simulation against data (ratios
+# near 1 and KS statistics near 0 are good); `psf_fwhm_max_abs_diff` is null unless
+# stage 06 measured the PSF of the simulation (with the PSF CNN). `closure` (DEMO
+# tile only): every estimate of the pipeline against the demo's truth; a missing
+# product gives null and a warning. Stages 08 and 09 write sections of their own.
 
 # %%
-realism = inputs.realism()
-closure = quality.compute_closure(tile, run) if tile.is_demo else None
-metrics = quality.write_metrics(run, realism, closure)
-for section in ("realism", "closure"):
-    for key, value in metrics.get(section, {}).items():
-        print(f"{section:>8s} {key:>26s} = {value}")
+print("\n".join(result.metric_lines()))

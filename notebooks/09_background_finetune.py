@@ -25,6 +25,10 @@
 # (the correlated noise of a coadd), which makes the simulated pixels quieter
 # than `map_bsig` says, so `map_bsig` is scaled by the ratio of the measured
 # widths. Both simulations use stage 08's improved PSF model when it exists.
+#
+# Everything this stage writes goes to `background_finetune/` in the run folder;
+# the section `background_finetune` of `metrics.json` holds the realism of every
+# simulation side by side, each block naming its simulation.
 
 # %% tags=["parameters"]
 tile_file = ""  # tile YAML; empty means the demo tile
@@ -33,58 +37,30 @@ account_photon_noise = True  # keep shot noise of undetected galaxies out of the
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
-from hscsim_utils.stages import background_finetune as ftb
-from hscsim_utils.stages import psf_finetune as finetune_psf
-from hscsim_utils.stages import quality, simulate
+from hscsim_utils.hsc.tile import resolve_tile
+from hscsim_utils.runfolder import resolve_run
+from hscsim_utils.stages import background_finetune, background_finetune_plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
 print(tile.label)
-with_psf = finetune_psf.improved_model_path(run).is_file()
-print("PSF model:", "improved (stage 08)" if with_psf else "stage 05")
-
-# %% [markdown]
-# ## Before: the simulations so far
-#
-# Background pixels (segmentation 0, not masked) and the realism metrics of the
-# stage 06 baseline and, when stage 08 ran, of its simulation with the improved
-# PSF model.
-
-# %%
-steps, backgrounds = {}, {}
-for name in (simulate.SIM_NAME, finetune_psf.TUNED_SIM if with_psf else None):
-    if name is None:
-        continue
-    inputs = quality.load_inputs(tile, run, name)
-    steps[name] = inputs.realism()
-    backgrounds[name], data_bkg = inputs.background()
-del inputs
+params = background_finetune.Params(account_photon_noise=account_photon_noise)
+result = background_finetune.run(tile, run, params)
+print("PSF model:", "improved (stage 08)" if result.improved_psf else "stage 05")
 
 # %% [markdown]
 # ## 1. Background RMS from background pixels only
 #
 # Background2D as in stage 01 (SExtractor estimator, 3-sigma clipping, boxes of
 # 128 pixels, 3 x 3 filter) with the segmentation and NO_DATA pixels masked;
-# written as `sysmaps_improved.h5`.
+# written into `background_finetune/sysmaps_masked.h5` and simulated
+# (`background_finetune/sim_masked/`).
 
 # %%
-bsig = ftb.data_background_rms(tile, run)
-ftb.write_improved_sysmaps(run.sysmaps, run.sysmaps_improved, bsig)
-old = ftb.read_bsig(run.sysmaps)
-good = old > 0
-print(f"median map_bsig: stage 01 {np.median(old[good]):.5f}, "
-      f"background pixels only {np.median(bsig[good]):.5f} ADU")  # fmt: skip
-del old, good
-
-# %%
-masked_sim = ftb.simulate_with_sysmaps(tile, run, ftb.MASKED_SIM)
-inputs = quality.load_inputs(tile, run, ftb.MASKED_SIM)
-steps[ftb.MASKED_SIM] = inputs.realism()
-sim_bkg, data_bkg = inputs.background()
-backgrounds[ftb.MASKED_SIM] = sim_bkg
+median = result.median_bsig
+print(f"median map_bsig: stage 01 {median['stage_01']:.5f}, "
+      f"background pixels only {median['background_pixels']:.5f} ADU")  # fmt: skip
 
 # %% [markdown]
 # ## 2. Correction of the standard deviation
@@ -93,51 +69,33 @@ backgrounds[ftb.MASKED_SIM] = sim_bkg
 # the data's. The light and photon noise of undetected galaxies in the
 # simulation do not change when `map_bsig` is scaled; with
 # `account_photon_noise` the shot noise of that light (its mean level divided
-# by the gain) is left out of the scaling.
+# by the gain) is left out of the scaling. The scaled map is the improved
+# sysmaps file `background_finetune/sysmaps.h5`, simulated last
+# (`background_finetune/sim_tuned/`).
 
 # %%
-gain = masked_sim.parameters["gain_dict"][tile.band]
-fixed = ftb.photon_variance(sim_bkg, gain) if account_photon_noise else 0.0
-correction = ftb.std_correction(data_bkg, sim_bkg, fixed)
-plain = ftb.std_correction(data_bkg, sim_bkg)
-print(f"std correction {correction:.4f} (plain ratio {plain:.4f}; shot noise "
-      f"of undetected light {fixed:.3g} ADU^2)")  # fmt: skip
-ftb.scale_bsig(run.sysmaps_improved, correction)
-del inputs, sim_bkg
-
-# %%
-tuned_sim = ftb.simulate_with_sysmaps(tile, run, ftb.TUNED_SIM)
-inputs = quality.load_inputs(tile, run, ftb.TUNED_SIM)
-steps[ftb.TUNED_SIM] = inputs.realism()
-backgrounds[ftb.TUNED_SIM], data_bkg = inputs.background()
-del inputs
+print(f"std correction {result.std_correction:.4f} (plain ratio "
+      f"{result.plain_std_correction:.4f}; shot noise of undetected light "
+      f"{result.photon_variance:.3g} ADU^2)")  # fmt: skip
 
 # %% [markdown]
 # ## Background pixels before and after
 
 # %%
-fig = ftb.plot_background_steps(data_bkg, backgrounds, tile.label)
+fig = background_finetune_plots.plot_background_steps(
+    result.data_bkg, result.backgrounds, tile.label
+)
 fig.savefig(run.plot("09_background_histograms.png"), dpi=100)
 plt.show()
 
 # %% [markdown]
 # ## Metrics
 #
-# The realism section of `metrics.json` now describes the final simulation
-# (`sim/bkg_tuned`); section `finetune_background` keeps every step.
+# The realism of every simulation against the data, as written to the section
+# `background_finetune` of `metrics.json` (stage 07's section `quality` keeps the
+# baseline's).
 
 # %%
-keys = ("bkg_std_ratio", "bkg_ks", "mag_auto_ks", "flux_radius_ks",
-        "ellipticity_ks", "n_detect_ratio")  # fmt: skip
-print(f"{'metric':>16s}" + "".join(f"{name:>14s}" for name in steps))
-for key in keys:
-    row = "".join(
-        f"{v:14.4f}" if (v := s.get(key)) is not None else f"{'-':>14s}"
-        for s in steps.values()
-    )
-    print(f"{key:>16s}{row}")
-metrics = ftb.record_metrics(
-    run, steps, steps[ftb.TUNED_SIM],
-    {"std_correction": correction, "plain_std_correction": plain,
-     "photon_variance": fixed, "improved_psf": with_psf},
-)  # fmt: skip
+for name, block in result.realism.items():
+    print(f"{name:>10s}: {block['simulation']} against the {block['data']} data")
+print(result.realism_table())

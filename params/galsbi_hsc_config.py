@@ -21,6 +21,8 @@ import ufig.config.common
 from cosmo_torrent import data_path
 
 from hscsim_utils import ufig_plugins
+from hscsim_utils.hsc import skymap
+from hscsim_utils.numerics import psf_model
 
 
 def _take_defaults(module):
@@ -60,7 +62,7 @@ def _cnn_weights():
 # ---------------------------------------------------------------- patch geometry
 # Placeholders only: the per-patch values come from skymapinfo (kwargs).
 sampling_mode = "wcs"
-pixscale = 0.168
+pixscale = skymap.PIXEL_SCALE_ARCSEC
 size_x = size_y = 4200
 ra0 = dec0 = 0.0
 crpix_ra = crpix_dec = 2100.5
@@ -124,7 +126,7 @@ flag_gain_times_nexp = False  # the gain passed is already the coadd's
 
 # ---------------------------------------------------------------- PSF
 psf_type = "coadd_moffat_cnn_read"  # grid_psf of the run folder's PSF model
-psf_beta = [2.0, 5.0]  # the two Moffat components the PSF model assumes
+psf_beta = list(psf_model.PSF_BETAS)  # the two Moffat components of the PSF model
 psf_kurtosis = 0.0
 psfmodel_corr_brighter_fatter = {
     "c1r": 0.0,
@@ -134,7 +136,7 @@ psfmodel_corr_brighter_fatter = {
     "apply_to_galaxies": False,
 }
 # PSF measurement of the simulation (when asked for), as for the data in stage 05.
-psfmodel_max_dist_gaia_arcsec = 1.5 * 0.168
+psfmodel_max_dist_gaia_arcsec = 1.5 * skymap.PIXEL_SCALE_ARCSEC
 psfmodel_flag_coadd_boundaries = False
 
 # ---------------------------------------------------------------- stars

@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hscsim_utils.runfolder import DEMO_DIR_ENV, RUN_DIR_ENV
+from hscsim_utils.hsc.tile import DEMO_DIR_ENV
+from hscsim_utils.runfolder import RUN_DIR_ENV
 
 #: Size of the demo tile the notebook tests run on: large enough for the PSF
 #: stage to find Gaia stars, small enough for minutes of CI.

@@ -19,12 +19,13 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from hscsim_utils.data.provision import ufig_test_resource
+from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.runfolder import RunFolder
 from tests.synthetic import tile_fields
 
 RA0, DEC0 = 34.2, -5.57
-PIXSCALE = 0.168
+PIXSCALE = PIXEL_SCALE_ARCSEC
 N_EXP, EXPTIME, GAIN = 20.0, 270.0, 3.0  # per exposure
 PSF_GRID_STEP = 100
 GAIA_DTYPE = np.dtype(

@@ -20,10 +20,10 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from matplotlib.path import Path as PolygonPath
 
+from hscsim_utils import interpreter
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc import skymap
 from hscsim_utils.hsc.tile import write_tile
-from hscsim_utils.pipeline import runner
 
 
 def make_wcs(
@@ -324,8 +324,8 @@ def write_notebooks(folder: Path, stages: dict[str, str]) -> Path:
     for name, text in stages.items():
         nb = jupytext.reads(text, fmt="py:percent")
         nb.metadata["kernelspec"] = {
-            "name": runner.KERNEL_NAME,
-            "display_name": runner.KERNEL_DISPLAY,
+            "name": interpreter.KERNEL_NAME,
+            "display_name": interpreter.KERNEL_DISPLAY,
             "language": "python",
         }
         jupytext.write(nb, folder / f"{name}.ipynb")

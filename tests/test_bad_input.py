@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from hscsim_utils.errors import InputError, OutputError, ToolError
 from hscsim_utils.hsc import tile
-from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.runfolder import RunFolder, resolve_run
 from hscsim_utils.stages import masks, simulate, stars
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 from hscsim_utils.stages import source_extraction as extraction
@@ -267,8 +267,8 @@ def test_gaia_table_with_no_star_in_the_patch(case):
 def test_unwritable_run_folder(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(InputError, match="cannot create run folder"):
-        tile.resolve_run(blocker / "run")
+    with pytest.raises(OutputError, match="cannot create run folder"):
+        resolve_run(blocker / "run")
 
 
 def test_disk_full_while_writing_hdf5(case, monkeypatch):

@@ -19,10 +19,18 @@ import yaml
 from hscsim_utils.atomic import TMP_PREFIX
 from hscsim_utils.errors import InputError
 from hscsim_utils.pipeline import batch
+from hscsim_utils.stages.registry import STAGES as SPECS
 from tests.synthetic import write_notebooks, write_tile_file
 
-STAGES = {
-    "01_start": """# %% tags=["parameters"]
+EMPTY = """# %% tags=["parameters"]
+tile_file = ""
+run_dir = ""
+# %%
+"""
+#: Stand-ins for the chain's notebooks (the runner runs every registered stage):
+#: the first marks that the tile started, stage 07 writes its metrics section.
+STAGES = {spec.notebook.removesuffix(".ipynb"): EMPTY for spec in SPECS} | {
+    "01_sky_and_sysmaps": """# %% tags=["parameters"]
 tile_file = ""
 run_dir = ""
 # %%
@@ -30,17 +38,17 @@ import time, pathlib
 (pathlib.Path(run_dir) / "started").write_text("x")
 time.sleep(4)
 """,
-    "02_metrics": """# %% tags=["parameters"]
+    "07_quality": """# %% tags=["parameters"]
 tile_file = ""
 run_dir = ""
 # %%
 import os, pathlib
-from hscsim_utils.metrics import update_metrics
+from hscsim_utils.metrics import write_section
 from hscsim_utils.hsc.tile import load_tile
 tile = load_tile(tile_file)
-update_metrics(pathlib.Path(run_dir) / "metrics.json", "realism",
-               {"bkg_std_ratio": 1 + tile.seed / 1000,
-                "threads": os.environ["HSCSIM_THREADS"]})
+write_section(pathlib.Path(run_dir) / "metrics.json", "quality",
+              {"realism": {"bkg_std_ratio": 1 + tile.seed / 1000,
+                           "threads": os.environ["HSCSIM_THREADS"]}})
 """,
 }
 
@@ -64,7 +72,7 @@ def batch_file(tmp_path):
 
 def _ratios(out):
     return {
-        t: json.loads((out / t / "metrics.json").read_text())["realism"][
+        t: json.loads((out / t / "metrics.json").read_text())["quality"]["realism"][
             "bkg_std_ratio"
         ]
         for t in ("t1", "t2", "t3", "t4")
@@ -79,9 +87,10 @@ def test_local_pool_equals_single_runs(tmp_path, batch_file, notebooks, capsys):
     assert "summary:" in capsys.readouterr().out
     alone = batch.run_one("t3", batch.load_batch(batch_file)["t3"],
                           tmp_path / "alone", notebook_dir=notebooks)  # fmt: skip
-    assert alone["bkg_std_ratio"] == rows[2]["bkg_std_ratio"] == 1.003
+    assert alone["quality.bkg_std_ratio"] == rows[2]["quality.bkg_std_ratio"] == 1.003
+    assert rows[2]["background_finetune.bkg_std_ratio"] is None  # stage 09 not run
     metrics = json.loads((tmp_path / "out" / "t1" / "metrics.json").read_text())
-    assert metrics["realism"]["threads"] == "1"  # 2 cores / 2 workers
+    assert metrics["quality"]["realism"]["threads"] == "1"  # 2 cores / 2 workers
     assert (tmp_path / "out" / "summary.csv").read_text().count("\n") == 5
 
 
@@ -127,11 +136,11 @@ def test_dask_cluster_survives_a_killed_worker(tmp_path, batch_file, notebooks):
 def test_failed_tile_is_reported_and_others_go_on(
     tmp_path, batch_file, notebooks, capfd
 ):
-    failing = STAGES["02_metrics"].replace(
+    failing = STAGES["07_quality"].replace(
         "tile = load_tile(tile_file)",
         "tile = load_tile(tile_file)\nassert tile.seed != 2, 'bad tile' + 'x' * 200",
     )
-    write_notebooks(notebooks, {"02_metrics": failing})
+    write_notebooks(notebooks, {"07_quality": failing})
     out = tmp_path / "out"
     rows = batch.run_batch(batch_file, out, executor="local",
                            workers=2, notebook_dir=notebooks)  # fmt: skip
@@ -144,7 +153,7 @@ def test_failed_tile_is_reported_and_others_go_on(
     printed = capfd.readouterr().out
     table = printed[printed.rindex("status") :]
     assert "x" * 200 not in table and "..." in table
-    assert "[t1] 01_start: ok" in printed  # console lines name their tile
+    assert "[t1] 01_sky_and_sysmaps: ok" in printed  # console lines name their tile
 
     # the same summary from the run folders alone, as after a SLURM array
     (out / "summary.csv").unlink()
@@ -154,7 +163,8 @@ def test_failed_tile_is_reported_and_others_go_on(
         "t1": "ok", "t2": "failed", "t3": "ok", "t4": "not run"
     }  # fmt: skip
     assert collected[1]["error"] == rows[1]["error"]
-    assert collected[0]["bkg_std_ratio"] == rows[0]["bkg_std_ratio"] == 1.001
+    assert collected[0]["quality.bkg_std_ratio"] == 1.001
+    assert rows[0]["quality.bkg_std_ratio"] == 1.001
     assert (out / "summary.csv").read_text().count("\n") == 5
     (out / "t1" / batch.ERROR_LOG).write_text("left by an earlier failed run")
     assert batch.collect(batch_file, out)[0]["status"] == "ok"
@@ -209,3 +219,47 @@ def test_slurm_script_with_options_and_spaces(tmp_path):
         env=os.environ | {"SLURM_ARRAY_TASK_ID": "0", "SLURM_CPUS_PER_TASK": "4"},
     )  # fmt: skip
     assert done.stdout.strip() == f"t 1|{tiles['t 1']}|{out}"
+
+
+def test_summary_columns_name_their_section(tmp_path):
+    from hscsim_utils.metrics import write_section
+
+    out = tmp_path / "t1"
+    path = out / "metrics.json"
+    write_section(
+        path,
+        "quality",
+        {
+            "realism": {
+                "simulation": "sim/baseline",
+                "bkg_ks": 0.004,
+                "bkg_std_ratio": 0.99,
+            }
+        },
+    )
+    write_section(
+        path,
+        "psf_finetune",
+        {
+            "before": {"psf_fwhm_max_abs_diff": 0.03},
+            "after": {"psf_fwhm_max_abs_diff": 0.01},
+        },
+    )
+    write_section(
+        path,
+        "background_finetune",
+        {"realism": {"baseline": {"bkg_ks": 0.004}, "bkg_tuned": {"bkg_ks": 0.002}}},
+    )
+    write_section(path, "timing", {"07_quality": {"wall_s": 1.0}})
+    row = batch._summary("t1", out, "", 1.0)
+    for column in batch.SUMMARY_METRICS:
+        assert column.split(".")[0] in (
+            "quality",
+            "psf_finetune",
+            "background_finetune",
+        )
+    assert row["quality.bkg_ks"] == 0.004 and row["quality.bkg_std_ratio"] == 0.99
+    assert row["psf_finetune.psf_fwhm_max_abs_diff"] == 0.01  # after
+    assert row["background_finetune.bkg_ks"] == 0.002  # the last simulation
+    assert row["background_finetune.bkg_std_ratio"] is None
+    assert row["quality.mag_auto_ks"] is None

@@ -186,7 +186,7 @@ def test_same_seed_same_image_other_seed_differs(demo, tmp_path):
 
 def test_no_data_exactly_where_exposure_is_zero(demo):
     calexp, maps = demo["calexp"], demo["maps"]
-    nodata = (calexp.mask >> calexp.mask_bit("NO_DATA")) & 1 == 1
+    nodata = calexp.plane("NO_DATA")
     zero = maps["map_expt"] == 0
     assert 0 < zero.mean() < 0.5, "this test area should contain a NO_DATA corner"
     np.testing.assert_array_equal(nodata, zero)

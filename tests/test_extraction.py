@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,8 +15,11 @@ from astropy.io import fits
 
 from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.files import PDR3_MASK_PLANES, read_calexp, write_calexp
+from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
+from hscsim_utils.runfolder import PRODUCTS, RunFolder
 from hscsim_utils.stages import source_extraction as extraction
+from hscsim_utils.stages import source_extraction_plots as plots
 from tests.synthetic import write_tile_file
 
 NO_DATA = 1 << PDR3_MASK_PLANES["NO_DATA"]
@@ -302,11 +306,11 @@ def test_plots_carry_the_label(synthetic, tmp_path):
     cat_path, seg_path, bkg_path = outputs(tmp_path)
     extraction.run_sextractor(calexp, SETTINGS, cat_path, seg_path, bkg_path)
     label = "DEMO tile (simulated): test"
-    fig = extraction.plot_checkimages(
+    fig = plots.plot_checkimages(
         calexp.image, fits.getdata(seg_path), fits.getdata(bkg_path), label
     )
     assert label in fig._suptitle.get_text()
-    fig = extraction.plot_catalog_triangle(extraction.read_catalog(cat_path), label)
+    fig = plots.plot_catalog_triangle(extraction.read_catalog(cat_path), label)
     assert label in fig._suptitle.get_text()
 
 
@@ -328,6 +332,47 @@ def write_stage01_02(run, shape):
         fh5["mask"] = mask
     with h5py.File(run / "overlap.h5", "w") as fh5:
         fh5["img_mask"] = np.zeros(shape, bool)
+
+
+def written_products(run: RunFolder, before: set[Path]) -> set[str]:
+    """Products with a file not in ``before``; a new file outside every product
+    fails the test."""
+    names = set()
+    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
+        rel = path.relative_to(run.root).as_posix()
+        owners = [n for n, p in PRODUCTS.items()
+                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
+        assert owners, f"{rel} is in no product"
+        names.update(owners)
+    return names
+
+
+def test_run_writes_exactly_the_declared_products(tmp_path):
+    tile_file, (x, y, mag) = write_small_tile(tmp_path / "input")
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    write_stage01_02(run.root, (300, 400))
+    before = set(run.root.rglob("*"))
+    result = extraction.run(load_tile(tile_file), run, extraction.Params())
+    assert written_products(run, before) == set(extraction.STAGE.writes)
+    found, _ = match(result.catalog, x, y)
+    assert (
+        found[mag < 22].mean() >= 0.95 and "FLAGS_STAMP" in result.catalog.dtype.names
+    )
+
+
+def test_params_validate_themselves():
+    assert extraction.Params().sextractor_config == extraction.DEFAULT_CONFIG
+    assert extraction.plane_names(" NO_DATA, SAT ,") == ("NO_DATA", "SAT")
+    for bad, fragment in [
+        (dict(weighting="inverse"), r"^source_extraction\.weighting: .*none, variance"),
+        (dict(off_mask_radius=-1.0), r"source_extraction\.off_mask_radius"),
+        (dict(off_mask_radius=float("nan")), r"source_extraction\.off_mask_radius"),
+        (dict(blank_planes="NO DATA"), r"source_extraction\.blank_planes"),
+        (dict(sextractor_config=""), r"source_extraction\.sextractor_config"),
+    ]:
+        with pytest.raises(InputError, match=fragment):
+            extraction.Params(**bad)
 
 
 @pytest.mark.slow
@@ -359,12 +404,10 @@ def test_notebook_03_runs_under_papermill(tmp_path):
 def demo_tile_file():
     """The session's small demo tile (shared with the notebook tests)."""
     import os
-    from pathlib import Path
-
-    from conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
 
     from hscsim_utils.demo.build import build_demo_tile
-    from hscsim_utils.runfolder import DEMO_DIR_ENV
+    from hscsim_utils.hsc.tile import DEMO_DIR_ENV
+    from tests.conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
 
     demo_dir = Path(os.environ[DEMO_DIR_ENV])
     if not (demo_dir / "tile.yaml").is_file():
@@ -392,7 +435,7 @@ def test_demo_stars_brighter_than_22_are_detected(demo_tile_file, tmp_path):
     ny, nx = calexp.shape
     # stars with data around them: 5 px (about one FWHM) inside the image and
     # away from NO_DATA; a star cut by the edge has a shifted centroid
-    no_data = (calexp.mask >> calexp.mask_bit("NO_DATA")) & 1 == 1
+    no_data = calexp.plane("NO_DATA")
     near_no_data = maximum_filter(no_data, size=11, mode="constant", cval=True)
     ix = np.round(truth["X_IMAGE"] - 1).astype(int)
     iy = np.round(truth["Y_IMAGE"] - 1).astype(int)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
@@ -11,10 +14,10 @@ from scipy.ndimage import correlate
 
 from hscsim_utils.demo.build import lanczos_kernel
 from hscsim_utils.errors import InputError
-from hscsim_utils.metrics import read_metrics
+from hscsim_utils.metrics import read_metrics, read_section
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import background_finetune as ftb
-from hscsim_utils.stages import quality
+from hscsim_utils.stages import background_finetune_plots, quality
 
 SHAPE = (700, 700)
 
@@ -130,25 +133,37 @@ def test_improved_sysmaps_replace_only_map_bsig(tmp_path):
 
 def test_simulation_needs_the_improved_sysmaps(tmp_path):
     run = RunFolder(tmp_path / "run")
-    with pytest.raises(InputError, match="sysmaps_improved"):
+    with pytest.raises(InputError, match="background_finetune/sysmaps.h5"):
         ftb.simulate_with_sysmaps(SimpleNamespace(band="i"), run, ftb.TUNED_SIM)
 
 
-def test_metrics_keep_every_step(tmp_path):
+def test_stage09_writes_inside_its_product(tmp_path):
     run = RunFolder(tmp_path / "run")
-    base = {"bkg_std_ratio": 0.9, "bkg_ks": 0.03, "psf_fwhm_max_abs_diff": None}
-    final = {"bkg_std_ratio": 1.001, "bkg_ks": 0.004, "psf_fwhm_max_abs_diff": None}
-    from hscsim_utils.metrics import update_metrics
+    product = run.root / "background_finetune"
+    assert ftb.sysmaps_path(run) == product / "sysmaps.h5"
+    for step in (ftb.MASKED_SIM, ftb.TUNED_SIM):
+        assert ftb.sysmaps_path(run, step).parent == product
+        assert ftb.sim_dir(run, step).parent == product
+    assert ftb.sysmaps_path(run, ftb.MASKED_SIM) != ftb.sysmaps_path(run)
 
-    update_metrics(run.metrics, "realism", {"psf_fwhm_max_abs_diff": 0.02})
-    ftb.record_metrics(run, {"baseline": base, "bkg_tuned": final}, final,
-                       {"std_correction": 1.1})  # fmt: skip
-    metrics = read_metrics(run.metrics)
-    assert metrics["realism"] == {
-        "bkg_std_ratio": 1.001, "bkg_ks": 0.004, "psf_fwhm_max_abs_diff": 0.02,
+
+def test_params_are_checked():
+    assert ftb.Params().account_photon_noise is True
+    with pytest.raises(InputError, match="background_finetune.account_photon_noise"):
+        ftb.Params(account_photon_noise="yes")
+
+
+def test_realism_side_by_side():
+    blocks = {
+        "baseline": {"simulation": "sim/baseline", "data": "DEMO",
+                     "bkg_std_ratio": 0.9, "bkg_ks": 0.03, "n_detect_ratio": None},
+        "bkg_tuned": {"simulation": "background_finetune/sim_tuned", "data": "DEMO",
+                      "bkg_std_ratio": 1.001, "bkg_ks": 0.004},
     }  # fmt: skip
-    assert metrics["finetune_background"]["steps"]["baseline"] == base
-    assert metrics["finetune_background"]["std_correction"] == 1.1
+    lines = ftb.realism_table(blocks).splitlines()
+    assert lines[0].split() == ["metric", "baseline", "bkg_tuned"]
+    assert lines[1].split() == ["bkg_std_ratio", "0.9000", "1.0010"]
+    assert lines[-1].split() == ["n_detect_ratio", "-", "-"]
 
 
 def test_histogram_plot_says_what_the_data_is():
@@ -158,7 +173,7 @@ def test_histogram_plot_says_what_the_data_is():
     data = background(np.full((200, 200), 0.02), seed=10)
     sims = {"baseline": 0.9 * data.ravel(), "bkg_tuned": data.ravel()}
     label = "DEMO tile (simulated): test"
-    fig = ftb.plot_background_steps(data.ravel(), sims, label)
+    fig = background_finetune_plots.plot_background_steps(data.ravel(), sims, label)
     assert label in fig._suptitle.get_text()
     assert len(fig.axes[1].lines) == 3  # two ratios and the line at 1
 
@@ -170,11 +185,10 @@ def test_histogram_plot_says_what_the_data_is():
 def small_run(tmp_path_factory):
     """The notebook tests' small demo tile ($HSCSIM_DEMO_DIR, built if absent)
     and a fresh run folder with stages 01-07 done."""
-    from conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
-
     from hscsim_utils.demo.build import build_demo_tile
+    from hscsim_utils.hsc.tile import default_demo_dir
     from hscsim_utils.pipeline.runner import run_tile
-    from hscsim_utils.runfolder import default_demo_dir
+    from tests.conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
 
     demo_dir = default_demo_dir()
     if not (demo_dir / "tile.yaml").is_file():
@@ -184,56 +198,101 @@ def small_run(tmp_path_factory):
     return demo_dir / "tile.yaml", run
 
 
-@pytest.mark.slow
-def test_notebooks_08_and_09_fine_tune_psf_and_background(small_run):
-    import json
+def tree(root: Path, exclude: tuple[str, ...]) -> dict[str, str]:
+    """Every folder and file under ``root`` (files by content) except the top-level
+    entries ``exclude``."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in exclude:
+            continue
+        out[rel.as_posix()] = (
+            hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        )
+    return out
 
+
+def execute(name: str, tile_file: Path, run: RunFolder) -> None:
     import papermill
 
-    from hscsim_utils.hsc.tile import load_tile
     from hscsim_utils.pipeline.runner import NOTEBOOK_DIR
+
+    papermill.execute_notebook(
+        str(NOTEBOOK_DIR / f"{name}.ipynb"),
+        str(run.notebooks_dir / f"{name}.ipynb"),
+        parameters={"tile_file": str(tile_file), "run_dir": str(run.root)},
+        cwd=str(NOTEBOOK_DIR),
+        progress_bar=False,
+    )
+
+
+@pytest.mark.slow
+def test_notebooks_08_and_09_fine_tune_psf_and_background(small_run):
+    from hscsim_utils.hsc.tile import load_tile
     from hscsim_utils.stages import psf_finetune as ftp
 
     tile_file, run = small_run
-    baseline = dict(read_metrics(run.metrics)["realism"])
-    for name in ("08_psf_finetune", "09_background_finetune"):
-        papermill.execute_notebook(
-            str(NOTEBOOK_DIR / f"{name}.ipynb"),
-            str(run.notebooks_dir / f"{name}.ipynb"),
-            parameters={"tile_file": str(tile_file), "run_dir": str(run.root)},
-            cwd=str(NOTEBOOK_DIR),
-            progress_bar=False,
-        )
+    common = ("metrics.json", "notebooks")
+    quality07 = read_section(run.metrics, "quality")
+    baseline = quality07["realism"]
+    assert (baseline["simulation"], baseline["data"]) == ("sim/baseline", "DEMO")
+
+    # stage 08 writes its product and its metrics section, nothing else
+    outside = tree(run.root, ("psf_finetune", *common))
+    execute("08_psf_finetune", tile_file, run)
+    assert tree(run.root, ("psf_finetune", *common)) == outside
     metrics = read_metrics(run.metrics)
-    # stage 08: improved model from the adjusted data, used by the new simulation
-    psf08 = metrics["finetune_psf"]
-    assert (
-        metrics["realism"]["psf_fwhm_max_abs_diff"]
-        == psf08["max_abs_diff_after"]["psf_fwhm"]
-    )
-    assert 0 < psf08["psf_fwhm_max_abs_diff_before"] < 0.5
+    assert metrics["quality"] == quality07
+    psf08 = metrics["psf_finetune"]
+    assert psf08["before"]["simulation"] == "sim/baseline"
+    assert psf08["after"]["simulation"] == "psf_finetune/sim"
+    assert 0 < psf08["before"]["psf_fwhm_max_abs_diff"] < 0.5
+    assert psf08["after"]["psf_fwhm_max_abs_diff"] > 0
+    assert psf08["stage05_params"] == ftp.stage05_settings(run)
     assert ftp.read_adjustment(run) == {
         k: tuple(v) for k, v in psf08["adjustment"].items()
     }
-    tuned = json.loads((run.sim_dir / ftp.TUNED_SIM / "simulation.json").read_text())
+    tuned = json.loads((ftp.tuned_sim_dir(run) / "simulation.json").read_text())
     assert tuned["parameters"]["filepath_psfmodel_input_dict"]["i"] == str(
         ftp.improved_model_path(run)
     )
     for path in (ftp.improved_catalog_path(run), run.plot("08_psf_max_diff.png"),
                  run.plot("08_psf_adjustment_fit.png")):  # fmt: skip
         assert path.is_file()
-    # stage 09: map from background pixels times the correction; final metrics
-    bkg09 = metrics["finetune_background"]
-    assert set(bkg09["steps"]) == {"baseline", "psf_tuned", "bkg_masked", "bkg_tuned"}
-    final = bkg09["steps"][ftb.TUNED_SIM]
-    assert metrics["realism"]["bkg_std_ratio"] == final["bkg_std_ratio"]
+
+    # stage 09: its product and section only; the map from background pixels
+    # times the correction; every simulation's realism side by side
+    outside = tree(run.root, ("background_finetune", *common))
+    execute("09_background_finetune", tile_file, run)
+    assert tree(run.root, ("background_finetune", *common)) == outside
+    metrics = read_metrics(run.metrics)
+    assert metrics["quality"] == quality07  # 07, then 08 and 09: not overwritten
+    assert metrics["psf_finetune"] == psf08
+    assert "realism" not in metrics
+    bkg09 = metrics["background_finetune"]
+    steps = bkg09["realism"]
+    assert bkg09["steps"] == ["baseline", "psf_tuned", "bkg_masked", "bkg_tuned"]
+    assert set(steps) == set(bkg09["steps"])
+    assert steps["baseline"] == baseline  # the same numbers as stage 07's
+    assert [steps[k]["simulation"] for k in bkg09["steps"]] == [
+        "sim/baseline", "psf_finetune/sim", "background_finetune/sim_masked",
+        "background_finetune/sim_tuned",
+    ]  # fmt: skip
+    assert {b["data"] for b in steps.values()} == {"DEMO"}
+    final = steps[ftb.TUNED_SIM]
     assert abs(final["bkg_std_ratio"] - 1) < abs(baseline["bkg_std_ratio"] - 1)
     assert abs(final["bkg_std_ratio"] - 1) < 0.02
     assert final["bkg_ks"] < baseline["bkg_ks"]
+    assert bkg09["improved_psf"] is True
     expected = ftb.data_background_rms(load_tile(tile_file), run)
-    ratio = ftb.read_bsig(run.sysmaps_improved) / expected
+    ratio = ftb.read_bsig(ftb.sysmaps_path(run)) / expected
     good = expected > 0
     assert np.allclose(ratio[good], bkg09["std_correction"], rtol=1e-5)
-    last = json.loads((run.sim_dir / ftb.TUNED_SIM / "simulation.json").read_text())
-    assert last["parameters"]["filepath_sysmaps_dict"]["i"] == str(run.sysmaps_improved)
+    masked = ftb.read_bsig(ftb.sysmaps_path(run, ftb.MASKED_SIM))
+    assert np.allclose(masked[good], expected[good], rtol=1e-6)
+    for step in (ftb.MASKED_SIM, ftb.TUNED_SIM):
+        manifest = json.loads((ftb.sim_dir(run, step) / "simulation.json").read_text())
+        assert manifest["parameters"]["filepath_sysmaps_dict"]["i"] == str(
+            ftb.sysmaps_path(run, step)
+        )
     assert run.plot("09_background_histograms.png").is_file()

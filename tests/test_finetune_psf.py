@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -11,10 +12,10 @@ import pytest
 from astropy.io import fits
 
 from hscsim_utils.errors import InputError
-from hscsim_utils.metrics import read_metrics
+from hscsim_utils.metrics import read_metrics, write_section
 from hscsim_utils.numerics.psf_model import PARAM_NAMES
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.stages import psf, simulate
+from hscsim_utils.stages import psf, psf_finetune_plots, simulate
 from hscsim_utils.stages import psf_finetune as ftp
 from tests import synthetic_psf
 
@@ -192,28 +193,102 @@ def test_redirected_run(tmp_path):
     assert isinstance(view, RunFolder)
     assert view.psf_model == tmp_path / "m.h5"
     assert view.psf_catalog == run.psf_catalog and view.sysmaps == run.sysmaps
-    with pytest.raises(InputError, match="no paths"):
+    assert view.product("psf_model") == tmp_path / "m.h5"  # either way of asking
+    assert view.product("gaia") == run.gaia
+    with pytest.raises(TypeError, match="no paths"):
         ftp.redirected_run(run, psf_modle=tmp_path)
+
+
+def test_params_are_checked():
+    assert ftp.Params() == ftp.Params("", 2.0, 0.8)
+    for bad in ({"slope_z": -1.0}, {"min_r2": 1.5}, {"min_r2": True},
+                {"slope_z": "2"}, {"simulation": "/elsewhere"}):  # fmt: skip
+        with pytest.raises(InputError, match=f"psf_finetune.{next(iter(bad))}"):
+            ftp.Params(**bad)
+
+
+def test_stage05_settings_are_what_stage05_used(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(InputError, match="stage 05"):
+        ftp.stage05_settings(run)
+    used = psf.Params(estimator="direct", min_stars=7, seeing_prior=False)
+    run.psf_summary.write_text(
+        json.dumps({"estimator": "direct", "params": dataclasses.asdict(used)})
+    )
+    assert ftp.stage05_settings(run) == dataclasses.asdict(used)
+
+
+def test_stage08_paths_are_inside_its_product(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    paths = (ftp.improved_model_path(run), ftp.improved_catalog_path(run),
+             ftp.adjustment_path(run), ftp.baseline_psf_dir(run),
+             ftp.tuned_sim_dir(run))  # fmt: skip
+    for path in paths:
+        assert path.parent == run.root / "psf_finetune" or path.parent.parent == (
+            run.root / "psf_finetune"
+        )
+    assert not (run.root / "psf_finetune").exists()  # looking creates nothing
 
 
 def test_adjustment_file_and_metrics(tmp_path):
     run = RunFolder(tmp_path / "run")
     assert ftp.read_adjustment(run) is None
-    fits = ftp.fit_adjustments(synthetic_catalog())
+    cat = synthetic_catalog()
+    fits = ftp.fit_adjustments(cat)
     ftp.write_adjustment(run, fits, {"n_stars": 165})
     assert ftp.read_adjustment(run) == ftp.pipeline_adjustment(fits)
     assert json.loads(ftp.adjustment_path(run).read_text())["n_stars"] == 165
-    before = dict.fromkeys(PARAM_NAMES, 0.03)
-    after = {**dict.fromkeys(PARAM_NAMES, 0.01), "psf_g2": None}
-    ftp.record_metrics(run, before, after, fits)
+    worse = cat.copy()
+    worse["psf_fwhm_ipt"][50] = worse["psf_fwhm"][50] + 0.5
+    measured = {
+        key: ftp.Measurement(folder, key == "after", "direct", folder / "p.cat", c)
+        for key, folder, c in (("before", run.sim_baseline, worse),
+                               ("after", ftp.tuned_sim_dir(run), cat))
+    }  # fmt: skip
+    settings = dataclasses.asdict(psf.Params(estimator="direct"))
+    section = ftp.metrics_section(run, settings, fits, **measured,
+                                  truth_comparison={})  # fmt: skip
+    write_section(run.metrics, "quality", {"realism": {"bkg_ks": 0.01}})
+    write_section(run.metrics, "psf_finetune", {"stale": True})
+    write_section(run.metrics, "psf_finetune", section)
     metrics = read_metrics(run.metrics)
-    assert metrics["realism"] == {"psf_fwhm_max_abs_diff": 0.01}
-    section = metrics["finetune_psf"]
-    assert section["psf_fwhm_max_abs_diff_before"] == 0.03
-    assert section["max_abs_diff_after"]["psf_g2"] is None
+    assert metrics["quality"] == {"realism": {"bkg_ks": 0.01}}  # untouched
+    assert set(metrics) == {"quality", "psf_finetune"}  # no top-level realism
+    written = metrics["psf_finetune"]
+    assert "stale" not in written
+    assert written["before"]["simulation"] == "sim/baseline"
+    assert written["after"]["simulation"] == "psf_finetune/sim"
+    assert (written["before"]["adjusted"], written["after"]["adjusted"]) == (
+        False, True,
+    )  # fmt: skip
+    assert written["before"]["psf_fwhm_max_abs_diff"] == pytest.approx(0.5, abs=1e-5)
+    assert written["after"]["psf_fwhm_max_abs_diff"] == pytest.approx(
+        ftp.max_abs_diffs(cat)["psf_fwhm"]
+    )
+    assert (
+        written["after"]["max_abs_diff"]["psf_fwhm"]
+        == (written["after"]["psf_fwhm_max_abs_diff"])
+    )
+    assert written["stage05_params"]["estimator"] == "direct"
+    assert written["improved_model"] == "psf_finetune/psf_model.h5"
     ftp.adjustment_path(run).write_text("{}")
     with pytest.raises(InputError, match="not an adjustment file"):
         ftp.read_adjustment(run)
+
+
+def test_tables():
+    cat = synthetic_catalog()
+    fits = ftp.fit_adjustments(cat)
+    lines = ftp.fits_table(fits).splitlines()
+    assert len(lines) == len(PARAM_NAMES) and lines[0].startswith("psf_fwhm")
+    assert ftp.truth_table({}) == "no true PSF for this tile"
+    cmp = {
+        k: {"psf_fwhm": {"rms": r}}
+        for k, r in (("stage 05", 0.01), ("improved", 0.005))
+    }
+    table = ftp.truth_table(cmp).splitlines()
+    assert "stage 05 rms" in table[0] and "improved rms" in table[0]
+    assert table[1].split() == ["psf_fwhm", "0.01000", "0.00500"]
 
 
 def test_plots_say_what_the_data_is():
@@ -222,9 +297,9 @@ def test_plots_say_what_the_data_is():
     matplotlib.use("Agg")
     cat = synthetic_catalog()
     label = "DEMO tile (simulated): test"
-    fig = ftp.plot_adjustment_fits(cat, ftp.fit_adjustments(cat), label)
+    fig = psf_finetune_plots.plot_adjustment_fits(cat, ftp.fit_adjustments(cat), label)
     assert label in fig._suptitle.get_text()
-    fig = ftp.plot_diffs(cat, cat, label)
+    fig = psf_finetune_plots.plot_diffs(cat, cat, label)
     assert label in fig._suptitle.get_text()
 
 
@@ -283,13 +358,12 @@ def test_adjustment_changes_exactly_the_measured_columns(fabricated_sim, tmp_pat
     assert np.median(shift - expected) == pytest.approx(0.0, abs=0.01)
     diffs = ftp.max_abs_diffs(a)
     assert 0 < diffs["psf_fwhm"] < 0.2  # the estimator is close to the truth
-    assert not list(
-        syn.run.root.glob(f"{ftp.SCRATCH_PREFIX}*")
-    )  # temporary inputs removed
+    assert not list(tmp_path.rglob(f"{ftp.SCRATCH_PREFIX}*"))  # scratch removed
+    assert not list(syn.run.root.rglob(f"{ftp.SCRATCH_PREFIX}*"))
 
 
 def test_missing_improved_model_is_named(tmp_path):
     run = RunFolder(tmp_path / "run")
     assert ftp.improved_psf_overrides(run, "i") == {}
-    with pytest.raises(InputError, match="psf_model_improved"):
+    with pytest.raises(InputError, match="psf_finetune/psf_model.h5"):
         ftp.simulate_with_improved_psf(SimpleNamespace(band="i"), run)

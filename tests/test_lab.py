@@ -14,8 +14,9 @@ import pytest
 
 from hscsim_utils import runfolder
 from hscsim_utils.errors import InputError
-from hscsim_utils.hsc.tile import resolve_run, resolve_tile
+from hscsim_utils.hsc.tile import TILE_FILE_ENV, resolve_tile
 from hscsim_utils.pipeline import lab
+from hscsim_utils.runfolder import resolve_run
 from tests.synthetic import write_tile_file
 
 
@@ -53,7 +54,7 @@ def test_lab_serves_the_stages_and_the_runs_notebooks(tmp_path, tile):
          f"--IdentityProvider.token={token}"],
     )  # fmt: skip
     assert launch.env[runfolder.RUN_DIR_ENV] == str(run.resolve())
-    assert launch.env[runfolder.TILE_FILE_ENV] == str(tile.resolve())
+    assert launch.env[TILE_FILE_ENV] == str(tile.resolve())
     server = subprocess.Popen(
         launch.argv, env=launch.env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -73,11 +74,11 @@ def test_lab_serves_the_stages_and_the_runs_notebooks(tmp_path, tile):
 
 
 def test_notebook_defaults_follow_the_environment(tmp_path, tile, monkeypatch):
-    monkeypatch.setenv(runfolder.TILE_FILE_ENV, str(tile))
+    monkeypatch.setenv(TILE_FILE_ENV, str(tile))
     monkeypatch.setenv(runfolder.RUN_DIR_ENV, str(tmp_path / "elsewhere"))
     assert resolve_tile("").tile_name == "t"
     assert resolve_run("").root == tmp_path / "elsewhere"
-    monkeypatch.setenv(runfolder.TILE_FILE_ENV, str(tmp_path / "none.yaml"))
+    monkeypatch.setenv(TILE_FILE_ENV, str(tmp_path / "none.yaml"))
     with pytest.raises(InputError, match="none.yaml: tile file not found"):
         resolve_tile("")
 

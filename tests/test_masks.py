@@ -10,9 +10,10 @@ import pytest
 
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc import files as hsc_io
-from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
-from hscsim_utils.stages import masks
+from hscsim_utils.runfolder import PRODUCTS, RunFolder, resolve_run
+from hscsim_utils.stages import masks, masks_plots
 from tests.synthetic import (
     demo_tile_for_tests,
     write_synthetic_calexp,
@@ -104,6 +105,45 @@ def test_files_are_what_ufig_add_all_stamp_flags_reads(tmp_path):
     assert not (flags & duplicate).any()
 
 
+def written_products(run: RunFolder, before: set[Path]) -> set[str]:
+    """Products with a file not in ``before``; a new file outside every product
+    fails the test."""
+    names = set()
+    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
+        rel = path.relative_to(run.root).as_posix()
+        owners = [n for n, p in PRODUCTS.items()
+                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
+        assert owners, f"{rel} is in no product"
+        names.update(owners)
+    return names
+
+
+def test_run_writes_exactly_the_declared_products(tmp_path):
+    shape = (40, 50)
+    raw = np.zeros(shape, np.int32)
+    raw[5:15, 5:15] |= 1 << PLANES["EDGE"]
+    raw[25:35, 30:45] |= 1 << PLANES["SAT"]
+    st = write_synthetic_tile(
+        tmp_path / "in", shape, n_visits=2, mask=raw, mask_planes=PLANES
+    )
+    run = resolve_run(tmp_path / "run")
+    before = set(run.root.rglob("*"))
+    params = masks.Params(star_planes="EDGE", survey_planes=" SAT, NO_DATA ")
+    result = masks.run(load_tile(st.tile_file), run, params)
+    assert written_products(run, before) == set(masks.STAGE.writes)
+    assert (result.mask == 2).sum() == 100 and (result.mask == 4).sum() == 150
+    masks.run(load_tile(st.tile_file), run, masks.Params())  # the defaults work too
+
+
+def test_params_validate_themselves():
+    assert masks.Params().star_planes == "BRIGHT_OBJECT"
+    assert masks.Params(survey_planes="").survey_planes == ""  # no survey flag
+    with pytest.raises(InputError, match=r"^masks\.star_planes: .*comma-separated"):
+        masks.Params(star_planes="BRIGHT OBJECT")
+    with pytest.raises(InputError, match=r"masks\.survey_planes"):
+        masks.Params(survey_planes=["NO_DATA"])
+
+
 def test_bad_calexp_writes_no_mask(tmp_path):
     st = write_synthetic_tile(tmp_path / "in", (10, 12), n_visits=1)
     (tmp_path / "in" / "calexp.fits").write_bytes(b"not a fits file")
@@ -115,7 +155,7 @@ def test_bad_calexp_writes_no_mask(tmp_path):
 
 def test_plot_title_says_what_the_data_is(tmp_path):
     image = np.random.default_rng(0).normal(size=(20, 30))
-    fig = masks.plot_mask(image, np.zeros((20, 30), np.uint8), "REAL HSC data: t")
+    fig = masks_plots.plot_mask(image, np.zeros((20, 30), np.uint8), "REAL HSC data: t")
     assert fig._suptitle.get_text() == "REAL HSC data: t"
 
 

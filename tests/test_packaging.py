@@ -76,7 +76,7 @@ def test_notebook_pair_in_sync(script: Path):
 @pytest.mark.parametrize("script", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_the_hscsim_kernel(script: Path):
     """JupyterLab and nbval start the kernel a notebook names: the project's own."""
-    from hscsim_utils.pipeline.runner import KERNEL_NAME
+    from hscsim_utils.interpreter import KERNEL_NAME
 
     for path in (script, script.with_suffix(".ipynb")):
         assert jupytext.read(path).metadata["kernelspec"]["name"] == KERNEL_NAME

@@ -27,7 +27,7 @@ from astropy.io import fits
 
 from hscsim_utils.data import provision as pv
 from hscsim_utils.data.template_integrals import Grid
-from hscsim_utils.errors import InputError
+from hscsim_utils.errors import InputError, OutputError, ToolError
 from hscsim_utils.pipeline.cli import main as cli_main
 
 GRID = Grid(z_max=2.0, z_step=0.1, ebv_max=0.4, ebv_step=0.1)
@@ -368,9 +368,9 @@ def test_unwritable_cache_root_names_the_folder(tmp_path, fake_sdist, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     root = blocker / "cache"  # a folder below a regular file cannot be created
-    with pytest.raises(InputError, match="cannot create the cache folder") as err:
+    with pytest.raises(OutputError, match="cannot create the cache folder") as err:
         _run(root, fake_sdist)
-    assert err.value.source == str(root)
+    assert err.value.path == str(root)
     with pytest.raises(InputError, match="not a folder"):
         _run(blocker, fake_sdist)
     assert cli_main(["data", "--cache", str(root)]) == 2
@@ -385,13 +385,13 @@ def test_read_only_folder_is_reported(tmp_path, fake_sdist, monkeypatch):
         raise PermissionError(13, "Permission denied", str(root))
 
     monkeypatch.setattr(pv.tempfile, "mkstemp", refuse)
-    with pytest.raises(InputError, match="not writable") as err:
+    with pytest.raises(OutputError, match="not writable") as err:
         pv.ensure_writable(root)
     assert str(root) in str(err.value)
 
 
-def test_truncated_sdist_is_an_input_error(tmp_path):
+def test_truncated_sdist_is_a_tool_error(tmp_path):
     tarball = tmp_path / "galsbi-0.1.0.tar.gz"
     tarball.write_bytes(b"\x1f\x8b" + os.urandom(50))
-    with pytest.raises(InputError, match="cannot read the source distribution"):
+    with pytest.raises(ToolError, match="cannot read the source distribution"):
         pv.extract_members(tarball, {tmp_path / "x": "tests/data/x"})

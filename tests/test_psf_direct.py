@@ -7,7 +7,7 @@ import pytest
 
 from hscsim_utils.compat.ufig_psf import import_psf_estimation
 from hscsim_utils.numerics import psf_direct
-from hscsim_utils.numerics.psf_model import PARAM_NAMES, StampRenderer
+from hscsim_utils.numerics.psf_model import PARAM_NAMES, PSF_BETAS, StampRenderer
 from tests import synthetic_psf
 
 FLEXED = np.array([3.3, 0.45, 0.04, -0.03, 0.06, -0.05, 0.04, 0.07])
@@ -21,7 +21,7 @@ def ufig_photon_star(params, x, y, nphot, shape=(19, 19), seed=3):
 
     np.random.seed(seed)  # noqa: NPY002 (ufig's photon buffer uses the global RNG)
     one = lambda v: np.array([float(v)])  # noqa: E731
-    fwhm, betas = one(params[0]), np.array([[2.0, 5.0]])
+    fwhm, betas = one(params[0]), np.array([PSF_BETAS])
     image = np.zeros(shape)
     integrate_image_phot(
         rendering_util.rng_buffer(),

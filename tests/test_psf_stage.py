@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import types
+from dataclasses import asdict
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,8 +19,8 @@ from hscsim_utils.compat.ufig_psf import (
 )
 from hscsim_utils.errors import InputError
 from hscsim_utils.numerics import psf_direct
-from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.stages import psf
+from hscsim_utils.runfolder import PRODUCTS, RunFolder
+from hscsim_utils.stages import psf, psf_plots
 from tests import synthetic_psf
 
 import_psf_estimation()  # before ufig.psf_estimation: keeps TensorFlow out
@@ -46,6 +49,19 @@ def fresh_run(tmp_path, synthetic) -> RunFolder:
     for name in ("sextractor_cat", "sysmaps", "gaia"):
         shutil.copyfile(getattr(synthetic.run, name), getattr(run, name))
     return run
+
+
+def written_products(run: RunFolder, before: set[Path]) -> set[str]:
+    """Products with a file not in ``before``; a new file outside every product
+    fails the test."""
+    names = set()
+    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
+        rel = path.relative_to(run.root).as_posix()
+        owners = [n for n, p in PRODUCTS.items()
+                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
+        assert owners, f"{rel} is in no product"
+        names.update(owners)
+    return names
 
 
 def test_model_recovers_the_true_psf(synthetic, base_run):
@@ -242,11 +258,11 @@ def test_plots_carry_the_tile_label(tmp_path, synthetic, base_run):
     grid = psf.read_grid(base_run.model)
     cat = psf.read_star_catalog(base_run.catalog)
     figures = [
-        psf.plot_psf_maps(grid, cat, label),
-        psf.plot_psf_maps(grid, cat, label, params=("psf_flux_ratio", "psf_g1")),
-        psf.plot_whiskers(grid, cat, label),
-        psf.plot_star_stamps(base_run, label, n=3),
-        psf.plot_truth_comparison(grid, synthetic.truth_grid, label),
+        psf_plots.plot_psf_maps(grid, cat, label),
+        psf_plots.plot_psf_maps(grid, cat, label, params=("psf_flux_ratio", "psf_g1")),
+        psf_plots.plot_whiskers(grid, cat, label),
+        psf_plots.plot_star_stamps(base_run, label, n=3),
+        psf_plots.plot_truth_comparison(grid, synthetic.truth_grid, label),
     ]
     for k, fig in enumerate(figures):
         titles = [fig._suptitle.get_text()] if fig._suptitle else []
@@ -255,4 +271,53 @@ def test_plots_carry_the_tile_label(tmp_path, synthetic, base_run):
         fig.savefig(tmp_path / f"{k}.png")
         assert (tmp_path / f"{k}.png").stat().st_size > 10_000
         plt.close(fig)
-    assert len(psf.typical_stars(base_run, 3)) == 3
+    assert len(psf_plots.typical_stars(base_run, 3)) == 3
+
+
+def test_run_writes_the_declared_products_and_its_params(
+    tmp_path, synthetic, base_run, monkeypatch
+):
+    from cosmo_torrent import cosmo_torrent
+
+    empty_cache = str(tmp_path / "cache")  # no CNN weights: "auto" is the direct fit
+    monkeypatch.setattr(cosmo_torrent, "_cache_base_folder", lambda: empty_cache)
+    run = fresh_run(tmp_path, synthetic)
+    before = set(run.root.rglob("*"))
+    result = psf.run(synthetic.tile, run, psf.Params())
+    assert written_products(run, before) == set(psf.STAGE.writes)
+    assert np.array_equal(psf.read_grid(run.psf_model), psf.read_grid(base_run.model))
+    summary = json.loads(run.psf_summary.read_text())
+    assert summary["params"] == {**asdict(psf.Params()), "estimator": "direct"}
+    assert summary["estimator"] == "direct"
+    assert summary["truth"]["psf_fwhm"]["rms"] < 0.02
+    assert summary["stars_after_each_cut"] == dict(result.counts)
+    assert result.summary["truth"] == summary["truth"]
+    assert psf.load_params(run) == psf.Params(estimator="direct")
+
+
+def test_load_params_names_the_summary(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(InputError, match=r"psf_summary.json: not found; run stage 05"):
+        psf.load_params(run)
+    run.psf_summary.write_text(json.dumps({"estimator": "direct"}))
+    with pytest.raises(InputError, match="psf_summary.json: records no parameters"):
+        psf.load_params(run)
+    run.psf_summary.write_text(json.dumps({"params": {"min_stars": 0}}))
+    with pytest.raises(InputError, match=r"psf_summary.json: .*psf\.min_stars"):
+        psf.load_params(run)
+    run.psf_summary.write_text(json.dumps({"params": {"ridge_alpha": "ufig"}}))
+    assert psf.load_params(run) == psf.Params(ridge_alpha="ufig")
+
+
+def test_params_validate_themselves():
+    assert psf.Params() == psf.Params("auto", "", 10, "cv", True)
+    for bad, fragment in [
+        (dict(estimator="neural"), r"^psf\.estimator: must be one of auto, cnn"),
+        (dict(min_stars=0), r"psf\.min_stars: must be at least 1"),
+        (dict(min_stars=10.0), r"psf\.min_stars: must be an integer"),
+        (dict(ridge_alpha="tiny"), r"psf\.ridge_alpha"),
+        (dict(seeing_prior="yes"), r"psf\.seeing_prior"),
+        (dict(cnn_path=None), r"psf\.cnn_path"),
+    ]:
+        with pytest.raises(InputError, match=fragment):
+            psf.Params(**bad)

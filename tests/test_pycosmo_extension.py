@@ -64,3 +64,21 @@ def test_versions_survive_a_lost_importlib_metadata_attribute(monkeypatch):
     from hscsim_utils.pipeline import report
 
     assert report._versions()["galsbi"] != "not installed"
+
+
+def test_sympy2c_compiles_with_the_python_on_path(tmp_path, monkeypatch):
+    """The upstream behaviour the build and :mod:`hscsim_utils.interpreter` mend:
+    sympy2c runs ``python setup.py`` through the shell, i.e. whatever ``python``
+    comes first on PATH, not this interpreter."""
+    from sympy2c import compiler
+
+    seen = []
+
+    def run(cmd, **kwargs):
+        seen.append((cmd, kwargs.get("shell")))
+        return subprocess.CompletedProcess(cmd, 0, stdout="")
+
+    monkeypatch.setenv("REBUILD_WRAPPER", "1")
+    monkeypatch.setattr(compiler.subprocess, "run", run)
+    compiler.compile_files(str(tmp_path))
+    assert seen == [("python setup.py build_ext --inplace", True)]

@@ -14,9 +14,15 @@ from cosmic_toolbox import arraytools as at
 
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.files import write_calexp
-from hscsim_utils.metrics import CLOSURE_KEYS, REALISM_KEYS, read_metrics
+from hscsim_utils.metrics import (
+    CLOSURE_KEYS,
+    REALISM_KEYS,
+    read_metrics,
+    read_section,
+    write_section,
+)
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.stages import quality, simulate
+from hscsim_utils.stages import quality, quality_plots, simulate
 from tests.fabricated_run import make_tile, patch_wcs, wcs_header
 
 matplotlib.use("Agg")
@@ -159,6 +165,12 @@ def test_number_counts_per_deg2_per_mag():
         quality.number_counts(mags, 0.0)
 
 
+def block(value=0.5, **values):
+    """A realism block of the baseline simulation of a DEMO tile."""
+    numbers = dict.fromkeys(REALISM_KEYS, value) | values
+    return {"simulation": "sim/baseline", "data": "DEMO"} | numbers
+
+
 def test_schema_check():
     good = dict.fromkeys(REALISM_KEYS, 0.5) | {"psf_fwhm_max_abs_diff": None}
     quality.check_schema(good, REALISM_KEYS)
@@ -185,8 +197,7 @@ def write_products(root, rng, sim_sigma=1.1 * SIGMA, n_sim=330, n_data=300):
                  wcs_header(patch_wcs(SHAPE)))  # fmt: skip
     fits.writeto(run.sextractor_seg, data_seg)
     at.save_hdf_cols(str(run.sextractor_cat), catalog(rng, n_data, n_junk=20))
-    sim_dir = run.sim_dir / simulate.SIM_NAME
-    sim_dir.mkdir()
+    sim_dir = run.sim_baseline
     sim_img, sim_seg = image(rng, sim_sigma)
     prefix = sim_dir / f"{simulate.FILE_PREFIX}_0_i"
     fits.writeto(f"{prefix}_image.fits", sim_img.astype(np.float64))
@@ -204,13 +215,19 @@ def write_products(root, rng, sim_sigma=1.1 * SIGMA, n_sim=330, n_data=300):
 def test_stage07_metrics_json(tmp_path):
     rng = np.random.default_rng(5)
     tile, run = write_products(tmp_path, rng)
-    run.metrics.write_text(json.dumps({"timing": {"06_simulate": {"wall_s": 1.0}}}))
-    inputs = quality.load_inputs(tile, run)
-    realism = inputs.realism()
-    quality.write_metrics(run, realism)
+    others = {"timing": {"06_simulate": {"wall_s": 1.0}},
+              "psf_finetune": {"after": {"psf_fwhm_max_abs_diff": 0.01}}}  # fmt: skip
+    run.metrics.write_text(json.dumps(others | {"quality": {"stale": 1}}))
+    with pytest.warns(UserWarning, match="truth_dir"):  # a DEMO tile without truth
+        result = quality.run(tile, run, quality.Params())
     metrics = read_metrics(run.metrics)
-    assert metrics["timing"] == {"06_simulate": {"wall_s": 1.0}}  # kept
-    section = metrics["realism"]
+    for name, section in others.items():
+        assert metrics[name] == section  # other sections untouched
+    assert set(metrics["quality"]) == {"realism", "closure"}  # replaced whole
+    assert metrics["quality"]["realism"] == result.realism
+    section = metrics["quality"]["realism"]
+    assert section["simulation"] == result.simulation == "sim/baseline"
+    assert section["data"] == "DEMO"
     quality.check_schema(section, REALISM_KEYS)
     assert section["bkg_std_ratio"] == pytest.approx(1.1, rel=0.03)
     assert section["n_detect_ratio"] == pytest.approx(330 / 300)
@@ -234,10 +251,48 @@ def test_write_metrics_checks_schema(tmp_path):
     run = RunFolder(tmp_path)
     with pytest.raises(InputError, match="missing"):
         quality.write_metrics(run, {"bkg_ks": 0.1})
+    with pytest.raises(InputError, match="lacks"):
+        quality.write_metrics(run, dict.fromkeys(REALISM_KEYS, 0.5))
     assert not run.metrics.exists()
     closure = dict.fromkeys(CLOSURE_KEYS)
-    quality.write_metrics(run, dict.fromkeys(REALISM_KEYS, 0.5), closure)
-    assert read_metrics(run.metrics)["closure"] == closure
+    quality.write_metrics(run, block(), closure)
+    assert read_section(run.metrics, "quality") == {
+        "realism": block(), "closure": closure,
+    }  # fmt: skip
+    quality.write_metrics(run, block(0.7))  # a REAL tile: no closure
+    assert read_section(run.metrics, "quality") == {"realism": block(0.7)}
+
+
+def test_a_realism_block_says_what_it_compares(tmp_path):
+    rng = np.random.default_rng(8)
+    tile, run = write_products(tmp_path, rng)
+    moved = run.root / "elsewhere"
+    run.sim_baseline.rename(moved)
+    params = quality.Params(simulation="elsewhere")
+    with pytest.warns(UserWarning, match="truth_dir"):
+        result = quality.run(tile, run, params)
+    assert result.realism["simulation"] == "elsewhere"
+    real = make_tile(tmp_path, is_demo=False)
+    result = quality.run(real, run, params)
+    assert result.realism["data"] == "REAL" and result.closure is None
+    assert read_section(run.metrics, "quality") == {"realism": result.realism}
+
+
+@pytest.mark.parametrize("value", ["/abs/sim", "../other/sim", "a/../../b", 3])
+def test_params_reject_a_simulation_outside_the_run_folder(value):
+    with pytest.raises(InputError, match="quality.simulation"):
+        quality.Params(simulation=value)
+
+
+def test_other_sections_are_never_touched(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_section(path, "quality", {"realism": block()})
+    write_section(path, "psf_finetune", {"after": {"psf_fwhm_max_abs_diff": 0.1}})
+    write_section(path, "quality", {"realism": block(0.2)})
+    assert read_metrics(path) == {
+        "quality": {"realism": block(0.2)},
+        "psf_finetune": {"after": {"psf_fwhm_max_abs_diff": 0.1}},
+    }  # fmt: skip
 
 
 def test_plots_say_what_the_data_is(tmp_path):
@@ -248,10 +303,10 @@ def test_plots_say_what_the_data_is(tmp_path):
     sim_obj, data_obj = inputs.objects()
     area = quality.area_deg2(inputs.masked, inputs.pixscale)
     figs = [
-        simulate.plot_sim_vs_data(inputs.sim_image, inputs.data_image, tile.label),
-        quality.plot_background_histograms(sim_bkg, data_bkg, tile.label),
-        quality.plot_triangles(sim_obj, data_obj, tile.label),
-        quality.plot_number_counts(
+        quality_plots.plot_images(inputs.sim_image, inputs.data_image, tile.label),
+        quality_plots.plot_background_histograms(sim_bkg, data_bkg, tile.label),
+        quality_plots.plot_triangles(sim_obj, data_obj, tile.label),
+        quality_plots.plot_number_counts(
             sim_obj["MAG_AUTO"], data_obj["MAG_AUTO"], area, tile.label
         ),  # fmt: skip
     ]
@@ -335,8 +390,8 @@ def test_closure_against_truth(tmp_path):
     assert out["psf_fwhm_rms_frac"] == pytest.approx(0.02, abs=1e-5)
     assert out["psf_e1_rms"] == pytest.approx(0.01, abs=1e-6)
     assert out["psf_e2_rms"] == 0.0 and out["psf_flux_ratio_rms"] == 0.0
-    quality.write_metrics(run, dict.fromkeys(REALISM_KEYS, 1.0), out)
-    quality.check_schema(read_metrics(run.metrics)["closure"], CLOSURE_KEYS)
+    quality.write_metrics(run, block(1.0), out)
+    quality.check_schema(read_section(run.metrics, "quality")["closure"], CLOSURE_KEYS)
 
 
 def test_closure_missing_product_gives_null(tmp_path):

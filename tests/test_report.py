@@ -41,16 +41,38 @@ def _executed(path, science: str, extra=()) -> None:
     nbformat.write(nb, path)
 
 
+METRICS = {
+    "quality": {
+        "realism": {"simulation": "sim/baseline", "data": "DEMO",
+                    "bkg_ks": 0.0034230000000000094, "mag_auto_ks": 0.0227},
+        "closure": {"star_detect_frac": 0.9868},
+    },
+    "psf_finetune": {
+        "estimator": "direct",
+        "before": {"simulation": "sim/baseline", "psf_fwhm_max_abs_diff": 0.031,
+                   "max_abs_diff": {"psf_fwhm": 0.031, "psf_e1": 0.002}},
+        "after": {"simulation": "psf_finetune/sim", "psf_fwhm_max_abs_diff": 0.012},
+    },
+    "background_finetune": {
+        "realism": {
+            "baseline": {"simulation": "sim/baseline", "data": "DEMO",
+                         "bkg_ks": 0.0034},
+            "bkg_tuned": {"simulation": "background_finetune/sim_tuned",
+                          "data": "DEMO", "bkg_ks": 0.0012},
+        },
+        "std_correction": 1.0123,
+    },
+    "timing": {"01_sky": {"wall_s": 23.1}},
+}  # fmt: skip
+
+
 @pytest.fixture
 def run(tmp_path):
     run = RunFolder(tmp_path / "run")
     _executed(run.notebooks_dir / "01_sky.ipynb", "median bsig 0.0158 ADU\n", CHATTER)
     _executed(run.notebooks_dir / "07_quality.ipynb", "bkg_ks = 0.0034\n")
     (run.notebooks_dir / "07_images.png").write_bytes(b"\x89PNG fake")
-    run.metrics.write_text(json.dumps({
-        "realism": {"bkg_ks": 0.0034230000000000094, "mag_auto_ks": 0.0227},
-        "closure": {"star_detect_frac": 0.9868},
-    }))  # fmt: skip
+    run.metrics.write_text(json.dumps(METRICS))
     return run
 
 
@@ -67,8 +89,11 @@ def test_summary_page_then_clean_stages(run, tile):
     summary = page[: page.index('id="stage-01_sky"')]
     assert "hscsim run report: DEMO tile (simulated): demo-x" in summary
     assert "DEMO tile (simulated, not real HSC data)" in summary
-    assert "<td>bkg_ks</td><td>0.003423</td>" in summary
-    assert "<td>star_detect_frac</td><td>0.9868</td>" in summary
+    assert (
+        "<td>quality</td><td>sim/baseline vs DEMO data</td><td>realism.bkg_ks</td>"
+        "<td>0.003423</td>" in summary
+    )
+    assert "<td>quality</td><td>-</td><td>closure.star_detect_frac</td>" in summary
     assert '<a href="#stage-07_quality">07_quality</a></td><td>failed' in summary
     assert '<a href="#stage-01_sky">01_sky</a></td><td>STALE' in summary
     assert "data:image/png;base64," in summary and "galsbi" in summary
@@ -101,3 +126,26 @@ def test_clean_stream_keeps_science_and_drops_progress():
     assert warnings[0].startswith("galsbi/ucat/util.py:160: UserWarning")
     stamp = "\x1b[33m26-12-01 22:04:34 file_utils WAR   Cannot remove x\x1b[0m\n"
     assert report.clean_stream(stamp) == ("", ["file_utils: Cannot remove x"])
+
+
+def test_metric_rows_say_section_and_simulation():
+    rows = report.metric_rows(METRICS)
+    assert {r[0] for r in rows} == {"quality", "psf_finetune", "background_finetune"}
+    found = {(r[0], r[2]): (r[1], r[3]) for r in rows}
+    assert found["quality", "realism.mag_auto_ks"] == (
+        "sim/baseline vs DEMO data", "0.0227",
+    )  # fmt: skip
+    assert found["psf_finetune", "before.psf_fwhm_max_abs_diff"] == (
+        "sim/baseline", "0.031",
+    )  # fmt: skip
+    assert found["psf_finetune", "after.psf_fwhm_max_abs_diff"] == (
+        "psf_finetune/sim", "0.012",
+    )  # fmt: skip
+    assert found["psf_finetune", "before.max_abs_diff"][1].startswith('{"psf_fwhm"')
+    assert found["psf_finetune", "estimator"] == ("-", "direct")
+    assert found["background_finetune", "realism.bkg_tuned.bkg_ks"] == (
+        "background_finetune/sim_tuned vs DEMO data", "0.0012",
+    )  # fmt: skip
+    assert found["background_finetune", "std_correction"] == ("-", "1.012")
+    assert not any("simulation" in r[2] or r[2].endswith("data") for r in rows)
+    assert not any(r[0] == "timing" for r in rows)  # the stages table has it

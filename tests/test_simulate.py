@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from importlib.resources import files
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,7 +15,9 @@ from astropy.wcs import WCS
 from cosmic_toolbox import arraytools as at
 from scipy.spatial import cKDTree
 
-from hscsim_utils.errors import InputError
+from hscsim_utils.compat.galsbi import mended_galsbi_class
+from hscsim_utils.errors import InputError, ToolError
+from hscsim_utils.runfolder import PRODUCTS, RunFolder
 from hscsim_utils.stages import quality, simulate
 from tests.fabricated_run import make_run_folder, make_tile, patch_wcs
 
@@ -41,14 +44,15 @@ def simulated(tmp_path_factory):
 
 def test_outputs_in_place_and_loadable(simulated):
     tile, run, sim, _ = simulated
-    assert sim.directory == run.sim_dir / simulate.SIM_NAME
-    leftovers = [p.name for p in run.sim_dir.iterdir() if p.name.startswith(".")]
+    assert sim.directory == run.sim_baseline
+    sim_dir = run.sim_baseline.parent
+    leftovers = [p.name for p in sim_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []
     manifest = json.loads((sim.directory / simulate.MANIFEST).read_text())
     assert manifest["settings"] == {"galaxy_model": "Moser+24", "posterior_index": 0,
                                     "seed": SEED, "band": "i"}  # fmt: skip
     assert str(sim.directory) in manifest["parameters"]["filepath_psfmodel_output"]
-    images = simulate.load_simulation(run).load_images()
+    images = simulate.load_simulation(run.sim_baseline).load_images()
     assert {k: v.shape for k, v in images.items()} == dict.fromkeys(
         ("image", "segmentation", "background"), SHAPE
     )
@@ -133,10 +137,12 @@ def test_tensorflow_not_imported(simulated):
 def test_same_seed_same_image_other_seed_differs(simulated):
     tile, run, sim, _ = simulated
     first = sim.load_images()["image"]
-    again = simulate.run_simulation(tile, run, name="again", measure_psf="none")
+    again = simulate.run_simulation(
+        tile, run, out=run.root / "sim" / "again", measure_psf="none"
+    )
     assert np.array_equal(again.load_images()["image"], first)
-    other = simulate.run_simulation(tile, run, seed=SEED + 1, name="other",
-                                    measure_psf="none")  # fmt: skip
+    other = simulate.run_simulation(tile, run, seed=SEED + 1, measure_psf="none",
+                                    out=run.root / "sim" / "other")  # fmt: skip
     assert other.settings.seed == SEED + 1
     assert not np.array_equal(other.load_images()["image"], first)
 
@@ -151,7 +157,9 @@ def test_mended_rendering_equals_ufigs_own(simulated, monkeypatch):
     tile, run, sim, _ = simulated
     monkeypatch.setattr(ufig_render_fixes, "deterministic_threaded_rendering",
                         lambda shape: contextlib.nullcontext())  # fmt: skip
-    plain = simulate.run_simulation(tile, run, name="plain", measure_psf="none")
+    plain = simulate.run_simulation(
+        tile, run, out=run.root / "sim" / "plain", measure_psf="none"
+    )
     a, b = plain.load_images()["image"], sim.load_images()["image"]
     assert np.mean(np.abs(a - b) > 1e-9) < 1e-3
     assert a.sum() == pytest.approx(b.sum(), rel=1e-6)
@@ -160,7 +168,9 @@ def test_mended_rendering_equals_ufigs_own(simulated, monkeypatch):
 def test_image_does_not_depend_on_the_threads(simulated, monkeypatch):
     tile, run, sim, _ = simulated
     monkeypatch.setenv("HSCSIM_THREADS", "1")  # as in a batch of two workers
-    one = simulate.run_simulation(tile, run, name="one_thread", measure_psf="none")
+    one = simulate.run_simulation(
+        tile, run, out=run.root / "sim" / "one_thread", measure_psf="none"
+    )
     assert np.array_equal(one.load_images()["image"], sim.load_images()["image"])
 
 
@@ -192,10 +202,47 @@ def test_failed_run_keeps_previous_result(simulated):
             overrides={"besancon_map_path": "/nowhere/besancon.h5"},
         )  # fmt: skip
     assert (sim.directory / simulate.MANIFEST).read_text() == before
-    assert not [p for p in run.sim_dir.iterdir() if p.name.startswith(".")]
+    assert not [p for p in sim.directory.parent.iterdir() if p.name.startswith(".")]
+
+
+def written_products(run: RunFolder, before: set[Path]) -> set[str]:
+    """Products with a file not in ``before``; a new file outside every product
+    fails the test."""
+    names = set()
+    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
+        rel = path.relative_to(run.root).as_posix()
+        owners = [n for n, p in PRODUCTS.items()
+                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
+        assert owners, f"{rel} is in no product"
+        names.update(owners)
+    return names
+
+
+def test_run_writes_exactly_the_declared_products(simulated, tmp_path):
+    tile, _, _, _ = simulated
+    run = make_run_folder(tmp_path, (200, 200), bsig=BSIG)
+    before = set(run.root.rglob("*"))
+    sim = simulate.run(tile, run, simulate.Params())
+    assert written_products(run, before) == set(simulate.STAGE.writes)
+    assert sim.directory == run.sim_baseline and sim.settings.seed == SEED
+    again = simulate.load_simulation(run.sim_baseline)
+    assert again.settings == sim.settings and again.image_path.is_file()
 
 
 # ---------------------------------------------------------------- no simulation
+
+
+def test_params_validate_themselves():
+    assert simulate.Params() == simulate.Params("", -1, -1, "auto")
+    for bad, fragment in [
+        (dict(posterior_index=-2), r"^simulate\.posterior_index: must be a non-neg"),
+        (dict(seed=1.5), r"simulate\.seed"),
+        (dict(seed=True), r"simulate\.seed"),
+        (dict(measure_psf="always"), r"simulate\.measure_psf: must be one of auto"),
+        (dict(galaxy_model=None), r"simulate\.galaxy_model"),
+    ]:
+        with pytest.raises(InputError, match=fragment):
+            simulate.Params(**bad)
 
 
 def test_unknown_galaxy_model(tmp_path, config):
@@ -223,7 +270,7 @@ def test_posterior_not_available(tmp_path, config, monkeypatch):
         raise ConnectionError("Name or service not known")
 
     monkeypatch.setattr(load, "load_abc_posterior", offline)
-    with pytest.raises(InputError, match="hscsim data"):
+    with pytest.raises(ToolError, match="hscsim data"):
         simulate.resolve_settings(
             make_tile(tmp_path), config, galaxy_model="Fischbacher+24"
         )
@@ -306,7 +353,7 @@ def test_posterior_row_with_psf_betas(monkeypatch):
                         lambda config, **kw: captured.update(kw))  # fmt: skip
     with pytest.raises(IndexError):
         GalSBI("Moser+24")._run("cfg", row, filters=["i"])
-    simulate._galsbi_class()("Moser+24")._run("cfg", row, filters=["i"], seed=1)
+    mended_galsbi_class()("Moser+24")._run("cfg", row, filters=["i"], seed=1)
     assert "moffat_beta1" not in captured and "psf_beta" not in captured
     assert captured["lum_fct_alpha_red"] == 0.0
     assert type(captured["lum_fct_alpha_red"]) is float

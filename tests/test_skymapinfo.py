@@ -10,7 +10,8 @@ import pytest
 
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc import files as hsc_io
-from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.hsc.tile import load_tile
+from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 from hscsim_utils.stages import skymapinfo
 from tests.synthetic import (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import types
+import warnings
+from pathlib import Path
 
 import h5py
 import healpy as hp
@@ -14,8 +16,11 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from hscsim_utils.errors import InputError, ToolError
+from hscsim_utils.hsc.files import write_calexp
+from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
-from hscsim_utils.stages import stars
+from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, RunFolder
+from hscsim_utils.stages import stars, stars_plots
 from tests.synthetic import write_tile_file
 
 RA, DEC = 34.0, -5.0  # XMM-LSS, RING pixel 403 at nside 8
@@ -291,24 +296,16 @@ def test_star_plots_carry_the_label(tmp_path):
     stars.build_besancon_map(headers, tables, tmp_path / "b.h5")
     cat, _ = stars.clean_gaia(gaia_table(nan_rows=0, outside=0))
     label = "REAL HSC data: test"
-    fig = stars.plot_star_counts(
+    fig = stars_plots.plot_star_counts(
         stars.read_besancon_map(tmp_path / "b.h5"), cat, 0.01, 403, label
     )
     assert label in fig.axes[0].get_title()
-    fig = stars.plot_gaia_on_image(np.zeros(SHAPE), patch_wcs(), cat, label)
+    fig = stars_plots.plot_gaia_on_image(np.zeros(SHAPE), patch_wcs(), cat, label)
     assert label in fig.axes[0].get_title()
 
 
-@pytest.mark.slow
-def test_notebook_04_runs_under_papermill(tmp_path):
-    import warnings
-
-    import papermill
-
-    from hscsim_utils.hsc.files import write_calexp
-    from hscsim_utils.runfolder import REPO_ROOT, RunFolder
-
-    folder = tmp_path / "input"
+def write_stage04_tile(folder: Path) -> Path:
+    """A tile with a blank calexp, Besançon outputs around it and a Gaia table."""
     folder.mkdir()
     rng = np.random.default_rng(0)
     with warnings.catch_warnings():
@@ -322,13 +319,74 @@ def test_notebook_04_runs_under_papermill(tmp_path):
         )
     headers, tables = _besancon_inputs(folder, stars.tile_pixels(RA, DEC), n=500)
     gaia_table().write(folder / "gaia.vot", format="votable")
-    tile = write_tile_file(
+    return write_tile_file(
         folder,
         besancon_headers=headers,
         besancon_catalogs=tables,
         gaia_table=folder / "gaia.vot",
         is_demo=True,
     )
+
+
+def written_products(run: RunFolder, before: set[Path]) -> set[str]:
+    """Products with a file not in ``before``; a new file outside every product
+    fails the test."""
+    names = set()
+    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
+        rel = path.relative_to(run.root).as_posix()
+        owners = [n for n, p in PRODUCTS.items()
+                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
+        assert owners, f"{rel} is in no product"
+        names.update(owners)
+    return names
+
+
+def test_run_writes_exactly_the_declared_products(tmp_path):
+    tile = load_tile(write_stage04_tile(tmp_path / "input"))
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    before = set(run.root.rglob("*"))
+    result = stars.run(tile, run, stars.Params())
+    assert written_products(run, before) == set(stars.STAGE.writes)
+    assert len(result.gaia) == 32 and result.besancon["required"] == [403]
+    assert np.array_equal(stars.read_gaia(run.gaia), result.gaia)
+
+
+def test_params_gaia_table_replaces_the_tiles(tmp_path):
+    tile = load_tile(write_stage04_tile(tmp_path / "input"))
+    other = tmp_path / "other.vot"
+    gaia_table(n=20, seed=3).write(other, format="votable")
+    run = RunFolder(tmp_path / "run")
+    params = stars.Params(gaia_source="local", gaia_table=str(other))
+    assert len(stars.run(tile, run, params).gaia) == 12  # 20 - 5 outside - 3 NaN
+
+
+def test_missing_besancon_pixel_names_the_line_of_sight(tmp_path):
+    headers, tables = _besancon_inputs(tmp_path, [402])
+    sight = stars.lines_of_sight(np.array([403]))[0]
+    text = rf"request l = {sight['l']:.3f}, b = {sight['b']:.3f} \(pixel 403\)"
+    with pytest.raises(InputError, match=text):
+        stars.build_besancon_map(headers, tables, tmp_path / "b.h5", required=[403])
+
+
+def test_params_validate_themselves():
+    assert stars.Params() == stars.Params(2.0, "", "", 10.0)
+    for bad, fragment in [
+        (dict(area_store=0.0), r"^stars\.area_store: must be finite and positive"),
+        (dict(area_store="2"), r"stars\.area_store: must be a number"),
+        (dict(gaia_source="web"), r"stars\.gaia_source: must be auto, vizier"),
+        (dict(gaia_timeout=float("inf")), r"stars\.gaia_timeout"),
+        (dict(gaia_table=None), r"stars\.gaia_table"),
+    ]:
+        with pytest.raises(InputError, match=fragment):
+            stars.Params(**bad)
+
+
+@pytest.mark.slow
+def test_notebook_04_runs_under_papermill(tmp_path):
+    import papermill
+
+    tile = write_stage04_tile(tmp_path / "input")
     run = RunFolder(tmp_path / "run")
     papermill.execute_notebook(
         str(REPO_ROOT / "notebooks" / "04_stars.ipynb"),

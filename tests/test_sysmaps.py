@@ -14,9 +14,11 @@ from scipy import ndimage
 
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc import files as hsc_io
-from hscsim_utils.hsc.tile import load_tile, resolve_run
+from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
+from hscsim_utils.runfolder import PRODUCTS, RunFolder, resolve_run
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
+from hscsim_utils.stages import sky_and_sysmaps_plots as plots
 from tests.synthetic import (
     demo_tile_for_tests,
     frame_table,
@@ -333,12 +335,46 @@ def test_visit_bitmaps_read_by_ufig_psf_weights(tmp_path):
 
 def test_plots_have_the_data_label(tmp_path):
     corners = np.array([rotated_rectangle(10, 10, 30, 20, 15)])
-    fig = sysmaps.plot_frames(corners, (20, 30), "DEMO tile (simulated): x")
+    fig = plots.plot_frames(corners, (20, 30), "DEMO tile (simulated): x")
     assert "DEMO tile (simulated): x" in fig.axes[0].get_title()
-    xs, ys = sysmaps.coadd_outline((20, 30))
+    xs, ys = plots.coadd_outline((20, 30))
     assert max(xs) == 29.5 and max(ys) == 19.5  # y uses NAXIS2, not NAXIS1
-    fig = sysmaps.plot_map(np.ones((20, 30)), "REAL HSC data: y", "exposure", "s")
+    fig = plots.plot_map(np.ones((20, 30)), "REAL HSC data: y", "exposure", "s")
     assert fig.axes[0].get_title().startswith("REAL HSC data: y")
+
+
+def written_products(run: RunFolder, before: set[Path]) -> set[str]:
+    """Products with a file not in ``before``; a new file outside every product
+    fails the test."""
+    names = set()
+    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
+        rel = path.relative_to(run.root).as_posix()
+        owners = [n for n, p in PRODUCTS.items()
+                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
+        assert owners, f"{rel} is in no product"
+        names.update(owners)
+    return names
+
+
+def test_run_writes_exactly_the_declared_products(tmp_path):
+    st = write_synthetic_tile(tmp_path / "in", (40, 50), n_visits=3, seed=1)
+    run = resolve_run(tmp_path / "run")
+    before = set(run.root.rglob("*"))
+    result = sysmaps.run(load_tile(st.tile_file), run, sysmaps.Params())
+    assert written_products(run, before) == set(sysmaps.STAGE.writes)
+    assert result.info["NAXIS1"] == 50 and "seeing_i" in result.info
+
+
+def test_params_validate_themselves(tmp_path):
+    assert sysmaps.Params() == sysmaps.Params(band="", mask_sources=True)
+    with pytest.raises(InputError, match=r"^sky_and_sysmaps\.band: .*'i'"):
+        sysmaps.Params(band="i, r")
+    with pytest.raises(InputError, match=r"sky_and_sysmaps\.mask_sources"):
+        sysmaps.Params(mask_sources="yes")
+    st = write_synthetic_tile(tmp_path / "in", (40, 50), n_visits=2, seed=1)
+    run = resolve_run(tmp_path / "run")
+    with pytest.raises(InputError, match="expected band 'r'"):  # the band is used
+        sysmaps.run(load_tile(st.tile_file), run, sysmaps.Params(band="r"))
 
 
 @pytest.mark.slow

@@ -9,10 +9,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from hscsim_utils.atomic import atomic_path, write_json
-from hscsim_utils.errors import InputError
+from hscsim_utils.errors import InputError, OutputError
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc import skymap
-from hscsim_utils.hsc.tile import load_tile, resolve_run, write_tile
+from hscsim_utils.hsc.tile import load_tile, write_tile
+from hscsim_utils.runfolder import resolve_run
 
 
 def _tile_values(tmp_path):
@@ -59,7 +60,7 @@ def test_bad_tile_file_names_file_and_problem(tmp_path, text, fragment):
 def test_unwritable_run_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(InputError, match="cannot create run folder"):
+    with pytest.raises(OutputError, match="cannot create run folder"):
         resolve_run(blocker / "run")
 
 

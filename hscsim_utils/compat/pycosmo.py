@@ -26,7 +26,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 from hscsim_utils.atomic import write_json
+from hscsim_utils.compat import check_version
 from hscsim_utils.errors import ToolError
+
+check_version("PyCosmo", "2.3.3", __name__)
+check_version("sympy2c", "2.5.1", __name__)
 
 __all__ = ["ensure_pycosmo_extension"]
 

@@ -64,7 +64,10 @@ from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
+from hscsim_utils.compat import check_version
 from hscsim_utils.errors import InputError
+
+check_version("ufig", "1.2.1", __name__)
 
 ERR_VAL = 999.0
 BITS_PER_WORD = 64

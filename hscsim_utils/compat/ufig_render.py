@@ -30,6 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from hscsim_utils.compat import check_version
+
+check_version("ufig", "1.2.1", __name__)
+
 
 def _shared_images(args: Sequence[Sequence], shape: tuple[int, ...]) -> list[int]:
     """Indices of the argument lists that pass one and the same array of the

@@ -24,7 +24,6 @@ galsbi nor torch.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import importlib.util
@@ -36,23 +35,23 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 
 from hscsim_utils import __version__
 from hscsim_utils.atomic import atomic_dir, atomic_path, write_json
+from hscsim_utils.compat.cosmo_torrent import request_timeout
 from hscsim_utils.data.template_integrals import (
     DEFAULT_BANDS,
     FULL_GRID,
     Grid,
     build_integrals_file,
 )
-from hscsim_utils.errors import InputError, ToolError
+from hscsim_utils.errors import InputError, OutputError, ToolError
 
 MARKER = ".valid"
 MANIFEST = ".hscsim_manifest.json"
@@ -450,11 +449,12 @@ def _inspect(ds: DataSet, folder: Path, settings: Settings) -> _Verdict:
 
 # ---------------------------------------------------------------- sources
 def ensure_writable(root: Path) -> None:
-    """Create ``root`` if needed; raise ``InputError`` naming it if not writable."""
+    """Create ``root`` if needed; raise ``OutputError`` naming it if not writable
+    (``InputError`` if it is a file)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(root, f"cannot create the cache folder ({err})") from err
+        raise OutputError(root, f"cannot create the cache folder ({err})") from err
     if not root.is_dir():
         raise InputError(root, "cache folder is not a folder")
     try:
@@ -462,32 +462,7 @@ def ensure_writable(root: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise InputError(root, f"cache folder is not writable ({err})") from err
-
-
-class _TimeoutRequests:
-    """Stand-in for the ``requests`` module that adds a timeout to ``get``."""
-
-    def __init__(self, module: Any, timeout: tuple[float, float]) -> None:
-        self._module, self._timeout = module, timeout
-
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", self._timeout)
-        return self._module.get(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._module, name)
-
-
-@contextlib.contextmanager
-def _request_timeout(module: Any, timeout: tuple[float, float]) -> Iterator[None]:
-    """cosmo_torrent calls ``requests.get`` without a timeout: give it one."""
-    original = module.requests
-    module.requests = _TimeoutRequests(original, timeout)
-    try:
-        yield
-    finally:
-        module.requests = original
+        raise OutputError(root, f"cache folder is not writable ({err})") from err
 
 
 def _short_reason(err: BaseException) -> str:
@@ -504,7 +479,7 @@ def _download(ds: DataSet, root: Path, settings: Settings) -> DataSetStatus:
     import cosmo_torrent.cosmo_torrent as ct
 
     url = settings.torrent_url or ct.COSMO_TORRENT_BASE_URL
-    with atomic_dir(root / ds.name) as tmp, _request_timeout(ct, settings.timeout):
+    with atomic_dir(root / ds.name) as tmp, request_timeout(ct, settings.timeout):
         ct.download_data(ds.name, str(tmp), url)
         details = ds.check(tmp, settings)
         version = f"cosmo_torrent {url}"
@@ -577,12 +552,12 @@ def extract_members(tarball: Path, wanted: Mapping[Path, str]) -> None:
                         shutil.copyfileobj(src, out, length=1 << 22)
                     found.add(inner)
     except (OSError, tarfile.TarError, EOFError) as err:
-        raise InputError(
-            tarball, f"cannot read the source distribution ({err})"
+        raise ToolError(
+            f"{tarball}: cannot read the source distribution ({err})"
         ) from err
     missing = sorted(set(by_member) - found)
     if missing:
-        raise InputError(tarball, f"members missing from the archive: {missing}")
+        raise ToolError(f"{tarball}: members missing from the archive: {missing}")
 
 
 def _build(ds: DataSet, root: Path, settings: Settings) -> DataSetStatus:

@@ -358,7 +358,7 @@ def coverage_maps(
     shape = (geom.ny, geom.nx)
     visit_ids = np.unique(plan.visit[frames.visit_row])
     if len(visit_ids) > 64 * N_BIT_WORDS:
-        raise InputError("visits", f"{len(visit_ids)} visits exceed 320 bits")
+        raise ValueError(f"visits: {len(visit_ids)} visits exceed 320 bits")
     ccds = hsc_ccds()
     index = np.searchsorted(visit_ids, plan.visit[frames.visit_row])
     g = np.stack([plan.focal_matrix(i, geom) for i in frames.visit_row])

@@ -16,6 +16,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.runfolder import read_dataset
 
 
 def plot_image(calexp: hsc_io.Calexp, label: str) -> Figure:
@@ -36,8 +37,7 @@ def plot_exposure_with_frames(
     sysmaps: Path, frames, wcs, label: str, max_frames: int = 400
 ) -> Figure:
     """True exposure-time map with the CCD frames of the archive CSV on top."""
-    with h5py.File(sysmaps, "r") as fh:
-        expt = fh["map_expt"][()]
+    expt = read_dataset(sysmaps, "map_expt")
     fig, ax = plt.subplots(figsize=(7, 6.5))
     im = ax.imshow(expt / 3600.0, origin="lower", cmap="viridis")
     fig.colorbar(im, ax=ax, label="exposure time [h]")
@@ -59,7 +59,7 @@ def plot_mask(calexp: hsc_io.Calexp, label: str) -> Figure:
     planes = ("BRIGHT_OBJECT", "NO_DATA", "SAT")
     code = np.zeros(calexp.shape, np.int8)
     for value, name in enumerate(planes, start=1):
-        code[(calexp.mask >> calexp.mask_bit(name)) & 1 == 1] = value
+        code[calexp.plane(name)] = value
     cmap = ListedColormap(["#202020", "#e6a23c", "#4a90d9", "#e8473f"])
     fig, ax = plt.subplots(figsize=(7, 6.5))
     im = ax.imshow(code, origin="lower", cmap=cmap, vmin=-0.5, vmax=3.5)

@@ -34,8 +34,8 @@ import numpy as np
 from hscsim_utils.atomic import atomic_path
 from hscsim_utils.demo.observation import VisitPlan, focal_positions
 from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC, PatchGeometry
+from hscsim_utils.numerics.psf_model import PSF_BETAS
 
-PSF_BETAS = (2.0, 5.0)
 MEDIAN_SEEING_ARCSEC = 0.60
 GRID_STEP = 100
 FOCAL_RADIUS_PX = 16000.0

@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 from astropy.io import fits
 
 from hscsim_utils.errors import ToolError
 from hscsim_utils.hsc.skymap import PatchGeometry
+from hscsim_utils.runfolder import read_dataset
 
 CONFIG_MODULE = "hscsim_utils.demo.ufig_config"
 RUN_NAME = "demo"
@@ -107,5 +107,4 @@ def render(geom: PatchGeometry, inputs: RenderInputs, work_dir: Path) -> RenderR
 def _read_catalog(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ToolError(f"ufig wrote no catalogue {path}")
-    with h5py.File(path, "r") as fh:
-        return np.array(fh["data"])
+    return read_dataset(path, "data")

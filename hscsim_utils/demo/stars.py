@@ -33,7 +33,9 @@ from astropy.io.votable import from_table, writeto
 from astropy.table import Table
 
 from hscsim_utils.atomic import atomic_path
+from hscsim_utils.compat.ufig_gaia import shift_gaia_for_ufig
 from hscsim_utils.errors import InputError
+from hscsim_utils.runfolder import read_dataset
 
 BESANCON_PIXEL = 403
 BESANCON_NSIDE = 8
@@ -108,10 +110,7 @@ def write_besancon(header_path: Path, fits_path: Path, cat: np.ndarray, area: fl
 
 def load_gaia(path: Path) -> np.ndarray:
     """Gaia stars (ra, dec, phot_g_mean_mag, id) from ufig's HDF5 test file."""
-    with h5py.File(path, "r") as fh:
-        if "data" not in fh:
-            raise InputError(path, "no dataset 'data'")
-        data = np.array(fh["data"])
+    data = read_dataset(path, "data")
     ok = np.isfinite(data["ra"]) & np.isfinite(data["dec"])
     return data[ok & np.isfinite(data["phot_g_mean_mag"])]
 
@@ -154,17 +153,10 @@ def write_gaia_votable(path: Path, gaia: np.ndarray) -> Path:
 
 
 def write_gaia_for_ufig(path: Path, gaia: np.ndarray, wcs) -> Path:
-    """Gaia HDF5 for ufig's Besancon-Gaia splice, compensating ufig's offset.
-
-    ufig 1.2.1 converts Gaia positions with ``all_world2pix(..., 0)`` while its
-    pixel convention is FITS - 0.5, which renders Gaia stars half a pixel low and
-    left. The positions written here are moved by half a pixel in +x and +y
-    (through the patch ``wcs``) so that the stars land on their true positions.
-    """
-    x, y = wcs.all_world2pix(gaia["ra"], gaia["dec"], 1)
-    ra, dec = wcs.all_pix2world(x + 0.5, y + 0.5, 1)
-    out = gaia.copy()
-    out["ra"], out["dec"] = ra, dec
+    """Gaia HDF5 for ufig's Besancon-Gaia splice, the stars moved by half a pixel
+    through the patch ``wcs`` so that ufig draws them in place
+    (:mod:`hscsim_utils.compat.ufig_gaia`)."""
+    out = shift_gaia_for_ufig(gaia, wcs)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         fh.create_dataset("data", data=out)
     return path

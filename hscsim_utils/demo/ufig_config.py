@@ -14,6 +14,8 @@ import ufig.config.common
 from cosmo_torrent import data_path
 
 from hscsim_utils import ufig_plugins
+from hscsim_utils.hsc import skymap
+from hscsim_utils.numerics import psf_model
 
 
 def _update_globals(module, globals_):
@@ -26,7 +28,7 @@ _update_globals(galsbi.ucat.config.common, globals())
 _update_globals(ufig.config.common, globals())
 
 sampling_mode = "wcs"
-pixscale = 0.168
+pixscale = skymap.PIXEL_SCALE_ARCSEC
 filters = ["i"]
 filters_full_names = {"B": "SuprimeCam_B", "i": "HSC_i2"}
 reference_band = "i"
@@ -45,7 +47,7 @@ lanczos_kernel_type = "read_from_file"
 # PSF: the true coadd PSF on ufig's grid
 psf_type = "coadd_moffat_cnn_read"
 psf_kurtosis = 0.0
-psf_beta = [2.0, 5.0]
+psf_beta = list(psf_model.PSF_BETAS)
 psfmodel_corr_brighter_fatter = {
     "c1r": 0.0, "c1e1": 0.0, "c1e2": 0.0, "mag_ref": 22, "apply_to_galaxies": False,
 }  # fmt: skip

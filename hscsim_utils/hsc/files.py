@@ -91,6 +91,16 @@ class Calexp:
             raise InputError(self.path, f"mask plane MP_{name} not in the MASK header")
         return self.mask_planes[name]
 
+    def plane(self, name: str, missing_ok: bool = False) -> np.ndarray:
+        """Boolean map of the pixels in mask plane ``name`` (e.g. ``"NO_DATA"``).
+
+        A plane the MASK header does not define is an :class:`InputError`, or
+        with ``missing_ok`` a map without any pixel.
+        """
+        if missing_ok and name not in self.mask_planes:
+            return np.zeros(self.mask.shape, bool)
+        return ((self.mask >> self.mask_bit(name)) & 1) == 1
+
 
 def _check_file(path: str | os.PathLike) -> Path:
     path = Path(path)

@@ -17,14 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from hscsim_utils.errors import InputError, OutputError
-from hscsim_utils.runfolder import (
-    TILE_FILE_ENV,
-    RunFolder,
-    default_run_dir,
-    default_tile_file,
-)
+from hscsim_utils.errors import InputError
+from hscsim_utils.runfolder import REPO_ROOT
 
+DEMO_DIR_ENV = "HSCSIM_DEMO_DIR"
+TILE_FILE_ENV = "HSCSIM_TILE_FILE"
 DEMO_LABEL = "DEMO tile (simulated)"
 REAL_LABEL = "REAL HSC data"
 
@@ -126,6 +123,18 @@ def load_tile(path: str | os.PathLike, **overrides: typing.Any) -> TileSpec:
     return TileSpec(**values)
 
 
+def default_demo_dir() -> Path:
+    """Demo tile input folder: ``$HSCSIM_DEMO_DIR`` or runs/demo/input."""
+    return Path(os.environ.get(DEMO_DIR_ENV, REPO_ROOT / "runs" / "demo" / "input"))
+
+
+def default_tile_file() -> Path:
+    """Tile of a notebook opened without parameters: ``$HSCSIM_TILE_FILE`` or the
+    demo tile (``tile.yaml`` in :func:`default_demo_dir`)."""
+    value = os.environ.get(TILE_FILE_ENV)
+    return Path(value) if value else default_demo_dir() / "tile.yaml"
+
+
 def resolve_tile(tile_file: str | os.PathLike = "", **overrides) -> TileSpec:
     """Tile spec for a notebook: ``tile_file`` or, if empty, the default tile
     (``$HSCSIM_TILE_FILE``, else the demo tile)."""
@@ -137,18 +146,6 @@ def resolve_tile(tile_file: str | os.PathLike = "", **overrides) -> TileSpec:
             "`hscsim demo-tile --out runs/demo/input` first",
         )
     return load_tile(path, **overrides)
-
-
-def resolve_run(run_dir: str | os.PathLike = "") -> RunFolder:
-    """Run folder for a notebook: ``run_dir`` or, if empty, the demo run folder."""
-    root = Path(run_dir) if run_dir else default_run_dir()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(root, f"cannot create run folder ({err.strerror})") from None
-    if not os.access(root, os.W_OK):
-        raise OutputError(root, "run folder is not writable")
-    return RunFolder(root)
 
 
 def write_tile(path: str | os.PathLike, values: dict) -> Path:

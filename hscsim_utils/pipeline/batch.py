@@ -23,11 +23,28 @@ from pathlib import Path
 import yaml
 
 from hscsim_utils.errors import HscsimError, InputError
-from hscsim_utils.metrics import read_metrics
-from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.metrics import lookup, read_metrics
+from hscsim_utils.runfolder import METRICS_FILE, RunFolder
 
-SUMMARY_METRICS = ("bkg_std_ratio", "bkg_ks", "mag_auto_ks", "n_detect_ratio",
-                   "psf_fwhm_max_abs_diff")  # fmt: skip
+#: Metric columns of the summary, named ``<section>.<metric>`` after the section
+#: of ``metrics.json`` they come from: ``quality`` describes stage 06's baseline
+#: simulation, ``psf_finetune`` the simulation with the improved PSF model (after
+#: the fine-tuning), ``background_finetune`` the last simulation of stage 09.
+SUMMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "quality.bkg_std_ratio": ("quality", "realism", "bkg_std_ratio"),
+    "quality.bkg_ks": ("quality", "realism", "bkg_ks"),
+    "quality.mag_auto_ks": ("quality", "realism", "mag_auto_ks"),
+    "quality.n_detect_ratio": ("quality", "realism", "n_detect_ratio"),
+    "psf_finetune.psf_fwhm_max_abs_diff": (
+        "psf_finetune", "after", "psf_fwhm_max_abs_diff",
+    ),
+    "background_finetune.bkg_std_ratio": (
+        "background_finetune", "realism", "bkg_tuned", "bkg_std_ratio",
+    ),
+    "background_finetune.bkg_ks": (
+        "background_finetune", "realism", "bkg_tuned", "bkg_ks",
+    ),
+}  # fmt: skip
 #: A tile's full error text, in its run folder (the summary keeps one short line).
 ERROR_LOG = "batch_error.log"
 #: Characters of the error shown in the printed summary table.
@@ -77,13 +94,16 @@ def run_one(
     threads: int = 1,
     attempts: int = 3,
     notebook_dir: Path | None = None,
+    settings: tuple[str, ...] = (),
 ) -> dict:
-    """Run one tile's chain (in a worker); never raises, returns its summary."""
+    """Run one tile's chain (in a worker); never raises, returns its summary.
+
+    ``settings`` are ``STAGE.PARAMETER=VALUE`` assignments for every tile."""
     from hscsim_utils.pipeline import runner
     from hscsim_utils.threads import limited_threads
 
     out = Path(out_root) / name
-    kwargs = {"report": True}
+    kwargs = {"report": True, "settings": tuple(settings)}
     if notebook_dir is not None:
         kwargs["notebook_dir"] = Path(notebook_dir)
     start = time.perf_counter()
@@ -117,14 +137,14 @@ def _keep_error(out: Path, error: str) -> None:
 
 
 def _summary(name: str, out: Path, error: str, wall: float) -> dict:
-    realism = read_metrics(RunFolder(out).root / "metrics.json").get("realism", {})
+    metrics = read_metrics(RunFolder(out).root / METRICS_FILE)
     row = {
         "tile": name,
         "status": "failed" if error else "ok",
         "wall_s": round(wall, 1),
         "error": error.splitlines()[0] if error else "",
     }
-    row.update({k: realism.get(k) for k in SUMMARY_METRICS})
+    row.update({k: lookup(metrics, keys) for k, keys in SUMMARY_METRICS.items()})
     return row
 
 
@@ -136,14 +156,18 @@ def run_batch(
     scheduler: str | None = None,
     threads: int | None = None,
     notebook_dir: Path | None = None,
+    settings: tuple[str, ...] = (),
 ) -> list[dict]:
-    """Run every tile of ``batch_file``; write and print the summary table."""
+    """Run every tile of ``batch_file``; write and print the summary table.
+
+    ``settings`` (``STAGE.PARAMETER=VALUE``) apply to every tile, over each tile
+    file's ``stages:`` section."""
     tiles = load_batch(batch_file)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    jobs = [(name, tile, out_dir, threads, 3, notebook_dir) for name, tile in
-            tiles.items()]  # fmt: skip
+    jobs = [(name, tile, out_dir, threads, 3, notebook_dir, tuple(settings))
+            for name, tile in tiles.items()]  # fmt: skip
     if executor == "local":
         rows = _run_local(jobs, workers)
     elif executor == "dask":
@@ -275,8 +299,11 @@ def slurm_script(
     batch_file: str | os.PathLike,
     out_dir: str | os.PathLike,
     options: SlurmOptions = SlurmOptions(),
+    settings: tuple[str, ...] = (),
 ) -> str:
     """A SLURM job-array script running one tile per array task.
+
+    ``settings`` (``STAGE.PARAMETER=VALUE``) are passed to every ``hscsim run``.
 
     Names and tile paths are quoted bash array elements, so paths with spaces
     work. After the array, ``hscsim batch BATCH --out OUT --collect`` gathers
@@ -293,6 +320,7 @@ def slurm_script(
         "output": f"{out_dir}/slurm-%A_%a.log",
     }  # fmt: skip
     header = "\n".join(f"#SBATCH --{k}={v}" for k, v in sbatch.items() if v)
+    sets = "".join(f" --set {q(s)}" for s in settings)
     names = " ".join(q(n) for n in tiles)
     paths = " ".join(q(str(t)) for t in tiles.values())
     collect_cmd = (
@@ -310,5 +338,6 @@ TILES=({paths})
 NAME=${{NAMES[$SLURM_ARRAY_TASK_ID]}}
 TILE=${{TILES[$SLURM_ARRAY_TASK_ID]}}
 OUT={q(str(out_dir))}
-exec {hscsim} run --tile "$TILE" --out "$OUT/$NAME" --threads "$SLURM_CPUS_PER_TASK"
+exec {hscsim} run --tile "$TILE" --out "$OUT/$NAME" \\
+    --threads "$SLURM_CPUS_PER_TASK"{sets}
 """

@@ -131,7 +131,7 @@ def _cmd_batch(args: argparse.Namespace) -> None:
             cpus=args.threads or 2, mem=args.mem, time=args.time,
             partition=args.partition, account=args.account,
         )  # fmt: skip
-        script = batch.slurm_script(args.tiles, args.out, options)
+        script = batch.slurm_script(args.tiles, args.out, options, tuple(args.set))
         path = Path(args.out) / "hscsim_array.slurm"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(script)

@@ -19,13 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hscsim_utils.errors import InputError
+from hscsim_utils.hsc.tile import TILE_FILE_ENV, default_tile_file
 from hscsim_utils.pipeline.runner import NOTEBOOK_DIR
-from hscsim_utils.runfolder import (
-    RUN_DIR_ENV,
-    TILE_FILE_ENV,
-    RunFolder,
-    default_tile_file,
-)
+from hscsim_utils.runfolder import RUN_DIR_ENV, RunFolder
 
 __all__ = ["LabLaunch", "lab_launch", "run_lab"]
 

@@ -2,8 +2,9 @@
 
 The summary says what was simulated (DEMO or REAL tile, band, seeds, posterior
 sample), with which package versions and when; it tables every number of
-``metrics.json`` by section, the stages' wall time and peak memory (and which
-stages are stale or failed), shows the key figures and links to each stage.
+``metrics.json`` by section and simulation, the stages' wall time and peak memory
+(and which stages are stale or failed), shows the key figures and links to each
+stage.
 
 Each stage follows with its outputs only (the code stays in the executed notebooks
 under ``RUN/notebooks/``). What the libraries print for a terminal does not reach
@@ -24,10 +25,10 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from hscsim_utils.metrics import read_metrics
-from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.metrics import BLOCK_KEYS, STAGE_SECTIONS, read_metrics
+from hscsim_utils.runfolder import METRICS_FILE, RunFolder
 
-__all__ = ["clean_stream", "write_report"]
+__all__ = ["clean_stream", "metric_rows", "write_report"]
 
 #: Figures shown on the summary page, when the run made them.
 KEY_FIGURES = (
@@ -159,6 +160,57 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _where(block: dict, where: str) -> str:
+    """What a block of numbers describes: its simulation (against which data)."""
+    if "simulation" not in block:
+        return where
+    data = block.get("data")
+    return f"{block['simulation']} vs {data} data" if data else block["simulation"]
+
+
+def _expanded(value, top: bool) -> bool:
+    """Whether a dict gets a row per entry: a block naming its simulation, blocks
+    of several simulations, or plain numbers at the top of a section (such as
+    ``closure``)."""
+    if not isinstance(value, dict) or not value:
+        return False
+    if "simulation" in value:
+        return True
+    entries = value.values()
+    if all(isinstance(v, dict) and "simulation" in v for v in entries):
+        return True
+    return top and all(
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+        for v in entries
+    )
+
+
+def _block_rows(section: str, name: str, block: dict, where: str) -> list[tuple]:
+    """Rows (section, simulation, metric, value) of one block of a section: its
+    numbers, the dicts of :func:`_expanded` row by row, any other dict or list
+    as JSON."""
+    where = _where(block, where)
+    rows = []
+    for key, value in block.items():
+        if key in BLOCK_KEYS:
+            continue
+        metric = f"{name}.{key}" if name else key
+        if _expanded(value, not name):
+            rows += _block_rows(section, metric, value, where)
+        else:
+            rows.append((section, where, metric, _fmt(value)))
+    return rows
+
+
+def metric_rows(metrics: dict) -> list[tuple]:
+    """The summary's metrics table: every stage section of ``metrics.json``, each
+    row saying its section and the simulation it describes ("-": none)."""
+    rows = []
+    for section in STAGE_SECTIONS:
+        rows += _block_rows(section, "", metrics.get(section, {}), "-")
+    return rows
+
+
 def _tile_rows(tile_file: Path | None) -> tuple[str, list[tuple]]:
     from hscsim_utils.errors import InputError
     from hscsim_utils.hsc.tile import load_tile
@@ -204,12 +256,7 @@ def _summary_html(
     label, tile_rows = _tile_rows(tile_file)
     data = "DEMO (simulated)" if label.startswith("DEMO") else "REAL"
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    metrics = read_metrics(run.metrics)
-    metric_rows = [
-        (section, key, _fmt(value))
-        for section in ("realism", "closure")
-        for key, value in sorted(metrics.get(section, {}).items())
-    ]
+    rows = metric_rows(read_metrics(run.root / METRICS_FILE))
     stage_rows = []
     for name in stages:
         done = state.get(name, {})
@@ -227,10 +274,13 @@ def _summary_html(
         f"<p>Run folder {html.escape(str(run.root))}, report written {now}.</p>"
         f"<h2>What was simulated</h2>{_table(tile_rows, ('', ''))}"
         f"<h2>Metrics</h2>"
-        f"<p>Every number of <code>metrics.json</code> in its section: realism "
-        f"compares the simulation with the {data} data; closure compares the "
-        f"pipeline's estimates with the DEMO tile's truth.</p>"
-        f"{_table(metric_rows, ('section', 'metric', 'value'))}"
+        f"<p>Every number of <code>metrics.json</code> in the section of the "
+        f"stage that wrote it (quality: stage 07, psf_finetune: 08, "
+        f"background_finetune: 09), with the simulation it describes: realism "
+        f"compares that simulation with the {data} data; psf_finetune compares "
+        f"the PSF measured on it with its input; closure compares the pipeline's "
+        f"estimates with the DEMO tile's truth.</p>"
+        f"{_table(rows, ('section', 'simulation', 'metric', 'value'))}"
         f"<h2>Stages</h2>{stage_table}"
         f"<h2>Key figures</h2>{_figures(run) or '<p>none made yet</p>'}"
         f"<h2>Versions</h2>{versions}"
@@ -248,7 +298,7 @@ def write_report(
     from nbconvert import HTMLExporter
 
     from hscsim_utils.atomic import atomic_path
-    from hscsim_utils.pipeline.runner import KERNEL_DISPLAY, KERNEL_NAME
+    from hscsim_utils.interpreter import KERNEL_DISPLAY, KERNEL_NAME
 
     stale = stale or {}
     notebooks = sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb"))

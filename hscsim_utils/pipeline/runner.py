@@ -24,6 +24,7 @@ from pathlib import Path
 from hscsim_utils.atomic import TMP_PREFIX, sweep_temporaries, write_json
 from hscsim_utils.errors import InputError, StageFailed
 from hscsim_utils.hsc.tile import TileSpec, load_tile
+from hscsim_utils.interpreter import KERNEL_NAME
 from hscsim_utils.memory import PeakMemory
 from hscsim_utils.metrics import read_metrics, update_metrics
 from hscsim_utils.pipeline import fingerprint as fp
@@ -35,9 +36,6 @@ from hscsim_utils.stages.registry import STAGES, StageSpec
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 STATE_FILE = ".hscsim_state.json"
 DIGEST_FILE = ".hscsim_digests.json"
-#: The notebooks' kernel, installed into the environment by ``make setup``.
-KERNEL_NAME = "hscsim"
-KERNEL_DISPLAY = "Python 3 (hscsim)"
 #: Smallest DEMO tile (pixels per side) for the PSF stage and the stages after it:
 #: a 1000 x 1000 cut of the demo patch holds 8 usable Gaia stars where the PSF
 #: model needs 10; 2000 x 2000 is the size the notebook tests run the chain on.

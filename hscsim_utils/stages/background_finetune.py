@@ -4,23 +4,35 @@
    data measured as in stage 01 (Background2D, SExtractor estimator, 3-sigma
    clipping, 128-pixel boxes, 3 x 3 filter, plus stage 01's own source mask)
    with the data's SExtractor segmentation (``segmentation != 0``) and NO_DATA
-   masked, written as ``sysmaps_improved.h5`` (:func:`write_improved_sysmaps`).
+   masked, written into a copy of the sysmaps (:func:`write_improved_sysmaps`).
 2. A simulation with it shows the noise ufig actually makes: ufig resamples its
    noise with a Lanczos-3 kernel (the coadd's correlated noise), which lowers
    the pixel RMS below ``map_bsig``, and undetected galaxies add their photon
    noise. :func:`std_correction` is the ratio of the robust standard
    deviations of the background pixels (segmentation 0, not masked: stage 07's
-   selection) of data and simulation; :func:`scale_bsig` multiplies
-   ``map_bsig`` by it. The shot noise of the undetected galaxies' light does
-   not scale with ``map_bsig``; leaving it out of the scaling
+   selection) of data and simulation, and ``map_bsig`` is multiplied by it
+   (:func:`scale_bsig` does so in place). The shot noise of the undetected
+   galaxies' light does not scale with ``map_bsig``; leaving it out of the scaling
    (:func:`photon_variance`) brought the demo tile's width ratio from 0.9955
    (the tutorial's plain ratio) to 0.9989 with the same number of simulations.
    A correction per region (blocks of 128 pixels) was tried as well: emulated
    on the demo tile it changed the background KS statistic by 0.0003, so one
    global factor is kept.
-3. A last simulation with the scaled map (``sim/bkg_tuned``).
+3. A last simulation with the scaled map.
 
 Both simulations use stage 08's improved PSF model when it exists.
+
+Entry point: :func:`run`. Everything the stage writes is in its product
+``background_finetune/`` (besides its section ``background_finetune`` of
+``metrics.json``, which holds the realism of every simulation side by side)::
+
+    background_finetune/
+      sysmaps_masked.h5   stage 01's sysmaps, map_bsig from background pixels
+      sim_masked/         simulation with it
+      sysmaps.h5          the improved sysmaps: map_bsig scaled by the correction
+      sim_tuned/          simulation with it
+
+The figure is in :mod:`hscsim_utils.stages.background_finetune_plots`.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -36,14 +49,47 @@ import numpy as np
 from hscsim_utils.atomic import atomic_path
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.tile import TileSpec
-from hscsim_utils.metrics import update_metrics
+from hscsim_utils.metrics import relative_path, write_section
 from hscsim_utils.runfolder import RunFolder, read_dataset
-from hscsim_utils.stages import quality, simulate
-from hscsim_utils.stages.psf_finetune import improved_psf_overrides
+from hscsim_utils.stages import psf_finetune, quality, registry, simulate
 from hscsim_utils.stages.sky_and_sysmaps import background_maps
 
-MASKED_SIM = "bkg_masked"
-TUNED_SIM = "bkg_tuned"
+STAGE = registry.spec("background_finetune")
+#: The simulations compared, in order (names of the realism blocks).
+BASELINE = "baseline"  # stage 06
+PSF_TUNED = "psf_tuned"  # stage 08, with the improved PSF model
+MASKED_SIM = "bkg_masked"  # map_bsig from background pixels
+TUNED_SIM = "bkg_tuned"  # map_bsig scaled by the correction
+#: Files and folders inside the product ``background_finetune/``.
+FILES = {
+    MASKED_SIM: ("sysmaps_masked.h5", "sim_masked"),
+    TUNED_SIM: ("sysmaps.h5", "sim_tuned"),
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 09: the parameters of its notebook."""
+
+    account_photon_noise: bool = True  # shot noise of undetected light not scaled
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.account_photon_noise, bool):
+            raise InputError(
+                f"{STAGE.name}.account_photon_noise",
+                f"must be True or False, got {self.account_photon_noise!r}",
+            )
+
+
+def sysmaps_path(run: RunFolder, step: str = TUNED_SIM) -> Path:
+    """The sysmaps of ``step`` (``bkg_masked`` or ``bkg_tuned``: the improved
+    sysmaps)."""
+    return run.background_finetune_dir / FILES[step][0]
+
+
+def sim_dir(run: RunFolder, step: str) -> Path:
+    """The simulation folder of ``step`` (``bkg_masked`` or ``bkg_tuned``)."""
+    return run.background_finetune_dir / FILES[step][1]
 
 
 # --- step 1: RMS from background pixels ---------------------------------------------
@@ -77,7 +123,7 @@ def data_background_rms(tile: TileSpec, run: RunFolder) -> np.ndarray:
     from hscsim_utils.hsc.files import read_calexp
 
     calexp = read_calexp(tile.calexp, tile.band)
-    no_data = ((calexp.mask >> calexp.mask_bit("NO_DATA")) & 1) == 1
+    no_data = calexp.plane("NO_DATA")
     seg = quality.read_segmentation(run.sextractor_seg, calexp.shape)
     return background_rms_from_background_pixels(
         calexp.image, no_data, seg, tile.calexp
@@ -164,67 +210,114 @@ def scale_bsig(path: str | os.PathLike, factor: float | np.ndarray) -> Path:
 
 
 def simulate_with_sysmaps(
-    tile: TileSpec, run: RunFolder, name: str, **sim_kwargs
+    tile: TileSpec, run: RunFolder, step: str, **sim_kwargs
 ) -> simulate.Simulation:
-    """Simulate with ``sysmaps_improved.h5`` (and stage 08's PSF model, if any)."""
-    if not run.sysmaps_improved.is_file():
-        raise InputError(run.sysmaps_improved, "not found; write it first")
-    overrides = improved_psf_overrides(run, tile.band)
-    overrides["filepath_sysmaps_dict"] = {tile.band: str(run.sysmaps_improved)}
+    """Simulate ``step`` with its sysmaps (and stage 08's PSF model, if any)."""
+    sysmaps = sysmaps_path(run, step)
+    if not sysmaps.is_file():
+        raise InputError(sysmaps, "not found; write it first")
+    overrides = psf_finetune.improved_psf_overrides(run, tile.band)
+    overrides["filepath_sysmaps_dict"] = {tile.band: str(sysmaps)}
     overrides.update(sim_kwargs.pop("overrides", None) or {})
     return simulate.run_simulation(
-        tile, run, name=name, overrides=overrides, measure_psf="none", **sim_kwargs
-    )
+        tile, run, out=sim_dir(run, step), overrides=overrides, measure_psf="none",
+        **sim_kwargs,
+    )  # fmt: skip
 
 
-def record_metrics(
-    run: RunFolder,
-    steps: Mapping[str, Mapping[str, float | None]],
-    final: Mapping[str, float | None],
-    extra: dict | None = None,
-) -> dict:
-    """``finetune_background`` section (metrics of every step) and the realism
-    section updated with the final simulation (nulls keep earlier values)."""
-    update_metrics(
-        run.metrics,
-        "finetune_background",
-        {"steps": {k: dict(v) for k, v in steps.items()}, **(extra or {})},
-    )
-    values = {k: v for k, v in final.items() if v is not None}
-    return update_metrics(run.metrics, "realism", values)
-
-
-def plot_background_steps(
-    data_bkg: np.ndarray, sims: Mapping[str, np.ndarray], label: str
-):
-    """Histograms of the background pixels of the data and of each simulation."""
-    import matplotlib.pyplot as plt
-
-    sigma = quality.robust_std(data_bkg) or 1.0
-    centre = float(np.median(data_bkg))
-    bins = np.linspace(centre - 6 * sigma, centre + 6 * sigma, 241)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), constrained_layout=True)
-    ref, _ = np.histogram(data_bkg, bins=bins, density=True)
-    mid = 0.5 * (bins[1:] + bins[:-1])
-    axes[0].stairs(ref, bins, color="k", lw=1.5,
-                   label=f"data (robust std {sigma:.4g})")  # fmt: skip
-    for i, (name, values) in enumerate(sims.items()):
-        hist, _ = np.histogram(values, bins=bins, density=True)
-        std = quality.robust_std(values) or 0.0
-        axes[0].stairs(
-            hist, bins, color=f"C{i}", label=f"{name} (robust std {std:.4g})"
+def realism_table(blocks: Mapping[str, Mapping[str, object]]) -> str:
+    """The realism numbers of every simulation side by side (one column each)."""
+    keys = ("bkg_std_ratio", "bkg_ks", "mag_auto_ks", "flux_radius_ks",
+            "ellipticity_ks", "n_detect_ratio")  # fmt: skip
+    lines = [f"{'metric':>16s}" + "".join(f"{name:>14s}" for name in blocks)]
+    for key in keys:
+        row = "".join(
+            f"{v:14.4f}" if isinstance(v := b.get(key), float | int) else f"{'-':>14s}"
+            for b in blocks.values()
         )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            axes[1].plot(mid, hist / ref, color=f"C{i}", label=name)
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("pixel value [ADU]")
-    axes[0].set_ylabel("density")
-    axes[0].legend(fontsize=8)
-    axes[1].axhline(1, color="k", lw=0.8)
-    axes[1].set_ylim(0, 2)
-    axes[1].set_xlabel("pixel value [ADU]")
-    axes[1].set_ylabel("simulation / data")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(f"{label}\nbackground pixels (segmentation 0, not masked), "
-                 "before and after fine-tuning")  # fmt: skip
-    return fig
+        lines.append(f"{key:>16s}{row}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Products:
+    """What stage 09 measured, wrote and simulated (its metrics section is
+    written)."""
+
+    improved_psf: bool  # the simulations used stage 08's improved PSF model
+    realism: dict[str, dict]  # realism block of every simulation, in order
+    backgrounds: dict[str, np.ndarray]  # background pixels of every simulation
+    data_bkg: np.ndarray  # background pixels of the data
+    median_bsig: dict[str, float]  # stage 01's map and from background pixels
+    std_correction: float
+    plain_std_correction: float  # the tutorial's plain ratio of the widths
+    photon_variance: float  # shot noise left out of the scaling (ADU^2)
+    sysmaps: Path  # the improved sysmaps
+    section: dict  # section ``background_finetune`` of metrics.json
+
+    def realism_table(self) -> str:
+        """:func:`realism_table` of the simulations."""
+        return realism_table(self.realism)
+
+
+def _realism_step(
+    tile: TileSpec, run: RunFolder, folder: Path, blocks: dict, bkgs: dict, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Realism block and background pixels of the simulation in ``folder``;
+    returns the background pixels of the simulation and of the data."""
+    inputs = quality.load_inputs(tile, run, folder)
+    blocks[name] = quality.described_realism(tile, run, inputs)
+    bkgs[name], data_bkg = inputs.background()
+    return bkgs[name], data_bkg
+
+
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
+    """Stage 09: background RMS from background pixels, a simulation with it, the
+    correction of its width, and a last simulation with the corrected map.
+
+    Writes the product ``background_finetune/`` and section
+    ``background_finetune`` of ``metrics.json``, nothing else.
+    """
+    blocks: dict[str, dict] = {}
+    bkgs: dict[str, np.ndarray] = {}
+    improved_psf = psf_finetune.improved_model_path(run).is_file()
+    _realism_step(tile, run, run.sim_baseline, blocks, bkgs, BASELINE)
+    tuned_psf_sim = psf_finetune.tuned_sim_dir(run)
+    if improved_psf and (tuned_psf_sim / simulate.MANIFEST).is_file():
+        _realism_step(tile, run, tuned_psf_sim, blocks, bkgs, PSF_TUNED)
+    # 1. map_bsig from background pixels only
+    bsig = data_background_rms(tile, run)
+    write_improved_sysmaps(run.sysmaps, sysmaps_path(run, MASKED_SIM), bsig)
+    old = read_bsig(run.sysmaps)
+    good = old > 0
+    median = {"stage_01": float(np.median(old[good])),
+              "background_pixels": float(np.median(bsig[good]))}  # fmt: skip
+    del old, good
+    masked_sim = simulate_with_sysmaps(tile, run, MASKED_SIM)
+    sim_bkg, data_bkg = _realism_step(tile, run, masked_sim.directory, blocks, bkgs,
+                                      MASKED_SIM)  # fmt: skip
+    # 2. the correction of the width
+    gain = masked_sim.parameters["gain_dict"][tile.band]
+    fixed = photon_variance(sim_bkg, gain) if params.account_photon_noise else 0.0
+    correction = std_correction(data_bkg, sim_bkg, fixed)
+    plain = std_correction(data_bkg, sim_bkg)
+    write_improved_sysmaps(sysmaps_path(run, MASKED_SIM), sysmaps_path(run, TUNED_SIM),
+                           np.asarray(bsig, np.float64) * correction)  # fmt: skip
+    # 3. the last simulation
+    tuned_sim = simulate_with_sysmaps(tile, run, TUNED_SIM)
+    _, data_bkg = _realism_step(tile, run, tuned_sim.directory, blocks, bkgs,
+                                TUNED_SIM)  # fmt: skip
+    section = {
+        "steps": list(blocks),  # the simulations in order (JSON sorts the keys)
+        "realism": blocks,
+        "improved_psf": improved_psf,
+        "median_bsig": median,
+        "std_correction": correction,
+        "plain_std_correction": plain,
+        "photon_variance": fixed,
+        "account_photon_noise": params.account_photon_noise,
+        "sysmaps": relative_path(run.root, sysmaps_path(run, TUNED_SIM)),
+    }
+    write_section(run.metrics, STAGE.name, section)
+    return Products(improved_psf, blocks, bkgs, data_bkg, median, correction, plain,
+                    fixed, sysmaps_path(run, TUNED_SIM), section)  # fmt: skip

@@ -5,31 +5,60 @@ flag bits ufig's ``add_generic_stamp_flags`` reads from the HDF5 dataset ``mask`
 bit 1 (value 2) bright star, bit 2 (value 4) survey mask (bit 0, delta weight, is
 not used for HSC). The overlap file's dataset ``img_mask`` marks pixels duplicated
 in a neighbouring tile; for a single tile it is all False.
+
+Reads the tile's ``calexp`` (of its ``band``); writes the products ``mask`` and
+``overlap``. Entry point: :func:`run`; the figure is in
+:mod:`hscsim_utils.stages.masks_plots`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import matplotlib.pyplot as plt
 import numpy as np
-from astropy.visualization import ImageNormalize, PercentileInterval
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 
 from hscsim_utils.atomic import atomic_path
+from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.files import Calexp, read_calexp
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.stages import registry
 
+STAGE = registry.spec("masks")
 FLAGBIT_STAR = 1
 FLAGBIT_SURVEY = 2
 STAR_PLANES = ("BRIGHT_OBJECT",)
 SURVEY_PLANES = ("NO_DATA",)
+
+
+def plane_names(text: str) -> list[str]:
+    """The names of a comma-separated list (``"A, B"`` -> ``["A", "B"]``)."""
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 02: the parameters of its notebook."""
+
+    star_planes: str = "BRIGHT_OBJECT"  # comma-separated MASK planes -> star flag
+    survey_planes: str = "NO_DATA"  # comma-separated MASK planes -> survey flag
+
+    def __post_init__(self) -> None:
+        for name in ("star_planes", "survey_planes"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not all(
+                re.fullmatch(r"\w+", p) for p in plane_names(value)
+            ):
+                raise InputError(
+                    f"{STAGE.name}.{name}",
+                    "must be comma-separated MASK plane names such as "
+                    f"'BRIGHT_OBJECT,NO_DATA' (or empty for none), got {value!r}",
+                )
 
 
 @dataclass
@@ -95,22 +124,8 @@ def make_masks(
     return Stage02Result(calexp.image, mask)
 
 
-def plot_mask(image: np.ndarray, mask: np.ndarray, label: str) -> Figure:
-    """The image beside the ufig mask (star, survey, both)."""
-    fig, axs = plt.subplots(
-        1, 2, figsize=(12, 5.5), sharex=True, sharey=True, layout="constrained"
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage02Result:
+    """Stage 02: the mask and overlap files of the tile's calexp."""
+    return make_masks(
+        tile, run, plane_names(params.star_planes), plane_names(params.survey_planes)
     )
-    finite = image[np.isfinite(image)]
-    vmin, vmax = PercentileInterval(90).get_limits(finite)
-    norm = ImageNormalize(vmin=vmin, vmax=vmax)
-    axs[0].imshow(image, origin="lower", cmap="gray", norm=norm)
-    axs[0].set_title("image")
-    cmap = ListedColormap(["white", "tab:orange", "tab:blue", "tab:purple"])
-    im = axs[1].imshow(
-        mask >> FLAGBIT_STAR, origin="lower", cmap=cmap, vmin=-0.5, vmax=3.5
-    )
-    cbar = fig.colorbar(im, ax=axs[1], ticks=[0, 1, 2, 3], shrink=0.8)
-    cbar.ax.set_yticklabels(["none", "star (2)", "survey (4)", "both (6)"])
-    axs[1].set_title("ufig mask flags")
-    fig.suptitle(label)
-    return fig

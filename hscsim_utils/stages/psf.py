@@ -12,18 +12,28 @@ Two additions to ufig's interpolation (:func:`stage_polynomial_model`), both
 optional: ridge strengths by cross-validation instead of ufig's fixed values,
 and a per-visit FWHM prior from the seeing column of the frame metadata.
 
-Also here: plots of the stage and the comparison with a true PSF.
+Also here: the comparison with a true PSF (simulated tiles).
+
+Reads the tile's ``calexp``, ``frame_metadata`` (seeing prior) and
+``truth_dir`` (true PSF of a simulated tile) and the products
+``sextractor_cat``, ``sysmaps`` and ``gaia``; writes the products
+``psf_model``, ``psf_catalog`` and ``psf_summary`` (estimator, star counts,
+timing, truth comparison and the parameters it ran with, which
+:func:`load_params` reads back). Entry point: :func:`run`; the figures are in
+:mod:`hscsim_utils.stages.psf_plots`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
@@ -39,9 +49,13 @@ from hscsim_utils.compat.ufig_psf import (
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
 from hscsim_utils.hsc.tile import TileSpec
+from hscsim_utils.logs import quiet_loggers
 from hscsim_utils.numerics import psf_direct
 from hscsim_utils.numerics.psf_model import PARAM_NAMES
 from hscsim_utils.runfolder import RunFolder, read_dataset
+from hscsim_utils.stages import registry
+
+STAGE = registry.spec("psf")
 
 #: Pipeline settings of the tutorial (Gaia match within 1.5 pixels, no coadd
 #: boundary flag); everything else is ufig's default.
@@ -63,6 +77,37 @@ SEXCAT_COLUMNS = (
     "FLUX_RADIUS", "X2WIN_IMAGE", "Y2WIN_IMAGE", "XYWIN_IMAGE",
 )  # fmt: skip
 GAIA_FIELDS = ("ra", "dec", "phot_g_mean_mag", "id")
+ESTIMATORS = ("auto", "cnn", "direct")
+RIDGE_ALPHAS = ("cv", "ufig")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 05: the parameters of its notebook."""
+
+    estimator: str = "auto"  # auto (CNN if its weights exist, else direct), cnn, direct
+    cnn_path: str = ""  # prefix of the CNN checkpoint; empty: cosmo_torrent cache
+    min_stars: int = MIN_STARS  # fewer usable stars than this is an error
+    ridge_alpha: str = "cv"  # cv (cross-validated) or ufig (ufig's fixed values)
+    seeing_prior: bool = True  # per-visit FWHM prior from the frame metadata
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed: str) -> InputError:
+            value = getattr(self, name)
+            return InputError(f"{STAGE.name}.{name}", f"{allowed}, got {value!r}")
+
+        if self.estimator not in ESTIMATORS:
+            raise bad("estimator", f"must be one of {', '.join(ESTIMATORS)}")
+        if not isinstance(self.cnn_path, str):
+            raise bad("cnn_path", "must be a path prefix or empty")
+        if isinstance(self.min_stars, bool) or not isinstance(self.min_stars, int):
+            raise bad("min_stars", "must be an integer")
+        if self.min_stars < 1:
+            raise bad("min_stars", "must be at least 1")
+        if self.ridge_alpha not in RIDGE_ALPHAS:
+            raise bad("ridge_alpha", f"must be one of {', '.join(RIDGE_ALPHAS)}")
+        if not isinstance(self.seeing_prior, bool):
+            raise bad("seeing_prior", "must be True or False")
 
 
 # --- which estimator -------------------------------------------------------------
@@ -348,6 +393,7 @@ class PSFStageResult:
     record: SelectionRecord = field(repr=False)
     seconds: float
     settings: dict = field(default_factory=dict, repr=False)
+    summary: dict = field(default_factory=dict, repr=False)  # as in psf_summary
 
     @property
     def counts(self) -> list[tuple[str, int]]:
@@ -435,14 +481,8 @@ def quiet_ufig_logs(level: int = logging.WARNING) -> Iterator[None]:
     for name, module in list(sys.modules.items()):
         if name.startswith("ufig.psf_estimation") and "LOGGER" in vars(module):
             loggers.append(vars(module)["LOGGER"])
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(level)
-    try:
+    with quiet_loggers(loggers, level):
         yield
-    finally:
-        for lg, old in zip(loggers, levels, strict=True):
-            lg.setLevel(old)
 
 
 def _set_numba_threads() -> None:
@@ -474,19 +514,6 @@ def read_star_catalog(path: str | os.PathLike) -> np.ndarray:
 def used_stars(cat: np.ndarray) -> np.ndarray:
     """Boolean mask of the stars that entered the PSF model (FLAGS_STARS == 0)."""
     return (cat["FLAGS_STARS"] == 0) & (cat["psf_fwhm_cnn"] != ERR_VAL)
-
-
-def grid_image(grid: np.ndarray, column: str) -> tuple[np.ndarray, list[float]]:
-    """2-D array of ``column`` on the model grid and its imshow extent (pixels)."""
-    xs, ys = np.unique(grid["X_IMAGE"]), np.unique(grid["Y_IMAGE"])
-    img = np.full((len(ys), len(xs)), np.nan)
-    values = np.where(grid[column] == ERR_VAL, np.nan, grid[column])
-    img[np.searchsorted(ys, grid["Y_IMAGE"]), np.searchsorted(xs, grid["X_IMAGE"])] = (
-        values
-    )
-    step = xs[1] - xs[0] if len(xs) > 1 else 100.0
-    extent = [xs[0] - step / 2, xs[-1] + step / 2, ys[0] - step / 2, ys[-1] + step / 2]
-    return img, extent
 
 
 # --- truth -----------------------------------------------------------------------
@@ -559,178 +586,63 @@ def compare_to_truth(
     return out
 
 
-def write_summary(path: str | os.PathLike, result: PSFStageResult, extra: dict) -> None:
-    """Stage summary (estimator, star counts, timings, truth comparison) as JSON."""
-    write_json(
-        path,
-        {
-            "estimator": result.estimator,
-            "seconds": result.seconds,
-            "stars_after_each_cut": dict(result.counts),
-            **extra,
-        },
+def write_summary(path: str | os.PathLike, result: PSFStageResult, extra: dict) -> dict:
+    """Write the stage summary (estimator, star counts, timing and ``extra``) as
+    JSON; return it."""
+    summary = {
+        "estimator": result.estimator,
+        "seconds": result.seconds,
+        "stars_after_each_cut": dict(result.counts),
+        **extra,
+    }
+    write_json(path, summary)
+    return summary
+
+
+def run(tile: TileSpec, run: RunFolder, params: Params) -> PSFStageResult:
+    """Stage 05: PSF model and star catalogue of the tile, and the summary.
+
+    The summary (product ``psf_summary``) records the comparison with the true
+    PSF of a simulated tile and, under ``"params"``, the parameters with the
+    estimator actually used (``auto`` resolved to ``cnn`` or ``direct``).
+    """
+    result = estimate_psf(
+        tile,
+        run,
+        estimator=params.estimator,
+        cnn_path=params.cnn_path,
+        min_stars=params.min_stars,
+        ridge_alpha=params.ridge_alpha,
+        seeing_prior=params.seeing_prior,
     )
-
-
-# --- plots -----------------------------------------------------------------------
-
-_LABELS = {
-    "psf_fwhm": "FWHM [arcsec]",
-    "psf_flux_ratio": "flux ratio (beta=2 part)",
-    "psf_e1": "e1",
-    "psf_e2": "e2",
-    "psf_f1": "f1",
-    "psf_f2": "f2",
-    "psf_g1": "g1",
-    "psf_g2": "g2",
-}
-
-
-def _scale(name: str) -> float:
-    return PIXEL_SCALE_ARCSEC if name == "psf_fwhm" else 1.0
-
-
-def plot_psf_maps(
-    grid: np.ndarray,
-    cat: np.ndarray,
-    label: str,
-    params: tuple[str, ...] = ("psf_fwhm", "psf_e1", "psf_e2"),
-):
-    """Model maps of ``params`` over the patch; dots: the stars' measurements."""
-    import matplotlib.pyplot as plt
-
-    used = used_stars(cat)
-    fig, axes = plt.subplots(
-        1, len(params), figsize=(4.6 * len(params), 4.4), constrained_layout=True
+    truth = load_truth_grid(tile)
+    comparison = (
+        {} if truth is None else compare_to_truth(read_grid(run.psf_model), truth)
     )
-    for ax, name in zip(np.atleast_1d(axes), params, strict=True):
-        img, extent = grid_image(grid, f"{name}_ipt")
-        img = img * _scale(name)
-        stars = cat[f"{name}_cnn"][used] * _scale(name)
-        vmin, vmax = np.nanpercentile(np.r_[img.ravel(), stars], [2, 98])
-        style = dict(vmin=vmin, vmax=vmax, cmap="viridis")
-        im = ax.imshow(img, origin="lower", extent=extent, **style)
-        ax.scatter(
-            cat["X_IMAGE"][used], cat["Y_IMAGE"][used], c=stars, s=14,
-            edgecolors="k", linewidths=0.4, **style,
-        )  # fmt: skip
-        fig.colorbar(im, ax=ax, shrink=0.8, label=_LABELS[name])
-        ax.set_xlabel("x [pixel]")
-        ax.set_ylabel("y [pixel]")
-        ax.set_title(_LABELS[name])
-    fig.suptitle(f"{label}: PSF model (map) and star measurements (dots)")
-    return fig
+    used = dataclasses.replace(params, estimator=result.estimator)
+    extra = {"truth": comparison, "params": asdict(used)}
+    result.summary = write_summary(run.psf_summary, result, extra)
+    return result
 
 
-def _sticks(e1: np.ndarray, e2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    e = np.hypot(e1, e2)
-    phi = 0.5 * np.arctan2(e2, e1)
-    return e * np.cos(phi), e * np.sin(phi)
-
-
-def plot_whiskers(grid: np.ndarray, cat: np.ndarray, label: str, step: int = 3):
-    """Ellipticity whiskers: model on every ``step``-th grid point, and stars."""
-    import matplotlib.pyplot as plt
-
-    xs, ys = np.unique(grid["X_IMAGE"]), np.unique(grid["Y_IMAGE"])
-    keep = (grid["psf_e1_ipt"] != ERR_VAL) & np.isin(grid["X_IMAGE"], xs[::step])
-    keep &= np.isin(grid["Y_IMAGE"], ys[::step])
-    used = used_stars(cat)
-    e_ref = 0.05
-    spacing = step * (xs[1] - xs[0] if len(xs) > 1 else 100.0)
-    style = dict(angles="xy", scale_units="xy", scale=e_ref / (0.9 * spacing))
-    style.update(pivot="middle", headwidth=0, headlength=0, headaxislength=0)
-    fig, ax = plt.subplots(figsize=(7.5, 7.5), constrained_layout=True)
-    u, v = _sticks(grid["psf_e1_ipt"][keep], grid["psf_e2_ipt"][keep])
-    q = ax.quiver(
-        grid["X_IMAGE"][keep], grid["Y_IMAGE"][keep], u, v, width=0.004, **style
-    )
-    u, v = _sticks(cat["psf_e1_cnn"][used], cat["psf_e2_cnn"][used])
-    ax.quiver(
-        cat["X_IMAGE"][used], cat["Y_IMAGE"][used], u, v, color="tab:red",
-        width=0.003, **style,
-    )  # fmt: skip
-    ax.quiverkey(q, 0.12, -0.08, e_ref, f"|e| = {e_ref}", labelpos="E")
-    ax.set_aspect("equal")
-    ax.set_xlabel("x [pixel]")
-    ax.set_ylabel("y [pixel]")
-    ax.set_title(f"{label}:\nPSF ellipticity, model (black) and stars (red)")
-    return fig
-
-
-def typical_stars(result: PSFStageResult, n: int = 4) -> np.ndarray:
-    """Indices (into the estimator's stars) of used stars spread in magnitude."""
-    cat = result.record.extras["cat_cnn"]
-    ok = np.flatnonzero(cat["FLAGS_STARS"] == 0)
-    order = ok[np.argsort(cat["MAG_AUTO"][ok])]
-    if len(order) == 0:
-        return order
-    picks = np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)
-    return order[picks]
-
-
-def plot_star_stamps(result: PSFStageResult, label: str, n: int = 4):
-    """Data, model and residual stamps of typical stars (model: the direct fit)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import AsinhNorm, Normalize
-
-    from hscsim_utils.numerics.psf_model import StampRenderer
-
-    extras = result.record.extras
-    index = typical_stars(result, n)
-    cube = np.asarray(extras["cube"], float)[index]
-    fit = extras.get("fit")
-    theta = fit["theta"][index] if fit else psf_direct.fit_stamps(cube)["theta"]
-    models = psf_direct.model_stamps(theta, StampRenderer(shape=cube.shape[1:]))
-    fig, axes = plt.subplots(
-        3, len(index), figsize=(2.6 * len(index), 7.8), squeeze=False,
-        constrained_layout=True,
-    )  # fmt: skip
-    for k, (stamp, model, th) in enumerate(zip(cube, models, theta, strict=True)):
-        peak = np.nanmax(model - th[11])
-        star = AsinhNorm(linear_width=0.02 * peak, vmin=-0.01 * peak, vmax=peak)
-        panels = (
-            (stamp - th[11], "data", star, "magma"),
-            (model - th[11], "model", star, "magma"),
-            (stamp - model, "residual", Normalize(-0.05 * peak, 0.05 * peak), "RdBu_r"),
+def load_params(run: RunFolder) -> Params:
+    """The parameters stage 05 ran with in ``run`` (from its ``psf_summary``)."""
+    path = run.psf_summary
+    if not path.is_file():
+        raise InputError(path, "not found; run stage 05 (psf) first")
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
+    values = summary.get("params") if isinstance(summary, dict) else None
+    if not isinstance(values, dict):
+        raise InputError(path, "records no parameters; run stage 05 (psf) again")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(Params)})
+    if unknown:
+        raise InputError(
+            path, f"unknown parameters {unknown}; run stage 05 (psf) again"
         )
-        for row, (img, name, norm, cmap) in enumerate(panels):
-            ax = axes[row, k]
-            ax.imshow(img, origin="lower", norm=norm, cmap=cmap)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            mag = extras["cat_cnn"]["MAG_AUTO"][index[k]]
-            ax.set_title(f"{name}, i={mag:.1f}" if row == 0 else name, fontsize=9)
-    fig.suptitle(
-        f"{label}: star stamps, {result.estimator} estimator\n"
-        "(asinh stretch; residual scale: 5% of the peak)"
-    )
-    return fig
-
-
-def plot_truth_comparison(grid: np.ndarray, truth: np.ndarray, label: str):
-    """Maps of model minus truth for FWHM (relative), e1 and e2."""
-    import matplotlib.pyplot as plt
-
-    g, t = match_grids(grid, truth)
-    names = ("fwhm", "e1", "e2")
-    diff = np.zeros(len(g), [("X_IMAGE", "f8"), ("Y_IMAGE", "f8")] +
-                    [(n, "f8") for n in names])  # fmt: skip
-    diff["X_IMAGE"], diff["Y_IMAGE"] = g["X_IMAGE"], g["Y_IMAGE"]
-    bad = g["psf_fwhm_ipt"] == ERR_VAL
-    diff["fwhm"] = np.where(bad, ERR_VAL, g["psf_fwhm_ipt"] / t["psf_fwhm_ipt"] - 1)
-    for e in ("e1", "e2"):
-        diff[e] = np.where(bad, ERR_VAL, g[f"psf_{e}_ipt"] - t[f"psf_{e}_ipt"])
-    texts = ("FWHM model/truth - 1", "e1 model - truth", "e2 model - truth")
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), constrained_layout=True)
-    for ax, name, lim, text in zip(axes, names, (0.02, 0.01, 0.01), texts, strict=True):
-        img, extent = grid_image(diff, name)
-        im = ax.imshow(
-            img, origin="lower", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim
-        )
-        fig.colorbar(im, ax=ax, shrink=0.8, label=text)
-        ax.set_title(text)
-        ax.set_xlabel("x [pixel]")
-        ax.set_ylabel("y [pixel]")
-    fig.suptitle(f"{label}: PSF model against the true PSF")
-    return fig
+    try:
+        return Params(**values)
+    except InputError as err:
+        raise InputError(path, f"recorded parameters: {err}") from None

@@ -4,16 +4,28 @@ A measured PSF never equals the PSF that made the image. The simulation of stage
 06 knows its PSF (stage 05's model of the data), so measuring the PSF of the
 simulation exactly as stage 05 measured the data shows the estimator's bias:
 
-1. :func:`measure_simulation_psf` runs stage 05's estimation (same estimator,
-   same settings) on a simulated image and its SExtractor catalogue;
+1. :func:`measure_simulation_psf` runs stage 05's estimation (the settings
+   stage 05 used, :func:`stage05_settings`) on a simulated image and its
+   SExtractor catalogue;
 2. :func:`fit_adjustments` fits, per PSF parameter, ``input = intercept + slope
    * measured`` over the stars of the model (robust, see
    :func:`fit_linear_adjustment`);
 3. :func:`estimate_improved_psf` measures the data again with that adjustment
-   applied to every star's measurement, writing ``psf/psf_model_improved.h5``
-   and ``psf/psf_catalog_improved.cat``;
+   applied to every star's measurement: the improved model and catalogue;
 4. :func:`simulate_with_improved_psf` simulates the patch with the improved
-   model (``sim/psf_tuned``), whose PSF is then measured with the adjustment.
+   model, whose PSF is then measured with the adjustment.
+
+Entry point: :func:`run`. Everything the stage writes is in its product
+``psf_finetune/`` (besides its section ``psf_finetune`` of ``metrics.json``)::
+
+    psf_finetune/
+      psf_model.h5, psf_catalog.cat   improved PSF model and its stars
+      adjustment.json                 the fitted adjustment and its diagnostics
+      baseline_psf/                   PSF measured on stage 06's simulation
+      sim/                            simulation with the improved model, and
+                                      its PSF measured with the adjustment
+
+The figures are in :mod:`hscsim_utils.stages.psf_finetune_plots`.
 
 Column names in ufig's PSF catalogues: ``psf_fwhm`` (no suffix) is the PSF a
 simulation put in at the object (SExtractor catalogue matched to the input;
@@ -46,12 +58,18 @@ import numpy as np
 from hscsim_utils.atomic import TMP_PREFIX, write_json
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.tile import TileSpec
-from hscsim_utils.metrics import update_metrics
+from hscsim_utils.metrics import relative_path, write_section
 from hscsim_utils.numerics.psf_model import PARAM_NAMES
-from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.stages import psf, simulate
+from hscsim_utils.runfolder import PRODUCTS, RunFolder
+from hscsim_utils.stages import psf, quality, registry, simulate
 
-TUNED_SIM = "psf_tuned"
+STAGE = registry.spec("psf_finetune")
+#: Files and folders inside the product ``psf_finetune/``.
+IMPROVED_MODEL = "psf_model.h5"
+IMPROVED_CATALOG = "psf_catalog.cat"
+ADJUSTMENT = "adjustment.json"
+BASELINE_PSF = "baseline_psf"
+TUNED_SIM = "sim"
 NO_INPUT = -200.0  # value of the input columns of an unmatched object
 N_SIGMA_CLIP = 3.0
 MIN_FIT_STARS = 5
@@ -62,36 +80,86 @@ MIN_R2 = 0.8  # below this squared correlation a fitted slope is mostly dilution
 MAX_SLOPE = 2.0
 SPREAD_TOL = 1e-7  # relative spread below which a parameter "does not vary"
 MAD_TO_STD = 1.4826
-#: Scratch folder (image and catalogue in stage 05's formats) inside the run
-#: folder; the prefix lets the chain runner sweep it after a crash.
+#: Scratch folder (image and catalogue in stage 05's formats) inside the folder
+#: the measurement goes to; the prefix lets the chain runner sweep it after a crash.
 SCRATCH_PREFIX = f"{TMP_PREFIX}psf-of-sim-"
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 08: the parameters of its notebook. The PSF estimation
+    itself runs with the settings stage 05 used (:func:`stage05_settings`)."""
+
+    simulation: str = ""  # folder relative to the run folder; empty: sim/baseline
+    slope_z: float = SLOPE_Z  # slopes within this many standard errors of 1 become 1
+    min_r2: float = MIN_R2  # slopes of looser relations than this become 1
+
+    def __post_init__(self) -> None:
+        quality.check_simulation(f"{STAGE.name}.simulation", self.simulation)
+        for name, low, high in (("slope_z", 0.0, np.inf), ("min_r2", 0.0, 1.0)):
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not low <= value <= high:
+                raise InputError(
+                    f"{STAGE.name}.{name}",
+                    f"must be a number in [{low}, {high}], got {value!r}",
+                )
 
 
 # --- paths -----------------------------------------------------------------------
 
 
+def finetune_dir(run: RunFolder) -> Path:
+    """The product ``psf_finetune/`` (not created: stage 09 only looks)."""
+    return run.root / PRODUCTS[STAGE.name].rstrip("/")
+
+
 def improved_model_path(run: RunFolder) -> Path:
-    """``psf/psf_model_improved.h5`` of the run folder."""
-    return run.path("psf", "psf_model_improved.h5")
+    """The improved PSF model (the data measured with the adjustment)."""
+    return finetune_dir(run) / IMPROVED_MODEL
 
 
 def improved_catalog_path(run: RunFolder) -> Path:
-    """``psf/psf_catalog_improved.cat`` of the run folder."""
-    return run.path("psf", "psf_catalog_improved.cat")
+    """The star catalogue of the improved PSF model."""
+    return finetune_dir(run) / IMPROVED_CATALOG
 
 
 def adjustment_path(run: RunFolder) -> Path:
-    """``psf/psf_adjustment.json``: the fitted adjustment and its diagnostics."""
-    return run.path("psf", "psf_adjustment.json")
+    """The fitted adjustment and its diagnostics (JSON)."""
+    return finetune_dir(run) / ADJUSTMENT
+
+
+def baseline_psf_dir(run: RunFolder) -> Path:
+    """The PSF measured on the baseline simulation (no adjustment)."""
+    return finetune_dir(run) / BASELINE_PSF
+
+
+def tuned_sim_dir(run: RunFolder) -> Path:
+    """The simulation with the improved PSF model (and its measured PSF)."""
+    return finetune_dir(run) / TUNED_SIM
 
 
 def redirected_run(run: RunFolder, **paths: str | os.PathLike) -> RunFolder:
-    """A view of ``run`` whose named paths (e.g. ``psf_model``) point elsewhere."""
-    unknown = [name for name in paths if not hasattr(RunFolder, name)]
+    """A view of ``run`` whose named products (e.g. ``psf_model``) point elsewhere,
+    by property and by :meth:`RunFolder.product` alike."""
+    unknown = [name for name in paths if name not in PRODUCTS]
     if unknown:
-        raise InputError("paths", f"RunFolder has no paths {unknown}")
-    props = {name: property(lambda self, p=Path(p): p) for name, p in paths.items()}
-    return type("RedirectedRunFolder", (RunFolder,), props)(run.root)
+        raise TypeError(f"RunFolder has no paths {unknown}")
+    moved = {name: Path(p) for name, p in paths.items()}
+
+    def product(self, name: str) -> Path:
+        return moved[name] if name in moved else RunFolder.product(self, name)
+
+    props = {name: property(lambda self, p=p: p) for name, p in moved.items()}
+    return type("RedirectedRunFolder", (RunFolder,), props | {"product": product})(
+        run.root
+    )
+
+
+def stage05_settings(run: RunFolder) -> dict:
+    """The settings stage 05 estimated the data's PSF with (its ``Params``, read
+    from its summary), as keywords of :func:`hscsim_utils.stages.psf.estimate_psf`."""
+    return dataclasses.asdict(psf.load_params(run))
 
 
 # --- measuring the PSF of a simulation --------------------------------------------
@@ -141,9 +209,11 @@ def measure_simulation_psf(
     and Gaia stars. ``adjustment`` ({name: (intercept, slope)}) is applied to
     the per-star measurements. Writes ``psf_model_sim.h5`` and
     ``psf_catalog_sim.cat`` into ``out_dir`` (default: the simulation's folder,
-    where stage 07 finds them), each atomically.
+    where :func:`hscsim_utils.stages.quality.load_inputs` finds the catalogue),
+    each atomically; the scratch files go to a temporary folder inside it.
     """
     out_dir = Path(out_dir) if out_dir is not None else sim.directory
+    out_dir.mkdir(parents=True, exist_ok=True)
     for path in (sim.image_path, sim.catalog_path):
         if not path.is_file():
             raise InputError(path, "simulation output missing; simulate again")
@@ -152,7 +222,7 @@ def measure_simulation_psf(
         settings["psf_measurement_adjustment"] = {
             k: tuple(map(float, v)) for k, v in adjustment.items()
         }
-    with tempfile.TemporaryDirectory(dir=run.root, prefix=SCRATCH_PREFIX) as tmp:
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=SCRATCH_PREFIX) as tmp:
         image = write_image_as_calexp(sim, Path(tmp) / "image.fits")
         cat = write_catalog_as_columns(sim, Path(tmp) / "se.cat")
         view = redirected_run(
@@ -419,7 +489,7 @@ def pipeline_adjustment(
 def write_adjustment(
     run: RunFolder, fits: Mapping[str, LinearAdjustment], extra: dict | None = None
 ) -> Path:
-    """The adjustment and its diagnostics as ``psf/psf_adjustment.json``."""
+    """The adjustment and its diagnostics as ``psf_finetune/adjustment.json``."""
     path = adjustment_path(run)
     write_json(
         path,
@@ -472,16 +542,17 @@ def improved_psf_overrides(run: RunFolder, band: str) -> dict:
 
 
 def simulate_with_improved_psf(
-    tile: TileSpec, run: RunFolder, name: str = TUNED_SIM, **sim_kwargs
+    tile: TileSpec, run: RunFolder, **sim_kwargs
 ) -> simulate.Simulation:
-    """Simulate the patch with ``psf/psf_model_improved.h5`` into ``sim/<name>``."""
+    """Simulate the patch with the improved PSF model into :func:`tuned_sim_dir`."""
     overrides = improved_psf_overrides(run, tile.band)
     if not overrides:
         raise InputError(improved_model_path(run), "not found; fine-tune the PSF first")
     overrides.update(sim_kwargs.pop("overrides", None) or {})
     return simulate.run_simulation(
-        tile, run, name=name, overrides=overrides, measure_psf="none", **sim_kwargs
-    )
+        tile, run, out=tuned_sim_dir(run), overrides=overrides, measure_psf="none",
+        **sim_kwargs,
+    )  # fmt: skip
 
 
 # --- reporting --------------------------------------------------------------------
@@ -516,80 +587,174 @@ def budget_table(budget: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-def record_metrics(
+def fits_table(fits: Mapping[str, LinearAdjustment]) -> str:
+    """One line per parameter: the fitted relation and how it was obtained."""
+    lines = []
+    for name, fit in fits.items():
+        err = f"{fit.slope_err:.3f}" if fit.slope_err is not None else "-"
+        lines.append(
+            f"{name:15s} input = {fit.intercept:+.5f} + {fit.slope:.4f} x measured "
+            f"({fit.kind}, slope error {err}, {fit.n_stars} stars, "
+            f"{fit.n_clipped} clipped)"
+        )
+    return "\n".join(lines)
+
+
+def truth_table(comparison: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    """RMS of the stage 05 and the improved model against the true PSF."""
+    if not comparison:
+        return "no true PSF for this tile"
+    keys = list(comparison)
+    lines = [f"{'model vs truth':15s}" + "".join(f"{k + ' rms':>15s}" for k in keys)]
+    for name in comparison[keys[0]]:
+        values = "".join(f"{comparison[k][name]['rms']:15.5f}" for k in keys)
+        lines.append(f"{name:15s}{values}")
+    return "\n".join(lines)
+
+
+# --- the stage --------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    """The PSF measured on one simulation, compared with the simulation's input."""
+
+    simulation: Path  # the simulation's folder
+    adjusted: bool  # measured with the adjustment
+    estimator: str
+    catalog_path: Path
+    catalog: np.ndarray = dataclasses.field(repr=False)
+
+    @property
+    def n_stars(self) -> int:
+        """Stars of the model with a measured and an input PSF."""
+        return int(comparison_stars(self.catalog).sum())
+
+    def block(self, run: RunFolder) -> dict:
+        """The numbers for ``metrics.json``, saying which simulation they describe."""
+        worst = max_abs_diffs(self.catalog)
+        return {
+            "simulation": relative_path(run.root, self.simulation),
+            "psf_catalog": relative_path(run.root, self.catalog_path),
+            "adjusted": self.adjusted,
+            "n_stars": self.n_stars,
+            "psf_fwhm_max_abs_diff": worst["psf_fwhm"],
+            "max_abs_diff": worst,
+            "mean_diff": mean_diffs(self.catalog),
+            "fwhm_error_budget": fwhm_error_budget(self.catalog),
+        }
+
+
+def measure(
+    tile: TileSpec,
     run: RunFolder,
-    before: Mapping[str, float | None],
-    after: Mapping[str, float | None],
+    sim: simulate.Simulation,
+    settings: Mapping,
+    adjustment: Mapping[str, tuple[float, float]] | None = None,
+    out_dir: Path | None = None,
+) -> Measurement:
+    """:func:`measure_simulation_psf` and its catalogue, as a :class:`Measurement`."""
+    result = measure_simulation_psf(
+        tile, run, sim, adjustment, out_dir=out_dir, **settings
+    )
+    return Measurement(
+        sim.directory, bool(adjustment), result.estimator, result.catalog,
+        read_psf_catalog(result.catalog),
+    )  # fmt: skip
+
+
+@dataclass
+class Products:
+    """What stage 08 fitted, wrote and measured (its metrics section is written)."""
+
+    settings: dict  # stage 05's PSF settings, used for every estimation
+    fits: dict[str, LinearAdjustment]
+    before: Measurement  # baseline simulation, not adjusted
+    after: Measurement  # simulation with the improved model, adjusted
+    truth_comparison: dict  # {"stage 05"/"improved": compare_to_truth}; {} if none
+    improved_model: Path
+    improved_catalog: Path
+    section: dict  # section ``psf_finetune`` of metrics.json
+
+    @property
+    def adjustment(self) -> dict[str, tuple[float, float]]:
+        """``{name: (intercept, slope)}``."""
+        return pipeline_adjustment(self.fits)
+
+    def diff_tables(self) -> str:
+        """Largest and mean difference between measured and input PSF parameters,
+        before and after the fine-tuning."""
+        cats = (self.before.catalog, self.after.catalog)
+        worst = [max_abs_diffs(c) for c in cats]
+        bias = [mean_diffs(c) for c in cats]
+        return (
+            "Maximum difference between measured and input PSF parameters:\n"
+            f"{max_diff_table(*worst)}\nMean difference (bias):\n"
+            f"{max_diff_table(*bias, digits=5)}"
+        )
+
+    def budget_table(self) -> str:
+        """:func:`fwhm_error_budget` before and after, as a table."""
+        return budget_table(
+            {k: fwhm_error_budget(m.catalog) for k, m in
+             (("before", self.before), ("after", self.after))}
+        )  # fmt: skip
+
+
+def metrics_section(
+    run: RunFolder,
+    settings: Mapping,
     fits: Mapping[str, LinearAdjustment],
-    extra: dict | None = None,
+    before: Measurement,
+    after: Measurement,
+    truth_comparison: Mapping,
 ) -> dict:
-    """``finetune_psf`` section (before/after per parameter) and the realism
-    metric ``psf_fwhm_max_abs_diff`` (after) of ``metrics.json``."""
-    update_metrics(
-        run.metrics,
-        "finetune_psf",
-        {
-            "psf_fwhm_max_abs_diff_before": before["psf_fwhm"],
-            "psf_fwhm_max_abs_diff_after": after["psf_fwhm"],
-            "max_abs_diff_before": dict(before),
-            "max_abs_diff_after": dict(after),
-            "adjustment": {k: list(v) for k, v in pipeline_adjustment(fits).items()},
-            "adjustment_kind": {k: f.kind for k, f in fits.items()},
-            **(extra or {}),
+    """Section ``psf_finetune`` of ``metrics.json``: the adjustment and the PSF
+    measured minus input on each simulation (``before``/``after`` blocks, each
+    naming its simulation), with ``psf_fwhm_max_abs_diff`` in both."""
+    return {
+        "estimator": after.estimator,
+        "stage05_params": dict(settings),
+        "adjustment": {k: list(v) for k, v in pipeline_adjustment(fits).items()},
+        "adjustment_kind": {k: f.kind for k, f in fits.items()},
+        "improved_model": relative_path(run.root, improved_model_path(run)),
+        "before": before.block(run),
+        "after": after.block(run),
+        "truth_rms": {
+            key: {name: v["rms"] for name, v in cmp.items()}
+            for key, cmp in truth_comparison.items()
         },
+    }
+
+
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
+    """Stage 08: measure the PSF of the baseline simulation as stage 05 measured
+    the data, fit the adjustment, estimate the data's PSF again with it, simulate
+    with the improved model and measure that simulation's PSF (adjusted).
+
+    Writes the product ``psf_finetune/`` and section ``psf_finetune`` of
+    ``metrics.json``, nothing else.
+    """
+    settings = stage05_settings(run)
+    if run.psf_finetune_dir != finetune_dir(run):
+        raise RuntimeError("psf_finetune_dir and finetune_dir disagree")
+    baseline = simulate.load_simulation(
+        quality.simulation_folder(run, params.simulation)
     )
-    return update_metrics(
-        run.metrics, "realism", {"psf_fwhm_max_abs_diff": after["psf_fwhm"]}
-    )
-
-
-def plot_adjustment_fits(
-    cat: np.ndarray, fits: Mapping[str, LinearAdjustment], label: str
-):
-    """Input against measured model at the stars, with the fitted relation."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 4, figsize=(15, 7.5), constrained_layout=True)
-    for ax, name in zip(axes.ravel(), PARAM_NAMES, strict=True):
-        measured, target = measured_and_input(cat, name)
-        ax.scatter(measured, target, s=12, color="k", label="stars")
-        lo = min(measured.min(), target.min()) if len(target) else 0.0
-        hi = max(measured.max(), target.max()) if len(target) else 1.0
-        line = np.linspace(lo, hi, 2)
-        ax.plot(line, line, ":", color="grey", label="input = measured")
-        fit = fits[name]
-        text = f"{fit.intercept:+.4g} + {fit.slope:.3f} x ({fit.kind})"
-        ax.plot(line, fit.apply(line), color="C3", label=text)
-        ax.set_xlabel(f"{name} measured (model at star)")
-        ax.set_ylabel(f"{name} input")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{label}: PSF measured on the simulation against its input")
-    return fig
-
-
-def plot_diffs(cat_before: np.ndarray, cat_after: np.ndarray, label: str):
-    """Largest ``|measured - input|`` (log scale) and mean ``measured - input``
-    (in units of the parameter's input spread) per parameter, before and after."""
-    import matplotlib.pyplot as plt
-
-    x = np.arange(len(PARAM_NAMES))
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5), constrained_layout=True)
-    cases = ((-0.2, cat_before, "not adjusted (baseline simulation)"),
-             (0.2, cat_after, "adjusted (psf_tuned simulation)"))  # fmt: skip
-    for shift, cat, name in cases:
-        spread = {p: np.std(measured_and_input(cat, p)[1]) for p in PARAM_NAMES}
-        worst, bias = max_abs_diffs(cat), mean_diffs(cat)
-        heights = [np.nan if worst[p] is None else worst[p] for p in PARAM_NAMES]
-        axes[0].bar(x + shift, heights, width=0.4, label=name)
-        heights = [np.nan if bias[p] is None or spread[p] == 0 else
-                   bias[p] / spread[p] for p in PARAM_NAMES]  # fmt: skip
-        axes[1].bar(x + shift, heights, width=0.4, label=name)
-    for ax in axes:
-        ax.set_xticks(x, [p.removeprefix("psf_") for p in PARAM_NAMES])
-        ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("max |measured - input| over the stars\n(FWHM in pixels)")
-    axes[1].axhline(0, color="k", lw=0.8)
-    axes[1].set_ylabel("mean (measured - input) / std(input)")
-    fig.suptitle(f"{label}: PSF measured on the simulation minus its input")
-    return fig
+    before = measure(tile, run, baseline, settings, out_dir=baseline_psf_dir(run))
+    fits = fit_adjustments(before.catalog, slope_z=params.slope_z,
+                           min_r2=params.min_r2)  # fmt: skip
+    adjustment = pipeline_adjustment(fits)
+    improved = estimate_improved_psf(tile, run, adjustment, **settings)
+    write_adjustment(run, fits, {"n_stars": before.n_stars})
+    truth = psf.load_truth_grid(tile)
+    comparison = {}
+    if truth is not None:
+        for key, path in (("stage 05", run.psf_model), ("improved", improved.model)):
+            comparison[key] = psf.compare_to_truth(psf.read_grid(path), truth)
+    tuned = simulate_with_improved_psf(tile, run)
+    after = measure(tile, run, tuned, settings, adjustment)
+    section = metrics_section(run, settings, fits, before, after, comparison)
+    write_section(run.metrics, STAGE.name, section)
+    return Products(settings, fits, before, after, comparison, improved.model,
+                    improved.catalog, section)  # fmt: skip

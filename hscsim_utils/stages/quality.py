@@ -21,25 +21,39 @@ Closure (DEMO tile only): each stage's product compared with the truth the demo
 builder wrote beside the tile; see :func:`compute_closure`.
 
 Every metric is a number or null (``None``) when its inputs are missing or too
-few; nulls come with a warning saying why. ``metrics.json`` gets the sections
-``realism`` and ``closure`` (via :func:`hscsim_utils.metrics.update_metrics`).
+few; nulls come with a warning saying why. The stage's section ``quality`` of
+``metrics.json`` holds the blocks ``realism`` (saying which simulation it
+describes and whether the data are DEMO or REAL) and, for a DEMO tile,
+``closure``; it is written whole on every run.
+
+Entry point: :func:`run`. The stage's figures are in
+:mod:`hscsim_utils.stages.quality_plots`; stage 09 uses :func:`load_inputs` and
+:meth:`QualityInputs.realism` on its own simulations.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-import h5py
 import numpy as np
 
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.tile import TileSpec
-from hscsim_utils.metrics import CLOSURE_KEYS, REALISM_KEYS, update_metrics
+from hscsim_utils.metrics import (
+    CLOSURE_KEYS,
+    REALISM_KEYS,
+    realism_block,
+    relative_path,
+    write_section,
+)
 from hscsim_utils.runfolder import RunFolder, read_dataset
+from hscsim_utils.stages import registry
 
+STAGE = registry.spec("quality")
 MAD_TO_STD = 1.4826
 MAX_KS_PIXELS = 1_000_000
 NO_MEASUREMENT = 90.0  # SExtractor writes 99 for magnitudes it could not measure
@@ -51,6 +65,36 @@ PSF_ERR_VAL = 999.0  # ufig's value for stars without a PSF measurement
 
 def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
+
+
+def check_simulation(field: str, value: object) -> None:
+    """InputError unless ``value`` is a folder relative to the run folder or ""."""
+    ok = isinstance(value, str)
+    if ok and value:
+        path = PurePosixPath(value)
+        ok = not path.is_absolute() and ".." not in path.parts
+    if not ok:
+        raise InputError(
+            field,
+            "must be a simulation folder relative to the run folder (such as "
+            f"'sim/baseline'), or empty for stage 06's simulation; got {value!r}",
+        )
+
+
+def simulation_folder(run: RunFolder, simulation: str = "") -> Path:
+    """The folder of the simulation ``simulation`` (relative to the run folder;
+    empty: stage 06's ``sim_baseline``)."""
+    return run.root / simulation if simulation else run.sim_baseline
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 07: the parameters of its notebook."""
+
+    simulation: str = ""  # folder relative to the run folder; empty: sim/baseline
+
+    def __post_init__(self) -> None:
+        check_simulation(f"{STAGE.name}.simulation", self.simulation)
 
 
 # ---------------------------------------------------------------- statistics
@@ -284,10 +328,7 @@ def _same_shape(estimate, truth) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read(path: Path, dataset: str) -> np.ndarray:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} not found")
-    with h5py.File(path, "r") as fh5:
-        return fh5[dataset][()]
+    return read_dataset(path, dataset)
 
 
 def _sysmaps_closure(truth: Path, run: RunFolder) -> dict:
@@ -395,6 +436,7 @@ class QualityInputs:
     masked: np.ndarray
     pixscale: float
     psf_catalog: np.ndarray | None = None
+    simulation: Path | None = None  # the simulation's folder
 
     def background(self) -> tuple[np.ndarray, np.ndarray]:
         """Background pixels of simulation and data."""
@@ -438,14 +480,18 @@ def read_segmentation(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     return seg
 
 
-def load_inputs(tile: TileSpec, run: RunFolder, name: str = "") -> QualityInputs:
-    """Read the data (calexp, stage 02/03 products) and the stage 06 simulation."""
+def load_inputs(
+    tile: TileSpec, run: RunFolder, simulation: str | os.PathLike | None = None
+) -> QualityInputs:
+    """Read the data (calexp, stage 02/03 products) and the simulation in the
+    folder ``simulation`` (default: stage 06's ``sim_baseline``)."""
     from hscsim_utils.hsc.files import read_calexp
     from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
     from hscsim_utils.stages import simulate
     from hscsim_utils.stages.source_extraction import read_catalog
 
-    sim = simulate.load_simulation(run, name or simulate.SIM_NAME)
+    folder = Path(simulation) if simulation is not None else run.sim_baseline
+    sim = simulate.load_simulation(folder)
     images = sim.load_images()
     catalogs = sim.load_catalogs()
     calexp = read_calexp(tile.calexp, tile.band)
@@ -470,7 +516,19 @@ def load_inputs(tile: TileSpec, run: RunFolder, name: str = "") -> QualityInputs
         masked=masked,
         pixscale=float(sim.parameters.get("pixscale", PIXEL_SCALE_ARCSEC)),
         psf_catalog=psf_cat,
+        simulation=folder,
     )
+
+
+def described_realism(
+    tile: TileSpec, run: RunFolder, inputs: QualityInputs, seed: int = 0
+) -> dict:
+    """The realism metrics of ``inputs`` as a block of ``metrics.json``: which
+    simulation (relative to the run folder) against which data (DEMO or REAL)."""
+    if inputs.simulation is None:
+        raise ValueError("the inputs do not say which simulation they hold")
+    return realism_block(run.root, inputs.simulation, tile.is_demo,
+                         inputs.realism(seed))  # fmt: skip
 
 
 # ---------------------------------------------------------------- metrics.json
@@ -494,75 +552,57 @@ def check_schema(section: Mapping[str, object], keys: tuple[str, ...]) -> None:
 
 def write_metrics(
     run: RunFolder,
-    realism: Mapping[str, float | None],
+    realism: Mapping[str, object],
     closure: Mapping[str, float | None] | None = None,
 ) -> dict:
-    """Merge the sections into ``metrics.json`` (after checking their schema)."""
+    """Write the stage's section of ``metrics.json`` whole (after checking the
+    schema): ``realism`` (a block of :func:`described_realism`) and ``closure``
+    (left out when None). Returns the file's contents."""
     check_schema(realism, REALISM_KEYS)
-    data = update_metrics(run.metrics, "realism", dict(realism))
+    missing = [k for k in ("simulation", "data") if k not in realism]
+    if missing:
+        raise InputError("metrics", f"realism block lacks {missing}")
+    section: dict[str, object] = {"realism": dict(realism)}
     if closure is not None:
         check_schema(closure, CLOSURE_KEYS)
-        data = update_metrics(run.metrics, "closure", dict(closure))
-    return data
+        section["closure"] = dict(closure)
+    return write_section(run.metrics, STAGE.name, section)
 
 
-# ---------------------------------------------------------------- plots
+# ---------------------------------------------------------------- the stage
 
 
-def _view(image: np.ndarray) -> tuple[slice, slice]:
-    step = max(1, max(image.shape) // 1500)
-    return slice(None, None, step), slice(None, None, step)
+@dataclass
+class Products:
+    """What stage 07 compared and found (its metrics section is written)."""
+
+    inputs: QualityInputs  # images, catalogues and masks (for the figures)
+    realism: dict  # the simulation against the data, with what both are
+    closure: dict | None  # DEMO tile: every stage's product against the truth
+    simulation: str  # the simulation's folder, relative to the run folder
+
+    @property
+    def area_deg2(self) -> float:
+        """Unmasked sky area."""
+        return area_deg2(self.inputs.masked, self.inputs.pixscale)
+
+    def metric_lines(self) -> list[str]:
+        """``block key = value`` lines of the numbers written to metrics.json."""
+        blocks = {"realism": self.realism, "closure": self.closure or {}}
+        return [
+            f"{name:>8s} {key:>26s} = {value}"
+            for name, block in blocks.items()
+            for key, value in block.items()
+        ]
 
 
-def plot_background_histograms(sim_bkg: np.ndarray, data_bkg: np.ndarray, label: str):
-    """Histograms of the background pixel values of simulation and data."""
-    import matplotlib.pyplot as plt
-
-    sigma = robust_std(data_bkg) or robust_std(sim_bkg) or 1.0
-    centre = float(np.median(data_bkg)) if len(data_bkg) else 0.0
-    bins = np.linspace(centre - 6 * sigma, centre + 6 * sigma, 241)
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    for values, name in ((data_bkg, "data"), (sim_bkg, "simulation")):
-        ax.hist(values, bins=bins, histtype="step", density=True,
-                label=f"{name} (robust std {robust_std(values) or 0:.4g})")  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_xlabel("pixel value [ADU]")
-    ax.set_ylabel("density")
-    ax.legend()
-    ax.set_title(f"{label}\nbackground pixels (segmentation 0, not masked)")
-    return fig
-
-
-def plot_triangles(sim_objects: np.ndarray, data_objects: np.ndarray, label: str):
-    """Triangle plot of MAG_AUTO, FLUX_RADIUS, ELLIPTICITY for both catalogues."""
-    from trianglechain import TriangleChain
-
-    params = list(TRIANGLE_RANGES)
-    tri = TriangleChain(params=params, ranges=TRIANGLE_RANGES, show_legend=True)
-    for cat, name, color in ((data_objects, "data", "k"),
-                             (sim_objects, "simulation", "C1")):  # fmt: skip
-        sel = np.ones(len(cat), bool)
-        for col, (lo, hi) in TRIANGLE_RANGES.items():
-            sel &= (cat[col] >= lo) & (cat[col] <= hi)
-        data = {p: np.asarray(cat[p][sel], float) for p in params}
-        tri.contour_cl(data, color=color, label=f"{name} ({sel.sum()} objects)")
-    tri.fig.suptitle(f"{label}\ndetected objects, simulation versus data")
-    return tri.fig
-
-
-def plot_number_counts(
-    sim_mags: np.ndarray, data_mags: np.ndarray, area: float, label: str
-):
-    """MAG_AUTO number counts per deg^2 per magnitude."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    for mags, name in ((data_mags, "data"), (sim_mags, "simulation")):
-        centres, density = number_counts(mags, area)
-        ax.step(centres, density, where="mid", label=f"{name} ({len(mags)} objects)")
-    ax.set_yscale("log")
-    ax.set_xlabel("MAG_AUTO")
-    ax.set_ylabel(r"$N$ per deg$^2$ per mag")
-    ax.legend()
-    ax.set_title(f"{label}\nnumber counts ({area * 3600:.1f} arcmin$^2$ unmasked)")
-    return fig
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
+    """Stage 07: realism of the simulation against the data and, for a DEMO
+    tile, closure of every stage against the truth; writes section ``quality``
+    of ``metrics.json``."""
+    folder = simulation_folder(run, params.simulation)
+    inputs = load_inputs(tile, run, folder)
+    realism = described_realism(tile, run, inputs)
+    closure = compute_closure(tile, run) if tile.is_demo else None
+    write_metrics(run, realism, closure)
+    return Products(inputs, realism, closure, relative_path(run.root, folder))

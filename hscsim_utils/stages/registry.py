@@ -59,6 +59,7 @@ class StageSpec:
         return f"hscsim_utils.stages.{self.name}"
 
 
+# fmt: off
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "01", "sky_and_sysmaps",
@@ -76,41 +77,41 @@ STAGES: tuple[StageSpec, ...] = (
         reads=(*_CALEXP, "tile:besancon_headers", "tile:besancon_catalogs",
                "tile:gaia_table", "tile:is_demo", "tile:seed"),
         writes=("besancon", "gaia"),
-    ),  # fmt: skip
+    ),
     StageSpec(
         "05", "psf",
-        reads=(*_CALEXP, "tile:frame_metadata", *_TRUTH, "sextractor_cat",
-               "sysmaps", "gaia"),
+        reads=("tile:calexp", "tile:frame_metadata", "tile:truth_dir",
+               "sextractor_cat", "sysmaps", "gaia"),
         writes=("psf_model", "psf_catalog", "psf_summary"),
-    ),  # fmt: skip
+    ),
     StageSpec(
         "06", "simulate",
         reads=(*_CALEXP, *_SIM_SETTINGS, "skymapinfo_npy", "sysmaps", "mask",
                "overlap", "besancon", "gaia", "psf_model"),
         writes=("sim_baseline",),
-    ),  # fmt: skip
+    ),
     StageSpec(
         "07", "quality",
         reads=(*_CALEXP, *_TRUTH, "sysmaps", "mask", "sextractor_cat",
                "sextractor_seg", "psf_model", "sim_baseline"),
         writes=("metrics:quality",),
-    ),  # fmt: skip
+    ),
     StageSpec(
         "08", "psf_finetune",
         reads=(*_CALEXP, "tile:frame_metadata", *_TRUTH, *_SIM_SETTINGS,
                "skymapinfo_npy", "sysmaps", "mask", "overlap", "besancon", "gaia",
-               "sextractor_cat", "sextractor_seg", "psf_model", "psf_summary",
-               "sim_baseline"),
+               "sextractor_cat", "psf_model", "psf_summary", "sim_baseline"),
         writes=("psf_finetune", "metrics:psf_finetune"),
-    ),  # fmt: skip
+    ),
     StageSpec(
         "09", "background_finetune",
-        reads=(*_CALEXP, *_SIM_SETTINGS, "skymapinfo_npy", "sysmaps", "mask",
-               "overlap", "besancon", "gaia", "sextractor_cat", "sextractor_seg",
-               "psf_model", "sim_baseline", "psf_finetune"),
+        reads=(*_CALEXP, "tile:is_demo", *_SIM_SETTINGS, "skymapinfo_npy",
+               "sysmaps", "mask", "overlap", "besancon", "gaia", "sextractor_cat",
+               "sextractor_seg", "psf_model", "sim_baseline", "psf_finetune"),
         writes=("background_finetune", "metrics:background_finetune"),
-    ),  # fmt: skip
+    ),
 )
+# fmt: on
 
 
 def spec(name: str) -> StageSpec:

@@ -7,14 +7,22 @@ patch's ``skymapinfo``, the input files of its run folder (systematic maps,
 masks, stars, PSF model), the output names, the galaxy model and its posterior
 sample, and the seed. So one config serves any number of patches.
 
-UFig writes its outputs itself. The run goes into a temporary folder inside
-``RUN/sim/`` that is renamed to ``RUN/sim/<name>/`` only when the simulation
-finished, with a ``simulation.json`` manifest; a crash leaves the previous
-result in place. Outputs (``<prefix>`` is ``sim_<posterior index>_<band>``):
+UFig writes its outputs itself. The run goes into a temporary folder beside
+its output folder (stage 06's product ``sim_baseline``, ``RUN/sim/baseline/``)
+that replaces it only when the simulation finished, with a ``simulation.json``
+manifest; a crash leaves the previous result in place. Outputs (``<prefix>`` is
+``sim_<posterior index>_<band>``):
 ``_image.fits``, ``_se.cat`` (SExtractor, matched to the input),
 ``_se_seg.h5``, ``_se_bkg.h5``, ``_ucat.gal.cat`` and ``_ucat.star.cat``
 (intrinsic catalogues), ``gaia_ufig.h5`` (the Gaia stars as given to ufig)
 and, when the simulation's PSF is measured, ``psf_catalog_sim.cat``.
+
+Reads the tile's ``band``, ``galaxy_model``, ``posterior_index`` and ``seed``,
+the config ``params/galsbi_hsc_config.py`` and the products ``skymapinfo_npy``,
+``sysmaps``, ``mask``, ``overlap``, ``besancon``, ``gaia`` and ``psf_model``;
+writes the product ``sim_baseline``. Entry point: :func:`run`; the figure (the
+simulation beside the tile's ``calexp``) is in
+:mod:`hscsim_utils.stages.simulate_plots`.
 """
 
 from __future__ import annotations
@@ -34,12 +42,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hscsim_utils.atomic import atomic_dir, write_json
-from hscsim_utils.errors import InputError
+from hscsim_utils.compat.galsbi import mended_galsbi_class
+from hscsim_utils.compat.ufig_gaia import shift_gaia_for_ufig
+from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.tile import TileSpec
-from hscsim_utils.runfolder import REPO_ROOT, RunFolder
+from hscsim_utils.runfolder import REPO_ROOT, RunFolder, read_dataset
+from hscsim_utils.stages import registry
 
+STAGE = registry.spec("simulate")
 DEFAULT_CONFIG = REPO_ROOT / "params" / "galsbi_hsc_config.py"
-SIM_NAME = "baseline"
 FILE_PREFIX = "sim"
 MANIFEST = "simulation.json"
 PSF_CATALOG = "psf_catalog_sim.cat"
@@ -47,12 +58,33 @@ PSF_MODEL = "psf_model_sim.h5"
 PSF_MEASUREMENTS = ("auto", "cnn", "direct", "none")
 GAIA_UFIG = "gaia_ufig.h5"
 STAR_WING_FRACTION = 0.1  # pixel-rendered star profiles go down to this x noise
-#: Posterior columns that GalSBI would turn into ``psf_beta``; the PSF model
-#: fixes the betas (config ``psf_beta``), so they are not passed on.
-PSF_BETA_COLUMNS = ("moffat_beta1", "moffat_beta2")
 SKYMAPINFO_FIELDS = ("pixscale", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1",
                      "NAXIS2")  # fmt: skip
 BAND_FIELDS = ("magzero", "satur", "gain", "nexp", "exptime")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 06: the parameters of its notebook."""
+
+    galaxy_model: str = ""  # empty: the model of the tile file
+    posterior_index: int = -1  # posterior sample; -1: the tile file's
+    seed: int = -1  # random seed; -1: the tile file's
+    measure_psf: str = "auto"  # PSF of the simulation: auto, cnn, direct or none
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed: str) -> InputError:
+            value = getattr(self, name)
+            return InputError(f"{STAGE.name}.{name}", f"{allowed}, got {value!r}")
+
+        if not isinstance(self.galaxy_model, str):
+            raise bad("galaxy_model", "must be a model name such as 'Moser+24'")
+        for name in ("posterior_index", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+                raise bad(name, "must be a non-negative integer, or -1 for the tile's")
+        if self.measure_psf not in PSF_MEASUREMENTS:
+            raise bad("measure_psf", f"must be one of {', '.join(PSF_MEASUREMENTS)}")
 
 
 @dataclass(frozen=True)
@@ -94,8 +126,8 @@ def load_posterior(model: str) -> np.ndarray:
     try:
         return load.load_abc_posterior(model)
     except Exception as err:  # offline without the file, or a broken file
-        raise InputError(
-            "galaxy_model",
+        raise ToolError(
+            "galaxy_model: "
             f"the ABC posterior of {model} is not in the cosmo_torrent cache and "
             f"cannot be downloaded ({type(err).__name__}: {err}); run `hscsim data`; "
             f"models with a cached posterior: {_cached_models()}",
@@ -185,8 +217,7 @@ def _check_datasets(
 
 def background_noise(path: Path) -> float:
     """Median of the positive ``map_bsig`` of the sysmaps file (ADU)."""
-    with h5py.File(path, "r") as fh5:
-        bsig = fh5["map_bsig"][()]
+    bsig = read_dataset(path, "map_bsig")
     positive = bsig[bsig > 0]
     if positive.size == 0:
         raise InputError(path, "map_bsig has no positive value")
@@ -269,25 +300,16 @@ def tile_parameters(
 
 
 def ufig_gaia_file(gaia_path: Path, info: dict[str, float], out: Path) -> Path:
-    """Copy of the Gaia table moved by half a pixel so ufig draws the stars in place.
-
-    ufig converts Gaia positions with its WCS at origin 0 (pixel centres on
-    integers) but renders with pixel corners on integers, so every Gaia star
-    would land half a pixel left of and below its true position. Shifting the
-    positions here by (+0.5, +0.5) pixels keeps the image header's WCS (the
-    data's) correct for everything else.
-    """
+    """Copy of the Gaia table moved by half a pixel so ufig draws the stars in place
+    (:mod:`hscsim_utils.compat.ufig_gaia`)."""
     from ufig.coordinate_util import tile_in_skycoords
 
-    with h5py.File(gaia_path, "r") as fh5:
-        gaia = fh5["data"][()]
+    gaia = read_dataset(gaia_path, "data")
     wcs = tile_in_skycoords(pixscale=info["pixscale"], ra0=info["CRVAL1"],
                             dec0=info["CRVAL2"], crpix_ra=info["CRPIX1"],
                             crpix_dec=info["CRPIX2"])  # fmt: skip
-    x, y = wcs.all_world2pix(gaia["ra"], gaia["dec"], 0)
-    gaia["ra"], gaia["dec"] = wcs.all_pix2world(x + 0.5, y + 0.5, 0)
     with h5py.File(out, "w") as fh5:
-        fh5.create_dataset("data", data=gaia)
+        fh5.create_dataset("data", data=shift_gaia_for_ufig(gaia, wcs))
     return out
 
 
@@ -330,38 +352,9 @@ def psf_measurement_context(
     return mended_psf_estimation(predictor, 1, source=catalog)
 
 
-def _galsbi_class():
-    from galsbi import GalSBI
-    from ufig import run_util
-
-    class HscGalSBI(GalSBI):
-        """GalSBI that passes a posterior sample on as plain keyword arguments."""
-
-        def _run(self, config, model_parameters, **kwargs):
-            # galsbi 0.3.0's GalSBI._run indexes model_parameters["moffat_beta1"][0]
-            # on ONE posterior row (a numpy.void), which raises for a posterior
-            # that has PSF-beta columns. The row is converted here; the betas
-            # are left out because the PSF model fixes them (config psf_beta).
-            params = {
-                col: _plain(model_parameters[col])
-                for col in model_parameters.dtype.names
-                if col not in PSF_BETA_COLUMNS
-            }
-            params.update(kwargs)
-            self.filters = list(params["filters"])
-            run_util.run_ufig_from_config(config, **params)  # context not kept
-
-    return HscGalSBI
-
-
-def _plain(value: Any) -> Any:
-    arr = np.asarray(value)
-    return arr.item() if arr.ndim == 0 else arr
-
-
 @dataclass
 class Simulation:
-    """A finished simulation in ``RUN/sim/<name>/`` and GalSBI's loaders for it."""
+    """A finished simulation in its folder and GalSBI's loaders for it."""
 
     directory: Path
     settings: SimulationSettings
@@ -371,7 +364,7 @@ class Simulation:
     @property
     def model(self):
         """A GalSBI object pointing at this simulation's files (for its loaders)."""
-        model = _galsbi_class()(self.settings.galaxy_model, verbosity="warning")
+        model = mended_galsbi_class()(self.settings.galaxy_model, verbosity="warning")
         model.filters = [self.settings.band]
         model.file_name = str(self.directory / FILE_PREFIX)
         model.mode = "config_file"
@@ -431,13 +424,16 @@ def run_simulation(
     galaxy_model: str = "",
     posterior_index: int = -1,
     seed: int = -1,
-    name: str = SIM_NAME,
+    out: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
     measure_psf: str = "auto",
     config_path: str | os.PathLike = DEFAULT_CONFIG,
     verbosity: str = "warning",
 ) -> Simulation:
-    """Simulate the patch into ``RUN/sim/<name>/`` and return the result.
+    """Simulate the patch into the folder ``out`` and return the result.
+
+    ``out`` defaults to stage 06's product ``sim_baseline``; the fine-tuning
+    stages simulate into folders of their own products.
 
     ``galaxy_model`` ("" = the tile's), ``posterior_index`` and ``seed`` (-1 =
     the tile's) choose the simulation; ``overrides`` replace any config value
@@ -465,7 +461,7 @@ def run_simulation(
     import_psf_estimation()
     steps.set_postfix_str("inputs checked")
     steps.update()
-    out = run.sim_dir / name
+    out = Path(out) if out is not None else run.sim_baseline
     with atomic_dir(out) as tmp:
         params = tile_parameters(
             info, run, settings, config.GALAXY_MODELS[settings.galaxy_model], tmp
@@ -486,7 +482,7 @@ def run_simulation(
             deterministic_threaded_rendering((params["size_y"], params["size_x"])),
             psf_measurement_context(kind, Simulation(tmp, settings).catalog_path),
         ):
-            _galsbi_class()(settings.galaxy_model, verbosity=verbosity)(
+            mended_galsbi_class()(settings.galaxy_model, verbosity=verbosity)(
                 mode="config_file",
                 config_file=str(config_path),
                 model_index=settings.posterior_index,
@@ -499,7 +495,7 @@ def run_simulation(
         sim = Simulation(tmp, settings, _describe(params, tmp, out))
         sim.wall_s = round(time.perf_counter() - start, 2)
         if not sim.image_path.is_file() or not sim.catalog_path.is_file():
-            raise InputError(config_path, "UFig finished without image or catalogue")
+            raise ToolError(f"{config_path}: UFig finished without image or catalogue")
         write_json(tmp / MANIFEST, _manifest(sim, config_path))
     sim.directory = out
     steps.set_postfix_str(f"written to {out}")
@@ -525,11 +521,11 @@ def _describe(params: dict[str, Any], tmp: Path, out: Path) -> dict[str, Any]:
     return {k: plain(v) for k, v in params.items()}
 
 
-def load_simulation(run: RunFolder, name: str = SIM_NAME) -> Simulation:
-    """A simulation written earlier by :func:`run_simulation`."""
+def load_simulation(folder: str | os.PathLike) -> Simulation:
+    """The simulation :func:`run_simulation` wrote into ``folder``."""
     import json
 
-    folder = run.sim_dir / name
+    folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
         raise InputError(path, "no simulation here; run stage 06 (simulate) first")
@@ -542,26 +538,13 @@ def load_simulation(run: RunFolder, name: str = SIM_NAME) -> Simulation:
     )
 
 
-# ---------------------------------------------------------------- plots
-
-
-def plot_sim_vs_data(sim_image: np.ndarray, data_image: np.ndarray, label: str):
-    """Simulated and data image side by side with one normalisation (the data's)."""
-    import matplotlib.pyplot as plt
-    from astropy.visualization import ImageNormalize, PercentileInterval
-
-    step = max(1, max(data_image.shape) // 1500)
-    view = (slice(None, None, step), slice(None, None, step))
-    finite = data_image[view][np.isfinite(data_image[view])]
-    vmin, vmax = PercentileInterval(90).get_limits(finite)
-    norm = ImageNormalize(vmin=vmin, vmax=vmax)
-    fig, axs = plt.subplots(1, 2, figsize=(12, 6), constrained_layout=True)
-    for ax, img, title in zip(
-        axs, (sim_image, data_image), ("Simulation (GalSBI + UFig)", "Data"),
-        strict=True,
-    ):  # fmt: skip
-        ax.imshow(img[view], origin="lower", cmap="gray", norm=norm)
-        ax.set_title(title)
-        ax.set_xlabel(f"x [{step} px]" if step > 1 else "x [px]")
-    fig.suptitle(f"{label}: simulated versus data image")
-    return fig
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Simulation:
+    """Stage 06: simulate the tile into the product ``sim_baseline``."""
+    return run_simulation(
+        tile,
+        run,
+        galaxy_model=params.galaxy_model,
+        posterior_index=params.posterior_index,
+        seed=params.seed,
+        measure_psf=params.measure_psf,
+    )

@@ -1,5 +1,11 @@
 """Stage 01: per-pixel systematic maps of a coadd patch.
 
+Reads the tile's ``calexp`` (of its ``band``), ``frame_metadata`` and
+``coadd_metadata``; writes the products ``sysmaps`` (ufig's
+``sysmaps_hdf_combined`` layout), ``skymapinfo_json`` and ``skymapinfo_npy``
+(:mod:`hscsim_utils.stages.skymapinfo`). Entry point: :func:`run`; the figures
+are in :mod:`hscsim_utils.stages.sky_and_sysmaps_plots`.
+
 Pixel convention. Frame corners are converted with the calexp WCS by
 ``all_world2pix(ra, dec, 0)``: 0-based pixel coordinates in which array element
 ``[j, i]`` has its centre at ``(x, y) = (i, j)`` and covers ``[i - 0.5, i + 0.5]``.
@@ -18,19 +24,18 @@ disjoint per-visit intervals, which is the same as OR-ing the visit's bit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from astropy.stats import SigmaClip, mad_std
 from astropy.wcs import WCS
-from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
 from photutils.background import Background2D, SExtractorBackground
 from scipy import ndimage
 from tqdm.auto import tqdm
@@ -40,7 +45,9 @@ from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.files import read_calexp, read_coadd_metadata, read_frame_metadata
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.stages import skymapinfo
+from hscsim_utils.stages import registry, skymapinfo
+
+STAGE = registry.spec("sky_and_sysmaps")
 
 CORNERS = ("ll", "ul", "ur", "lr")
 BITS_PER_WORD = 64
@@ -56,6 +63,27 @@ BKG_BOX = 128
 BKG_FILTER = (3, 3)
 BKG_EXCLUDE_PERCENTILE = 10.0  # photutils' default, as in the tutorial
 BKG_EXCLUDE_MASKED = 50.0  # with sources masked, boxes keep fewer pixels
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 01: the parameters of its notebook."""
+
+    band: str = ""  # empty: the band of the tile file
+    mask_sources: bool = True  # False: background RMS with sigma clipping only
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.band, str) and re.fullmatch(r"\w*", self.band)):
+            raise InputError(
+                f"{STAGE.name}.band",
+                f"must be a band name such as 'i', or empty for the tile's band; "
+                f"got {self.band!r}",
+            )
+        if not isinstance(self.mask_sources, bool):
+            raise InputError(
+                f"{STAGE.name}.mask_sources",
+                f"must be True or False, got {self.mask_sources!r}",
+            )
 
 
 @dataclass
@@ -493,7 +521,7 @@ def make_sky_and_sysmaps(
         steps.update()
         maps = exposure_maps(frames, calexp.wcs, calexp.shape, tile.frame_metadata)
         steps.update()
-        no_data = ((calexp.mask >> calexp.mask_bit("NO_DATA")) & 1) == 1
+        no_data = calexp.plane("NO_DATA")
         background = background_maps(
             calexp.image, no_data, tile.calexp, mask_sources=mask_sources
         )
@@ -509,35 +537,9 @@ def make_sky_and_sysmaps(
     return Stage01Result(maps, background, info, calexp.shape)
 
 
-def coadd_outline(shape: tuple[int, int]) -> tuple[list[float], list[float]]:
-    """Closed outline of the patch: the outer pixel edges, x then y."""
-    ny, nx = shape
-    x0, x1, y0, y1 = -0.5, nx - 0.5, -0.5, ny - 0.5
-    return [x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0]
-
-
-def plot_frames(corners: np.ndarray, shape: tuple[int, int], label: str) -> Figure:
-    """Frame quadrilaterals over the outline of the coadd patch."""
-    fig, ax = plt.subplots(figsize=(6, 6), layout="constrained")
-    finite = np.isfinite(corners).all(axis=(1, 2))
-    closed = np.concatenate([corners[finite], corners[finite, :1]], axis=1)
-    ax.add_collection(LineCollection(closed, lw=0.5, alpha=0.4, color="tab:blue"))
-    ax.plot(*coadd_outline(shape), color="black", lw=2, label="coadd patch")
-    ax.autoscale_view()
-    ax.set_aspect("equal")
-    ax.set_xlabel("x [pixel]")
-    ax.set_ylabel("y [pixel]")
-    ax.legend(loc="upper right")
-    ax.set_title(f"{label}\n{int(finite.sum())} CCD frames and the coadd patch")
-    return fig
-
-
-def plot_map(data: np.ndarray, label: str, what: str, unit: str) -> Figure:
-    """One per-pixel map (e.g. exposure time) with a colour bar."""
-    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
-    im = ax.imshow(data, origin="lower", cmap="viridis", interpolation="nearest")
-    fig.colorbar(im, ax=ax, label=unit)
-    ax.set_xlabel("x [pixel]")
-    ax.set_ylabel("y [pixel]")
-    ax.set_title(f"{label}\n{what}")
-    return fig
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage01Result:
+    """Stage 01: sysmaps and skymapinfo of the tile (``params.band`` replaces the
+    tile's band when given)."""
+    if params.band:
+        tile = dataclasses.replace(tile, band=params.band)
+    return make_sky_and_sysmaps(tile, run, mask_sources=params.mask_sources)

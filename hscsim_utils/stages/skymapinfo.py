@@ -88,7 +88,7 @@ def saturation_level(calexp: Calexp) -> float:
     """Lowest finite value among SAT-flagged pixels, else the image maximum."""
     image = calexp.image
     if "SAT" in calexp.mask_planes:
-        sat = ((calexp.mask >> calexp.mask_bit("SAT")) & 1).astype(bool)
+        sat = calexp.plane("SAT")
         sat &= np.isfinite(image)
         if sat.any():
             return float(image[sat].min())

@@ -23,12 +23,19 @@ overall, partly because the coadd variance includes the sources' Poisson noise
 around objects. On the 4200 x 4200 demo tile it found 8822 sources (25 not
 matching any true object brighter than 28.5) against 13409 (2457) without
 weights, and 52 % instead of 68 % of the true objects with i = 25-26.
+
+Reads the tile's ``calexp`` (of its ``band``) and the products
+``skymapinfo_json``, ``mask`` and ``overlap``; writes the products
+``sextractor_cat``, ``sextractor_seg`` and ``sextractor_bkg``. Entry point:
+:func:`run`; the figures are in
+:mod:`hscsim_utils.stages.source_extraction_plots`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -38,7 +45,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -50,10 +56,9 @@ from hscsim_utils.hsc.files import Calexp, read_calexp
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.logs import quiet_loggers
 from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.stages import registry
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
+STAGE = registry.spec("source_extraction")
 #: Names under which the SExtractor binary is installed (Debian, then upstream).
 SEXTRACTOR_BINARIES: tuple[str, ...] = ("source-extractor", "sex")
 #: ufig's SExtractor configuration files.
@@ -62,12 +67,46 @@ DEFAULT_CONFIG = "hsc.config"
 DEFAULT_PARAMS = "newdefault.param"
 DEFAULT_FILTER = "gauss_3.0_5x5.conv"
 DEFAULT_NNW = "default.nnw"
-#: Catalogue columns shown in the triangle plot, with their plot ranges.
-TRIANGLE_RANGES = {"MAG_AUTO": (17, 30), "FLUX_RADIUS": (0, 10), "ELLIPTICITY": (0, 1)}
 _WEIGHTINGS = ("none", "variance")
 #: Mask planes whose pixels are treated as pixels without data (the tutorial's).
 BLANK_PLANES = ("NO_DATA",)
 _STRUCTURAL_KEYS = ("XTENSION", "PCOUNT", "GCOUNT", "EXTNAME", "EXTTYPE", "INHERIT")
+
+
+def plane_names(text: str) -> tuple[str, ...]:
+    """The names of a comma-separated list (``"A, B"`` -> ``("A", "B")``)."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 03: the parameters of its notebook."""
+
+    sextractor_binary: str = ""  # empty: source-extractor or sex, on PATH
+    sextractor_config: str = DEFAULT_CONFIG  # file in ufig/res/sextractor, or a path
+    weighting: str = "none"  # none: as in the simulation; variance: inverse variance
+    off_mask_radius: float = 1.0  # stamp flags: radius in units of FLUX_RADIUS
+    blank_planes: str = "NO_DATA"  # comma-separated MASK planes treated as no data
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed: str) -> InputError:
+            value = getattr(self, name)
+            return InputError(f"{STAGE.name}.{name}", f"{allowed}, got {value!r}")
+
+        for name in ("sextractor_binary", "sextractor_config", "blank_planes"):
+            if not isinstance(getattr(self, name), str):
+                raise bad(name, "must be a string")
+        if not self.sextractor_config:
+            raise bad("sextractor_config", "must name a SExtractor configuration file")
+        if self.weighting not in _WEIGHTINGS:
+            raise bad("weighting", f"must be one of {', '.join(_WEIGHTINGS)}")
+        radius = self.off_mask_radius
+        if isinstance(radius, bool) or not isinstance(radius, int | float):
+            raise bad("off_mask_radius", "must be a number")
+        if not (np.isfinite(radius) and radius >= 0):
+            raise bad("off_mask_radius", "must be finite and at least 0")
+        if not all(re.fullmatch(r"\w+", p) for p in plane_names(self.blank_planes)):
+            raise bad("blank_planes", "must be comma-separated MASK plane names")
 
 
 @dataclass(frozen=True)
@@ -183,9 +222,7 @@ def prepare_inputs(
         )
     no_data = ~np.isfinite(calexp.image)
     for plane in blank_planes:
-        if plane == "NO_DATA" and plane not in calexp.mask_planes:
-            continue
-        no_data |= (calexp.mask & (1 << calexp.mask_bit(plane))) != 0
+        no_data |= calexp.plane(plane, missing_ok=plane == "NO_DATA")
     image = np.where(no_data, np.float32(0), calexp.image).astype(np.float32)
     if weighting == "none":
         return image, None
@@ -400,53 +437,6 @@ def add_stamp_flags(
     return flags
 
 
-def plot_checkimages(
-    image: np.ndarray, segmentation: np.ndarray, background: np.ndarray, label: str
-) -> Figure:
-    """Image, segmentation map and background side by side."""
-    import matplotlib.pyplot as plt
-    from astropy.visualization import ImageNormalize, PercentileInterval
-
-    step = max(1, max(image.shape) // 1500)
-    view = (slice(None, None, step), slice(None, None, step))
-    finite = image[view][np.isfinite(image[view])]
-    vmin, vmax = PercentileInterval(90).get_limits(finite)
-    fig, axs = plt.subplots(1, 3, figsize=(15, 5), constrained_layout=True)
-    axs[0].imshow(
-        image[view],
-        origin="lower",
-        cmap="gray",
-        norm=ImageNormalize(vmin=vmin, vmax=vmax),
-    )
-    axs[0].set_title("Image")
-    axs[1].imshow(segmentation[view] != 0, origin="lower", cmap="Blues")
-    axs[1].set_title("Segmentation (detected pixels)")
-    im = axs[2].imshow(background[view], origin="lower", cmap="viridis")
-    fig.colorbar(im, ax=axs[2], label="background [ADU]")
-    axs[2].set_title("Background")
-    for ax in axs:
-        ax.set_xlabel(f"x [{step} px]" if step > 1 else "x [px]")
-    fig.suptitle(f"{label}: SExtractor check-images")
-    return fig
-
-
-def plot_catalog_triangle(cat: np.ndarray, label: str) -> Figure:
-    """Triangle plot of MAG_AUTO, FLUX_RADIUS and ELLIPTICITY (as the tutorial)."""
-    from trianglechain import TriangleChain
-
-    params = list(TRIANGLE_RANGES)
-    sel = np.ones(len(cat), bool)
-    for name, (lo, hi) in TRIANGLE_RANGES.items():
-        sel &= np.isfinite(cat[name]) & (cat[name] >= lo) & (cat[name] <= hi)
-    data = {p: np.asarray(cat[p][sel], float) for p in params}
-    tri = TriangleChain(fill=True, params=params, ranges=TRIANGLE_RANGES)
-    tri.contour_cl(data)
-    tri.fig.suptitle(
-        f"{label}: SExtractor catalogue ({sel.sum()} of {len(cat)} sources in range)"
-    )
-    return tri.fig
-
-
 @dataclass
 class Stage03Result:
     """What the stage-03 notebook shows."""
@@ -486,3 +476,16 @@ def extract_sources(
         run.sextractor_cat, run.mask, run.overlap, calexp.shape, off_mask_radius
     )
     return Stage03Result(calexp, settings, summary, read_catalog(run.sextractor_cat))
+
+
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage03Result:
+    """Stage 03: SExtractor catalogue, check-images and stamp flags of the tile."""
+    return extract_sources(
+        tile,
+        run,
+        binary=params.sextractor_binary,
+        config=params.sextractor_config,
+        weighting=params.weighting,
+        off_mask_radius=params.off_mask_radius,
+        blank_planes=plane_names(params.blank_planes),
+    )

@@ -18,10 +18,17 @@ Dec), so every pixel index here is RING. Pixels without a catalogue get an empty
 Gaia: ufig's ``besancon_gaia_splice`` places the brightest simulated stars at
 Gaia positions; it reads the dataset ``data`` with fields ``ra``, ``dec``,
 ``phot_g_mean_mag``, ``id``.
+
+Reads the tile's ``calexp`` (of its ``band``), ``besancon_headers``,
+``besancon_catalogs``, ``gaia_table``, ``is_demo`` (which Gaia source) and
+``seed`` (of the subsampling); writes the products ``besancon`` and ``gaia``.
+Entry point: :func:`run`; the figures are in
+:mod:`hscsim_utils.stages.stars_plots`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -35,14 +42,15 @@ from astropy.wcs import WCS
 
 from hscsim_utils.atomic import atomic_path
 from hscsim_utils.errors import InputError, ToolError
-from hscsim_utils.hsc.files import Calexp
+from hscsim_utils.hsc.files import Calexp, read_calexp
 from hscsim_utils.hsc.tile import TileSpec
-from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.runfolder import RunFolder, read_dataset
+from hscsim_utils.stages import registry
 
 if TYPE_CHECKING:
     from astropy.table import Table
-    from matplotlib.figure import Figure
 
+STAGE = registry.spec("stars")
 NSIDE_BESANCON = 8
 BESANCON_BANDS = ("g", "r", "i", "z", "y")
 BESANCON_COLUMNS = ("r", "r-g", "r-i", "r-z")
@@ -51,6 +59,8 @@ VIZIER_COLUMNS = ("Source", "RAJ2000", "DEJ2000", "Gmag")
 GAIA_DTYPE = np.dtype(
     [("ra", "f8"), ("dec", "f8"), ("phot_g_mean_mag", "f4"), ("id", "i8")]
 )
+#: Values of ``gaia_source``; empty: ``local`` for the demo tile, else ``auto``.
+GAIA_SOURCES = ("", "auto", "vizier", "local")
 _BESANCON_DTYPE = np.dtype([(b, "f8") for b in BESANCON_BANDS])
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _HEADER_PATTERNS = {
@@ -60,6 +70,32 @@ _HEADER_PATTERNS = {
         rf"solid\s*angle\s*(?:\([^)]*\))?\s*[:=]?\s*{_NUM}", re.IGNORECASE
     ),
 }
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings of stage 04: the parameters of its notebook."""
+
+    area_store: float = 2.0  # deg^2 of stars stored per HEALPix pixel (tutorial: 2)
+    gaia_source: str = ""  # auto, vizier or local; empty: local for the demo, else auto
+    gaia_table: str = ""  # local Gaia table; empty: the gaia_table of the tile file
+    gaia_timeout: float = 10.0  # seconds before VizieR counts as unreachable
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed: str) -> InputError:
+            value = getattr(self, name)
+            return InputError(f"{STAGE.name}.{name}", f"{allowed}, got {value!r}")
+
+        for name in ("area_store", "gaia_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad(name, "must be a number")
+            if not (np.isfinite(value) and value > 0):
+                raise bad(name, "must be finite and positive")
+        if self.gaia_source not in GAIA_SOURCES:
+            raise bad("gaia_source", "must be auto, vizier, local or empty")
+        if not isinstance(self.gaia_table, str):
+            raise bad("gaia_table", "must be a path or empty")
 
 
 @dataclass(frozen=True)
@@ -223,7 +259,12 @@ def build_besancon_map(
         raise InputError(
             "besancon_headers",
             f"no Besançon catalogue for HEALPix pixels {missing} (nside {nside}, RING) "
-            f"that the tile covers; given pixels {sorted(stored)}",
+            f"that the tile covers; given pixels {sorted(stored)}; request "
+            + ", ".join(
+                f"l = {p['l']:.3f}, b = {p['b']:.3f} (pixel {p['pixel']})"
+                for p in lines_of_sight(np.array(missing), nside)
+            )
+            + " from the Besançon service",
         )
     _write_besancon(path, stored, area_store, nside)
     return {"pixels": sorted(stored), "n_stars": {p: len(c) for p, c in stored.items()}}
@@ -293,10 +334,7 @@ def read_gaia_table(path: str | os.PathLike) -> Table:
     if not path.is_file():
         raise InputError(path, "Gaia table not found")
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as fh5:
-            if "data" not in fh5:
-                raise InputError(path, "HDF5 Gaia table has no dataset 'data'")
-            data = fh5["data"][()]
+        data = read_dataset(path, "data")
         names = dict(
             zip(GAIA_DTYPE.names, ("RAJ2000", "DEJ2000", "Gmag", "Source"), strict=True)
         )
@@ -419,70 +457,7 @@ def write_gaia(path: str | os.PathLike, cat: np.ndarray) -> Path:
 
 def read_gaia(path: str | os.PathLike) -> np.ndarray:
     """Read ufig's Gaia HDF5."""
-    with h5py.File(path, "r") as fh5:
-        return fh5["data"][()]
-
-
-# --- plots ----------------------------------------------------------------------
-
-
-def besancon_gaia_g(cat: np.ndarray) -> np.ndarray:
-    """Gaia G of Besançon stars, with the colour transformation ufig uses."""
-    from ufig.plugins.draw_stars_besancon_map import transform_from_sdss_to_gaia_colours
-
-    return transform_from_sdss_to_gaia_colours(cat)
-
-
-def plot_star_counts(
-    besancon: dict, gaia: np.ndarray, patch_area: float, pixel: int, label: str
-) -> Figure:
-    """Star counts per deg^2 and magnitude: Besançon (G and i) against Gaia (G)."""
-    import matplotlib.pyplot as plt
-
-    cat = besancon["catalogs"][pixel]
-    area = besancon["simulation_area"]
-    bins = np.arange(10, 30.01, 0.5)
-    width = np.diff(bins)
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    for values, name, scale in (
-        (besancon_gaia_g(cat), f"Besançon G (pixel {pixel})", area),
-        (cat["i"], f"Besançon i (pixel {pixel})", area),
-        (gaia["phot_g_mean_mag"], "Gaia DR3 G (patch)", patch_area),
-    ):
-        counts, _ = np.histogram(values, bins)
-        ax.stairs(counts / scale / width, bins, label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("magnitude")
-    ax.set_ylabel("stars per deg$^2$ per mag")
-    ax.legend()
-    ax.set_title(f"{label}: star counts")
-    return fig
-
-
-def plot_gaia_on_image(
-    image: np.ndarray, wcs: WCS, gaia: np.ndarray, label: str
-) -> Figure:
-    """Gaia positions over the image, marker size by G magnitude."""
-    import matplotlib.pyplot as plt
-    from astropy.visualization import ImageNormalize, PercentileInterval
-
-    step = max(1, max(image.shape) // 1500)
-    view = image[::step, ::step]
-    vmin, vmax = PercentileInterval(90).get_limits(view[np.isfinite(view)])
-    x, y = wcs.all_world2pix(gaia["ra"], gaia["dec"], 0)
-    size = np.clip(2.0 ** (21 - gaia["phot_g_mean_mag"]), 4, 300)
-    fig, ax = plt.subplots(figsize=(7, 7), constrained_layout=True)
-    ax.imshow(
-        view, origin="lower", cmap="gray", norm=ImageNormalize(vmin=vmin, vmax=vmax)
-    )
-    ax.scatter(
-        x / step, y / step, s=size, facecolors="none", edgecolors="tab:red", lw=0.8
-    )
-    ax.set_xlim(-0.5, view.shape[1] - 0.5)
-    ax.set_ylim(-0.5, view.shape[0] - 0.5)
-    ax.set_xlabel(f"x [{step} px]" if step > 1 else "x [px]")
-    ax.set_title(f"{label}: {len(gaia)} Gaia DR3 stars")
-    return fig
+    return read_dataset(path, "data", "Gaia catalogue not found; run stage 04 first")
 
 
 # --- stage ----------------------------------------------------------------------
@@ -538,7 +513,31 @@ def make_gaia_catalog(
 def patch_area(calexp: Calexp) -> float:
     """Area of the patch pixels with data, in deg^2."""
     scale = np.sqrt(np.abs(np.linalg.det(calexp.wcs.pixel_scale_matrix)))
-    no_data = np.zeros(calexp.shape, bool)
-    if "NO_DATA" in calexp.mask_planes:
-        no_data = (calexp.mask >> calexp.mask_bit("NO_DATA")) & 1 == 1
+    no_data = calexp.plane("NO_DATA", missing_ok=True)
     return float((~no_data).sum() * scale**2)
+
+
+@dataclass
+class Stage04Result:
+    """What the stage-04 notebook shows (the files are already written)."""
+
+    calexp: Calexp
+    besancon: dict  # summary of make_besancon_map
+    gaia: np.ndarray  # the Gaia stars written, in GAIA_DTYPE
+
+
+def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage04Result:
+    """Stage 04: the tile's Besançon map and Gaia catalogue in the run folder.
+
+    ``params.gaia_table`` (absolute, or relative to the working folder) replaces
+    the tile's table when given.
+    """
+    if params.gaia_table:
+        table = Path(params.gaia_table).expanduser().resolve()
+        tile = dataclasses.replace(tile, gaia_table=table)
+    calexp = read_calexp(tile.calexp, band=tile.band)
+    besancon = make_besancon_map(tile, run, calexp, area_store=params.area_store)
+    gaia = make_gaia_catalog(
+        tile, run, calexp, source=params.gaia_source, timeout=params.gaia_timeout
+    )
+    return Stage04Result(calexp, besancon, gaia)
