@@ -17,9 +17,10 @@ from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.files import PDR3_MASK_PLANES, read_calexp, write_calexp
 from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
-from hscsim_utils.runfolder import PRODUCTS, RunFolder
+from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import source_extraction as extraction
 from hscsim_utils.stages import source_extraction_plots as plots
+from tests.run_products import written_products
 from tests.synthetic import write_tile_file
 
 NO_DATA = 1 << PDR3_MASK_PLANES["NO_DATA"]
@@ -332,19 +333,6 @@ def write_stage01_02(run, shape):
         fh5["mask"] = mask
     with h5py.File(run / "overlap.h5", "w") as fh5:
         fh5["img_mask"] = np.zeros(shape, bool)
-
-
-def written_products(run: RunFolder, before: set[Path]) -> set[str]:
-    """Products with a file not in ``before``; a new file outside every product
-    fails the test."""
-    names = set()
-    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
-        rel = path.relative_to(run.root).as_posix()
-        owners = [n for n, p in PRODUCTS.items()
-                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
-        assert owners, f"{rel} is in no product"
-        names.update(owners)
-    return names
 
 
 def test_run_writes_exactly_the_declared_products(tmp_path):

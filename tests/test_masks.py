@@ -12,8 +12,9 @@ from hscsim_utils.errors import InputError
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
-from hscsim_utils.runfolder import PRODUCTS, RunFolder, resolve_run
+from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import masks, masks_plots
+from tests.run_products import written_products
 from tests.synthetic import (
     demo_tile_for_tests,
     write_synthetic_calexp,
@@ -103,19 +104,6 @@ def test_files_are_what_ufig_add_all_stamp_flags_reads(tmp_path):
     nearby_star, survey_mask, duplicate = 1 << 5, 1 << 6, 1 << 1
     np.testing.assert_array_equal(flags, [nearby_star, survey_mask, 0])
     assert not (flags & duplicate).any()
-
-
-def written_products(run: RunFolder, before: set[Path]) -> set[str]:
-    """Products with a file not in ``before``; a new file outside every product
-    fails the test."""
-    names = set()
-    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
-        rel = path.relative_to(run.root).as_posix()
-        owners = [n for n, p in PRODUCTS.items()
-                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
-        assert owners, f"{rel} is in no product"
-        names.update(owners)
-    return names
 
 
 def test_run_writes_exactly_the_declared_products(tmp_path):

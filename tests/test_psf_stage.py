@@ -6,7 +6,6 @@ import json
 import shutil
 import types
 from dataclasses import asdict
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,9 +18,10 @@ from hscsim_utils.compat.ufig_psf import (
 )
 from hscsim_utils.errors import InputError
 from hscsim_utils.numerics import psf_direct
-from hscsim_utils.runfolder import PRODUCTS, RunFolder
+from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import psf, psf_plots
 from tests import synthetic_psf
+from tests.run_products import written_products
 
 import_psf_estimation()  # before ufig.psf_estimation: keeps TensorFlow out
 
@@ -49,19 +49,6 @@ def fresh_run(tmp_path, synthetic) -> RunFolder:
     for name in ("sextractor_cat", "sysmaps", "gaia"):
         shutil.copyfile(getattr(synthetic.run, name), getattr(run, name))
     return run
-
-
-def written_products(run: RunFolder, before: set[Path]) -> set[str]:
-    """Products with a file not in ``before``; a new file outside every product
-    fails the test."""
-    names = set()
-    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
-        rel = path.relative_to(run.root).as_posix()
-        owners = [n for n, p in PRODUCTS.items()
-                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
-        assert owners, f"{rel} is in no product"
-        names.update(owners)
-    return names
 
 
 def test_model_recovers_the_true_psf(synthetic, base_run):

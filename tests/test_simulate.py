@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from importlib.resources import files
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,9 +16,9 @@ from scipy.spatial import cKDTree
 
 from hscsim_utils.compat.galsbi import mended_galsbi_class
 from hscsim_utils.errors import InputError, ToolError
-from hscsim_utils.runfolder import PRODUCTS, RunFolder
 from hscsim_utils.stages import quality, simulate
 from tests.fabricated_run import make_run_folder, make_tile, patch_wcs
+from tests.run_products import written_products
 
 SHAPE = (500, 500)
 SEED = 3
@@ -203,19 +202,6 @@ def test_failed_run_keeps_previous_result(simulated):
         )  # fmt: skip
     assert (sim.directory / simulate.MANIFEST).read_text() == before
     assert not [p for p in sim.directory.parent.iterdir() if p.name.startswith(".")]
-
-
-def written_products(run: RunFolder, before: set[Path]) -> set[str]:
-    """Products with a file not in ``before``; a new file outside every product
-    fails the test."""
-    names = set()
-    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
-        rel = path.relative_to(run.root).as_posix()
-        owners = [n for n, p in PRODUCTS.items()
-                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
-        assert owners, f"{rel} is in no product"
-        names.update(owners)
-    return names
 
 
 def test_run_writes_exactly_the_declared_products(simulated, tmp_path):

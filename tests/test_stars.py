@@ -19,8 +19,9 @@ from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.files import write_calexp
 from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
-from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, RunFolder
+from hscsim_utils.runfolder import REPO_ROOT, RunFolder
 from hscsim_utils.stages import stars, stars_plots
+from tests.run_products import written_products
 from tests.synthetic import write_tile_file
 
 RA, DEC = 34.0, -5.0  # XMM-LSS, RING pixel 403 at nside 8
@@ -326,19 +327,6 @@ def write_stage04_tile(folder: Path) -> Path:
         gaia_table=folder / "gaia.vot",
         is_demo=True,
     )
-
-
-def written_products(run: RunFolder, before: set[Path]) -> set[str]:
-    """Products with a file not in ``before``; a new file outside every product
-    fails the test."""
-    names = set()
-    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
-        rel = path.relative_to(run.root).as_posix()
-        owners = [n for n, p in PRODUCTS.items()
-                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
-        assert owners, f"{rel} is in no product"
-        names.update(owners)
-    return names
 
 
 def test_run_writes_exactly_the_declared_products(tmp_path):

@@ -16,9 +16,10 @@ from hscsim_utils.errors import InputError
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc.tile import load_tile
 from hscsim_utils.pipeline import runner
-from hscsim_utils.runfolder import PRODUCTS, RunFolder, resolve_run
+from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 from hscsim_utils.stages import sky_and_sysmaps_plots as plots
+from tests.run_products import written_products
 from tests.synthetic import (
     demo_tile_for_tests,
     frame_table,
@@ -341,19 +342,6 @@ def test_plots_have_the_data_label(tmp_path):
     assert max(xs) == 29.5 and max(ys) == 19.5  # y uses NAXIS2, not NAXIS1
     fig = plots.plot_map(np.ones((20, 30)), "REAL HSC data: y", "exposure", "s")
     assert fig.axes[0].get_title().startswith("REAL HSC data: y")
-
-
-def written_products(run: RunFolder, before: set[Path]) -> set[str]:
-    """Products with a file not in ``before``; a new file outside every product
-    fails the test."""
-    names = set()
-    for path in {p for p in run.root.rglob("*") if p.is_file()} - before:
-        rel = path.relative_to(run.root).as_posix()
-        owners = [n for n, p in PRODUCTS.items()
-                  if rel == p or (p.endswith("/") and rel.startswith(p))]  # fmt: skip
-        assert owners, f"{rel} is in no product"
-        names.update(owners)
-    return names
 
 
 def test_run_writes_exactly_the_declared_products(tmp_path):
