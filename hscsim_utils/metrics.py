@@ -2,13 +2,17 @@
 
 Sections and who writes them:
 
-- ``quality`` (stage 07): ``realism``, the baseline simulation against the data,
-  and, for a DEMO tile, ``closure``, every stage's product against the truth;
-- ``psf_finetune`` (stage 08): the PSF measured on a simulation minus its input,
-  ``before`` (baseline simulation, no adjustment) and ``after`` (the simulation
-  with the improved PSF model, adjustment applied), and the adjustment;
+- ``quality`` (stage 07): ``realism``, the baseline simulation against the data
+  on the scoring half (every statistic with its noise floor in ``statistics``),
+  ``truth``, the detections of simulation and (DEMO) data against their true
+  objects, and, for a DEMO tile, ``closure``, every stage's product against the
+  truth;
+- ``psf_finetune`` (stage 08): the PSF measured on a simulation minus its input
+  over the stars of the scoring half, ``before`` (baseline simulation, no
+  adjustment) and ``after`` (the simulation with the improved PSF model,
+  adjustment applied), and the adjustment (fitted on the tuning half);
 - ``background_finetune`` (stage 09): ``realism`` of every simulation of its
-  steps, side by side;
+  steps, side by side (scoring half);
 - ``timing`` (the chain runner): wall time and peak memory of every stage.
 
 A stage writes its own section whole (:func:`write_section`: no key of an earlier
@@ -40,6 +44,7 @@ REALISM_KEYS = (
 )  # fmt: skip
 CLOSURE_KEYS = (
     "expt_map_max_abs_diff", "pointings_mismatch_pixels", "bsig_median_rel_err",
+    "bsig_rms_rel_err",
     "mask_mismatch_pixels", "star_detect_frac", "psf_fwhm_bias_frac",
     "psf_fwhm_rms_frac", "psf_e1_rms", "psf_e2_rms", "psf_flux_ratio_rms",
 )  # fmt: skip

@@ -32,14 +32,19 @@
 out_dir = ""  # output folder; empty: the default demo folder
 size = [4200, 4200]  # patch size in pixels (NX, NY), cut around the patch centre
 seed = 20240611  # draws galaxies, stars and noise
+generator = (
+    "galsim"  # galsim: independent forward model; ufig: the simulation's renderer
+)
+preset = "ud"  # galsim tiles: ud (UltraDeep) or deep
 
 # %%
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from hscsim_utils.demo import build as demo_tile
+from hscsim_utils.demo import files as demo_files
 from hscsim_utils.demo import plots as demo_plots
+from hscsim_utils.demo.generate import build_tile
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc.tile import default_demo_dir, load_tile
 
@@ -53,8 +58,8 @@ out = Path(out_dir) if out_dir else default_demo_dir()
 # and ufig render the image; the MASK and VARIANCE planes are added last.
 
 # %%
-size = demo_tile.parse_size(size)  # papermill may pass the list as text
-tile = load_tile(demo_tile.build_demo_tile(out, size=size, seed=int(seed)))
+size = demo_files.parse_size(size)  # papermill may pass the list as text
+tile = load_tile(build_tile(out, size, int(seed), generator, preset))
 calexp = hsc_io.read_calexp(tile.calexp, band=tile.band)
 frames = hsc_io.read_frame_metadata(tile.frame_metadata)
 plots = out / "plots"

@@ -26,6 +26,10 @@
 # then corrects the measurement of the data. The improved model is checked with
 # a new simulation whose PSF is measured again (with the correction).
 #
+# The patch is split into two halves by a checkerboard of 256-pixel blocks: the
+# relation is fitted on the stars of the *tuning* half, and every before/after
+# comparison uses the stars of the *scoring* half, which the fit never saw.
+#
 # In ufig's PSF catalogues `psf_fwhm` (no suffix) is the PSF a simulation put
 # in at the object, `psf_fwhm_cnn` the measurement of one star and
 # `psf_fwhm_ipt` the fitted PSF model at the object. ufig 1.2.1 applies the
@@ -68,8 +72,10 @@ print(f"stage 05's PSF settings: {result.settings}")
 
 # %%
 before = result.before
-print(f"{before.estimator} estimator, {before.n_stars} stars with measured and "
-      "input PSF")  # fmt: skip
+tuning = before.stars("tuning")
+print(f"{before.estimator} estimator; stars with measured and input PSF: "
+      f"{result.section['n_fit_stars']} in the tuning half (fit), "
+      f"{before.n_stars} in the scoring half (comparison)")  # fmt: skip
 
 # %% [markdown]
 # ## 2. The linear adjustment
@@ -81,11 +87,11 @@ print(f"{before.estimator} estimator, {before.n_stars} stars with measured and "
 # `min_r2`: the slope would mostly be regression dilution, flattening the model
 # towards its mean), a slope within `slope_z` standard errors of 1 or one outside
 # [1/2, 2] (the smoothing of the interpolation, not the estimator) keeps slope 1
-# and gets only the mean offset.
+# and gets only the mean offset. Only the stars of the tuning half enter the fit.
 
 # %%
 print(psf_finetune.fits_table(result.fits))
-fig = psf_finetune_plots.plot_adjustment_fits(before.catalog, result.fits, tile.label)
+fig = psf_finetune_plots.plot_adjustment_fits(tuning, result.fits, tile.label)
 fig.savefig(run.plot("08_psf_adjustment_fit.png"), dpi=100)
 plt.show()
 
@@ -106,7 +112,8 @@ print(psf_finetune.truth_table(result.truth_comparison))
 # The patch is simulated with the improved PSF model (`psf_finetune/sim/`), and its
 # PSF measured as in step 1 but with the adjustment. The tables and figure show
 # the largest and the mean difference between measured and input PSF over the
-# stars, before (baseline simulation, no adjustment) and after.
+# stars of the scoring half, before (baseline simulation, no adjustment) and
+# after.
 
 # %%
 print(result.diff_tables())
@@ -116,25 +123,37 @@ print(result.diff_tables())
 # carries photon noise (`star rms`), the model fitted through the stars keeps part
 # of it (`model rms`), and the largest of `n` such differences is expected near
 # `noise max` even for an unbiased estimator. The bias the adjustment removes is
-# the mean, with its standard error.
+# the mean, with its standard error (`+-`): a mean within about two standard
+# errors of zero is no detected bias, a maximum near `noise max` no outlier.
 
 # %%
 print(result.budget_table())
 
 # %%
-fig = psf_finetune_plots.plot_diffs(before.catalog, result.after.catalog, tile.label)
+fig = psf_finetune_plots.plot_diffs(before.stars(), result.after.stars(), tile.label)
 fig.savefig(run.plot("08_psf_max_diff.png"), dpi=100)
 plt.show()
 
 # %% [markdown]
 # ## Metrics
 #
-# Section `psf_finetune` of `metrics.json`: the adjustment, and the blocks
-# `before` and `after`, each naming the simulation it describes, with
-# `psf_fwhm_max_abs_diff` and the per-parameter differences.
+# Section `psf_finetune` of `metrics.json`: the adjustment (fitted on the
+# `n_fit_stars` stars of the `fit_half`), and the blocks `before` and `after`,
+# each naming the simulation it describes and the half its stars lie in, with
+# `psf_fwhm_max_abs_diff`, the per-parameter differences and the FWHM error
+# budget.
 
 # %%
 for key in ("before", "after"):
     block = result.section[key]
-    print(f"{key:>6s} {block['simulation']:>18s}: psf_fwhm_max_abs_diff = "
-          f"{block['psf_fwhm_max_abs_diff']:.4f}")  # fmt: skip
+    budget = block["fwhm_error_budget"]
+    if budget["mean"] is None:
+        print(f"{key:>6s} {block['simulation']:>18s}: fewer than 2 stars in the "
+              f"{block['half']} half")  # fmt: skip
+        continue
+    print(
+        f"{key:>6s} {block['simulation']:>18s} ({block['n_stars']} stars, "
+        f"{block['half']} half): FWHM mean {budget['mean']:+.4f} +- "
+        f"{budget['mean_err']:.4f}, rms {budget['rms']:.4f}, max {budget['max']:.4f} "
+        f"(noise alone: {budget['noise_max']:.4f}) pixels"
+    )

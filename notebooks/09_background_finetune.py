@@ -26,6 +26,11 @@
 # than `map_bsig` says, so `map_bsig` is scaled by the ratio of the measured
 # widths. Both simulations use stage 08's improved PSF model when it exists.
 #
+# The correction is measured on the background pixels of the *tuning* half of
+# the patch (a checkerboard of 256-pixel blocks); the realism of every
+# simulation is computed on the *scoring* half, so the tuned simulation's
+# width ratio tests the correction instead of restating it.
+#
 # Everything this stage writes goes to `background_finetune/` in the run folder;
 # the section `background_finetune` of `metrics.json` holds the realism of every
 # simulation side by side, each block naming its simulation.
@@ -65,9 +70,9 @@ print(f"median map_bsig: stage 01 {median['stage_01']:.5f}, "
 # %% [markdown]
 # ## 2. Correction of the standard deviation
 #
-# The factor makes the robust width of the simulated background pixels equal to
-# the data's. The light and photon noise of undetected galaxies in the
-# simulation do not change when `map_bsig` is scaled; with
+# The factor makes the robust width of the simulated background pixels of the
+# tuning half equal to the data's. The light and photon noise of undetected
+# galaxies in the simulation do not change when `map_bsig` is scaled; with
 # `account_photon_noise` the shot noise of that light (its mean level divided
 # by the gain) is left out of the scaling. The scaled map is the improved
 # sysmaps file `background_finetune/sysmaps.h5`, simulated last
@@ -76,10 +81,14 @@ print(f"median map_bsig: stage 01 {median['stage_01']:.5f}, "
 # %%
 print(f"std correction {result.std_correction:.4f} (plain ratio "
       f"{result.plain_std_correction:.4f}; shot noise of undetected light "
-      f"{result.photon_variance:.3g} ADU^2)")  # fmt: skip
+      f"{result.photon_variance:.3g} ADU^2), from "
+      f"{result.section['n_correction_pixels']} background pixels of the "
+      f"{result.section['correction_half']} half")  # fmt: skip
 
 # %% [markdown]
 # ## Background pixels before and after
+#
+# Background pixels of the scoring half.
 
 # %%
 fig = background_finetune_plots.plot_background_steps(
@@ -91,11 +100,17 @@ plt.show()
 # %% [markdown]
 # ## Metrics
 #
-# The realism of every simulation against the data, as written to the section
-# `background_finetune` of `metrics.json` (stage 07's section `quality` keeps the
-# baseline's).
+# The realism of every simulation against the data on the scoring half, as
+# written to the section `background_finetune` of `metrics.json` (stage 07's
+# section `quality` keeps the baseline's). The second table gives every
+# statistic's noise floor (the same statistic between two halves of the data)
+# and threshold; `*` marks a simulation whose difference from the data exceeds
+# it.
 
 # %%
 for name, block in result.realism.items():
-    print(f"{name:>10s}: {block['simulation']} against the {block['data']} data")
+    print(f"{name:>10s}: {block['simulation']} against the {block['data']} data "
+          f"({block['half']} half)")  # fmt: skip
 print(result.realism_table())
+print()
+print(result.significance_table())

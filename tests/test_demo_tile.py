@@ -18,6 +18,7 @@ from astropy.stats import mad_std
 
 from hscsim_utils.data import provision
 from hscsim_utils.demo import build as demo_tile
+from hscsim_utils.demo import files as demo_files
 from hscsim_utils.demo import observation as demo_observation
 from hscsim_utils.demo import stars as demo_stars
 from hscsim_utils.errors import InputError
@@ -134,7 +135,7 @@ def test_gaia_votable(demo):
 
 def test_demo_tile_names_differ_by_size_area_and_seed():
     names = {
-        demo_tile.demo_tile_name(demo_observation.demo_geometry(size, centre=c), s)
+        demo_files.tile_name(demo_observation.demo_geometry(size, centre=c), s)
         for size, c, s in [((4200, 4200), None, 1), ((2000, 2000), None, 1),
                            ((2000, 2000), (1500.0, 1500.0), 1),
                            ((2000, 2000), None, 2)]
@@ -365,7 +366,13 @@ def test_params_demo_tile_names_the_built_files(demo):
         built.seed,
         built.posterior_index,
     )
-    # `make demo` builds the full patch with the default seed
+    # `make demo` builds the full patch with the default generator, preset, seed
+    from hscsim_utils.demo import generate, independent
+
     geom = demo_observation.demo_geometry((4200, 4200))
-    seed = inspect.signature(demo_tile.build_demo_tile).parameters["seed"].default
-    assert shipped.tile_name == demo_tile.demo_tile_name(geom, seed)
+    defaults = inspect.signature(generate.build_tile).parameters
+    assert defaults["generator"].default == "galsim"
+    name = independent.independent_tile_name(
+        geom, defaults["seed"].default, defaults["preset"].default
+    )
+    assert shipped.tile_name == name

@@ -21,6 +21,7 @@ from hscsim_utils.metrics import (
     read_section,
     write_section,
 )
+from hscsim_utils.numerics import realism_stats as rs
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import quality, quality_plots, simulate
 from tests.fabricated_run import make_tile, patch_wcs, wcs_header
@@ -230,7 +231,10 @@ def test_stage07_metrics_json(tmp_path):
     assert section["data"] == "DEMO"
     quality.check_schema(section, REALISM_KEYS)
     assert section["bkg_std_ratio"] == pytest.approx(1.1, rel=0.03)
-    assert section["n_detect_ratio"] == pytest.approx(330 / 300)
+    assert section["half"] == "scoring"  # every realism number: the scoring half
+    sim_obj, data_obj = result.inputs.objects("scoring")
+    assert section["n_detect_ratio"] == pytest.approx(len(sim_obj) / len(data_obj))
+    assert set(section["statistics"]) == set(rs.KINDS)
     for key in ("bkg_ks", "mag_auto_ks", "flux_radius_ks", "ellipticity_ks"):
         assert 0.0 <= section[key] < 0.2
     assert section["psf_fwhm_max_abs_diff"] is None  # no PSF catalogue of the sim
@@ -400,9 +404,9 @@ def test_closure_missing_product_gives_null(tmp_path):
     (tile.truth_dir / "mask.h5").unlink()
     with pytest.warns(UserWarning, match="null") as record:
         out = quality.compute_closure(tile, run)
-    assert len(record) == 3  # mask, stars (need the true mask), PSF
-    for key in ("mask_mismatch_pixels", "star_detect_frac", "psf_fwhm_bias_frac",
-                "psf_e1_rms"):  # fmt: skip
+    assert len(record) == 4  # per-pixel noise, mask, stars (need the mask), PSF
+    for key in ("bsig_rms_rel_err", "mask_mismatch_pixels", "star_detect_frac",
+                "psf_fwhm_bias_frac", "psf_e1_rms"):  # fmt: skip
         assert out[key] is None
     assert out["pointings_mismatch_pixels"] == 7
     with pytest.warns(UserWarning, match="truth_dir"):

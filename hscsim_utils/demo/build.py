@@ -44,26 +44,24 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 from scipy.ndimage import correlate
 from tqdm import tqdm
 
 from hscsim_utils.atomic import atomic_dir, atomic_path, write_json
 from hscsim_utils.data import provision
+from hscsim_utils.demo import files as demo_files
 from hscsim_utils.demo import observation as obs
 from hscsim_utils.demo import psf as demo_psf
 from hscsim_utils.demo import render as demo_render
 from hscsim_utils.demo import stars as demo_stars
+from hscsim_utils.demo.files import SIMULATION_DEFAULTS, parse_size
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc import skymap
-from hscsim_utils.hsc.tile import write_tile
 
 DEMO_POSTERIOR_INDEX = 1234
 OBSERVATION_SEED = 85230402
 GALAXY_MODEL = "Moser+24"
-#: What the simulation stage uses by default; the demo itself uses other values.
-SIMULATION_DEFAULTS = {"galaxy_model": GALAXY_MODEL, "posterior_index": 0, "seed": 42}
 FILTER_NAME = "HSC-I2"
 BRIGHT_STAR_BIT = 2  # ufig flag bits of the mask file
 NO_DATA_FLAG = 4
@@ -83,17 +81,6 @@ def ufig_seed(seed: int) -> int:
     """ufig seed derived from the demo seed; never the simulation default 42."""
     value = int(np.random.SeedSequence(seed).generate_state(1)[0] % (2**31 - 1))
     return value + 1 if value == SIMULATION_DEFAULTS["seed"] else value
-
-
-def parse_size(value) -> tuple[int, int]:
-    """(NX, NY) from two integers or a string such as '600 600' or '[600, 600]'."""
-    if isinstance(value, str):
-        value = value.replace("[", " ").replace("]", " ").replace(",", " ").split()
-    try:
-        nx, ny = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise InputError("size", f"must be (NX, NY), got {value!r}") from None
-    return nx, ny
 
 
 def build_demo_tile(
@@ -119,18 +106,6 @@ def build_demo_tile(
     ):
         _build(tmp, Path(work), geom, int(seed))
     return out_dir / "tile.yaml"
-
-
-def _file_names(geom: skymap.PatchGeometry) -> dict[str, str]:
-    stem = f"calexp-HSC-I-{geom.tract}-{geom.patch_id}"
-    return {
-        "calexp": f"{stem}.fits",
-        "frames": f"{stem}_metadata.csv",
-        "coadd": f"{stem}_coadd_metadata.csv",
-        "besancon_header": f"besancon/besancon_{demo_stars.BESANCON_PIXEL:04d}.header",
-        "besancon_fits": f"besancon/besancon_{demo_stars.BESANCON_PIXEL:04d}.fits",
-        "gaia": "gaia_dr3_vizier.vot",
-    }
 
 
 @dataclass
@@ -161,7 +136,7 @@ class _Stars:
 
 
 def _build(out: Path, work: Path, geom: skymap.PatchGeometry, seed: int) -> None:
-    names = _file_names(geom)
+    names = demo_files.file_names(geom)
     truth = out / "truth"
     truth.mkdir()
     with tqdm(total=6, desc="demo tile (simulated)", unit="step") as steps:
@@ -185,8 +160,7 @@ def _build(out: Path, work: Path, geom: skymap.PatchGeometry, seed: int) -> None
         _write_mask_truth(truth / "mask.h5", out / names["calexp"], ob.nodata, bright)
         steps.update()
         steps.set_postfix_str("archive metadata")
-        _write_frame_csv(out / names["frames"], ob.plan, ob.visit_psf, ob.frames)
-        _write_coadd_csv(out / names["coadd"], geom, ob.cpsf)
+        _write_archive_csvs(out, names, geom, ob)
         steps.update()
         steps.set_postfix_str("truth catalogues and tile.yaml")
         wcs = geom.wcs()
@@ -198,7 +172,9 @@ def _build(out: Path, work: Path, geom: skymap.PatchGeometry, seed: int) -> None
         }
         summary = _truth_summary(geom, seed, inputs, ob, counts, names)
         write_json(truth / "truth.json", summary)
-        _write_tile_yaml(out, geom, names, seed)
+        demo_files.write_tile_yaml(
+            out, names, demo_files.tile_name(geom, seed), out / "truth"
+        )
         steps.update()
 
 
@@ -252,7 +228,7 @@ def _write_calexp(path: Path, geom, ob: _Observation, result, gaia) -> np.ndarra
     """
     bright = _bright_star_mask(geom, gaia)
     saturated = result.image >= ob.saturation * (1 - 1e-6)
-    mask = _mask_plane(ob.nodata, bright, saturated)
+    mask = demo_files.mask_plane(ob.nodata, bright, saturated)
     image = result.image.astype(np.float32)
     image[ob.nodata] = np.nan
     variance = (
@@ -266,38 +242,6 @@ def _write_calexp(path: Path, geom, ob: _Observation, result, gaia) -> np.ndarra
                        "PATCH": f"{geom.patch[0]},{geom.patch[1]}"},
     )  # fmt: skip
     return bright
-
-
-def demo_tile_name(geom: skymap.PatchGeometry, seed: int) -> str:
-    """Name of a demo tile: patch, size, corner when not centred, and seed.
-
-    Demo tiles of other sizes, areas or seeds get other names (and so other
-    folders in a batch), e.g. ``demo-8523-402-2000x2000-seed7``.
-    """
-    centred = ((skymap.FULL_PATCH - geom.nx) // 2, (skymap.FULL_PATCH - geom.ny) // 2)
-    where = "" if geom.offset == centred else "-at{}_{}".format(*geom.offset)
-    return f"demo-{geom.tract}-{geom.patch_id}-{geom.nx}x{geom.ny}{where}-seed{seed}"
-
-
-def _write_tile_yaml(
-    out: Path, geom: skymap.PatchGeometry, names: dict, seed: int
-) -> None:
-    write_tile(
-        out / "tile.yaml",
-        {
-            "tile_name": demo_tile_name(geom, seed),
-            "band": "i",
-            "calexp": out / names["calexp"],
-            "frame_metadata": out / names["frames"],
-            "coadd_metadata": out / names["coadd"],
-            "besancon_headers": [out / names["besancon_header"]],
-            "besancon_catalogs": [out / names["besancon_fits"]],
-            "gaia_table": out / names["gaia"],
-            "truth_dir": out / "truth",
-            "is_demo": True,
-            **SIMULATION_DEFAULTS,
-        },
-    )
 
 
 def lanczos_kernel() -> np.ndarray:
@@ -367,15 +311,6 @@ def _bright_star_mask(geom: skymap.PatchGeometry, gaia: np.ndarray) -> np.ndarra
     )
 
 
-def _mask_plane(nodata, bright, saturated) -> np.ndarray:
-    bits = hsc_io.PDR3_MASK_PLANES
-    mask = np.zeros(nodata.shape, np.int32)
-    mask |= nodata.astype(np.int32) << bits["NO_DATA"]
-    mask |= bright.astype(np.int32) << bits["BRIGHT_OBJECT"]
-    mask |= (saturated & ~nodata).astype(np.int32) << bits["SAT"]
-    return mask
-
-
 def _write_mask_truth(path: Path, calexp_path: Path, nodata, bright) -> None:
     """ufig flag map (2 bright star, 4 no data) and a copy of the MASK plane."""
     flags = (bright.astype(np.int32) * BRIGHT_STAR_BIT) | (
@@ -388,56 +323,6 @@ def _write_mask_truth(path: Path, calexp_path: Path, nodata, bright) -> None:
         ds = fh.create_dataset("mask_plane", data=mask, compression="lzf")
         ds.attrs["description"] = "the calexp MASK plane (PDR3 MP_* bits)"
         fh.attrs["description"] = "DEMO tile (simulated): true masks"
-
-
-def _write_frame_csv(path: Path, plan, visit_psf, frames: obs.FrameTable) -> None:
-    """Frame query: one row per CCD frame overlapping the patch (CCD corners)."""
-    ccds = obs.hsc_ccds()[frames.ccd]
-    seeing = demo_psf.psf_on_focal_plane(
-        visit_psf, frames.visit_row, ccds[:, 0], ccds[:, 1],
-        plan.pa_deg[frames.visit_row],
-    )["fwhm"]  # fmt: skip
-    gains = plan.ccd_gains[frames.ccd]
-    data = {}
-    for k, corner in enumerate(("ll", "ul", "ur", "lr")):
-        data[f"{corner}cra"] = frames.corners_radec[:, k, 0]
-        data[f"{corner}cdec"] = frames.corners_radec[:, k, 1]
-    data["exptime"] = np.full(len(frames.ccd), obs.EXPTIME_S)
-    for a in range(obs.N_AMPS):
-        data[f"gain{a + 1}"] = gains[:, a]
-    data["seeing"] = np.round(seeing, 4)
-    data["visit"] = plan.visit[frames.visit_row]
-    hsc_io.write_archive_csv(path, pd.DataFrame(data), hsc_io.FRAME_COLUMNS)
-
-
-def _write_coadd_csv(path: Path, geom, cpsf: demo_psf.CoaddPSF) -> None:
-    """Mosaic query: one row for the patch."""
-    wcs = geom.wcs()
-    cx = [0.5, 0.5, geom.nx + 0.5, geom.nx + 0.5]
-    cy = [0.5, geom.ny + 0.5, geom.ny + 0.5, 0.5]
-    ra, dec = wcs.all_pix2world(cx, cy, 1)
-    centre = wcs.all_pix2world([(geom.nx + 1) / 2], [(geom.ny + 1) / 2], 1)
-    covered = cpsf.covered
-    e1 = float(np.median(cpsf.params["e1"][covered]))
-    e2 = float(np.median(cpsf.params["e2"][covered]))
-    header = geom.header()
-    row = {}
-    for k, corner in enumerate(("ll", "ul", "ur", "lr")):
-        row[f"{corner}cra"] = [float(ra[k])]
-        row[f"{corner}cdec"] = [float(dec[k])]
-    row.update(
-        seeing=[round(float(np.median(cpsf.params["fwhm"][covered])), 4)],
-        zeropt=[hsc_io.ZERO_POINT_AB], zeropt_err=[0.01],
-        cd1_1=[header["CD1_1"]], cd1_2=[0.0], cd2_1=[0.0], cd2_2=[header["CD2_2"]],
-        crpix1=[geom.crpix[0]], crpix2=[geom.crpix[1]],
-        crval1=[geom.crval[0]], crval2=[geom.crval[1]],
-        ctype1=["RA---TAN"], ctype2=["DEC--TAN"], cunit1=["deg"], cunit2=["deg"],
-        naxis1=[geom.nx], naxis2=[geom.ny],
-        ra2000=[float(centre[0][0])], dec2000=[float(centre[1][0])],
-        ellipticity=[round(math.hypot(e1, e2), 5)],
-        ellipticity_pa=[round(math.degrees(0.5 * math.atan2(e2, e1)), 3)],
-    )  # fmt: skip
-    hsc_io.write_archive_csv(path, pd.DataFrame(row), hsc_io.COADD_COLUMNS)
 
 
 def _with_sky(cat: np.ndarray, wcs, extra: dict) -> np.ndarray:
@@ -528,3 +413,19 @@ def _truth_summary(geom, seed, inputs, ob: _Observation, counts, names) -> dict:
         **counts,
         "files": {**names, "truth": TRUTH_FILES},
     }
+
+
+def _write_archive_csvs(out: Path, names: dict, geom, ob: _Observation) -> None:
+    """Frame CSV (seeing of each visit's PSF at the CCD centre) and mosaic CSV
+    (median coadd PSF)."""
+    ccds = obs.hsc_ccds()[ob.frames.ccd]
+    seeing = demo_psf.psf_on_focal_plane(
+        ob.visit_psf, ob.frames.visit_row, ccds[:, 0], ccds[:, 1],
+        ob.plan.pa_deg[ob.frames.visit_row],
+    )["fwhm"]  # fmt: skip
+    demo_files.write_frame_csv(out / names["frames"], ob.plan, ob.frames, seeing)
+    covered = ob.cpsf.covered
+    e1 = float(np.median(ob.cpsf.params["e1"][covered]))
+    e2 = float(np.median(ob.cpsf.params["e2"][covered]))
+    fwhm = float(np.median(ob.cpsf.params["fwhm"][covered]))
+    demo_files.write_coadd_csv(out / names["coadd"], geom, fwhm, e1, e2)

@@ -35,11 +35,13 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo_tile(args: argparse.Namespace) -> None:
-    from hscsim_utils.demo import build as demo_tile
+    from hscsim_utils.demo.generate import build_tile
     from hscsim_utils.hsc.tile import load_tile
     from hscsim_utils.pipeline.runner import MIN_DEMO_SIZE
 
-    path = demo_tile.build_demo_tile(args.out, size=tuple(args.size), seed=args.seed)
+    path = build_tile(
+        args.out, tuple(args.size), args.seed, args.generator, args.preset
+    )
     print(f"demo tile (simulated, not real HSC data) written to {path}")
     spec = load_tile(path)
     print(
@@ -181,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=20240611,
         help="seed of the DEMO observation (its galaxies, stars and noise); the "
         "simulation of a tile has its own seed, 'seed' in tile.yaml (42)",
+    )
+    p.add_argument(
+        "--generator",
+        choices=("galsim", "ufig"),
+        default="galsim",
+        help="galsim: an independent forward model (realism means what it would "
+        "on real data); ufig: the simulation's own renderer (plumbing closure)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=("ud", "deep"),
+        default="ud",
+        help="depth of the galsim tile: UltraDeep or Deep layer",
     )
     p.set_defaults(func=_cmd_demo_tile)
 

@@ -195,10 +195,46 @@ def _block_rows(section: str, name: str, block: dict, where: str) -> list[tuple]
         if key in BLOCK_KEYS:
             continue
         metric = f"{name}.{key}" if name else key
-        if _expanded(value, not name):
+        if key == "statistics" and isinstance(value, dict):
+            rows += [(section, where, f"{metric}.{k}", _statistic_text(v))
+                     for k, v in value.items() if isinstance(v, dict)]  # fmt: skip
+        elif key == "truth" and not name and isinstance(value, dict):
+            rows += _truth_rows(section, value)
+        elif _expanded(value, not name):
             rows += _block_rows(section, metric, value, where)
         else:
             rows.append((section, where, metric, _fmt(value)))
+    return rows
+
+
+def _statistic_text(a: dict) -> str:
+    """A realism statistic in one cell: value, noise floor, significance."""
+    verdict = {True: "significant", False: "within noise", None: "no verdict"}
+    floor = _fmt(a.get("floor"))
+    if a.get("kind") == "ratio":
+        floor = f"1 +- {floor}"
+    dof = f", dof {a['dof']}" if a.get("dof") else ""
+    return (f"{_fmt(a.get('value'))} (floor {floor}{dof}: "
+            f"{verdict[a.get('significant')]})")  # fmt: skip
+
+
+def _truth_rows(section: str, truth: dict) -> list[tuple]:
+    """Completeness, purity and MAG_AUTO - mag (all detections) per magnitude
+    range, of the simulation and the data, and their photometric comparison."""
+    rows = []
+    for side in ("simulation", "data"):
+        summary = truth.get(side, {}).get("summary", {}).get("all", {})
+        for mags, r in summary.items():
+            text = ", ".join(
+                f"{label} {format(r[k], spec) if r.get(k) is not None else '-'}"
+                for label, k, spec in (("completeness", "completeness", ".3f"),
+                                       ("purity", "purity", ".3f"),
+                                       ("MAG_AUTO - mag", "mag_offset_median", "+.3f"))
+            )  # fmt: skip
+            rows.append((section, "-", f"truth.{side}.{mags}", text))
+    if isinstance(truth.get("mag_offset_chi2"), dict):
+        rows.append((section, "-", "truth.mag_offset_chi2",
+                     _statistic_text(truth["mag_offset_chi2"])))  # fmt: skip
     return rows
 
 

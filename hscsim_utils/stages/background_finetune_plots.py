@@ -41,6 +41,6 @@ def plot_background_steps(
     axes[1].set_xlabel("pixel value [ADU]")
     axes[1].set_ylabel("simulation / data")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"{label}\nbackground pixels (segmentation 0, not masked), "
-                 "before and after fine-tuning")  # fmt: skip
+    fig.suptitle(f"{label}\nbackground pixels (segmentation 0, not masked, "
+                 "scoring half), before and after fine-tuning")  # fmt: skip
     return fig

@@ -8,12 +8,24 @@ simulation exactly as stage 05 measured the data shows the estimator's bias:
    stage 05 used, :func:`stage05_settings`) on a simulated image and its
    SExtractor catalogue;
 2. :func:`fit_adjustments` fits, per PSF parameter, ``input = intercept + slope
-   * measured`` over the stars of the model (robust, see
-   :func:`fit_linear_adjustment`);
+   * measured`` over the stars of the model in the tuning half of the patch
+   (robust, see :func:`fit_linear_adjustment`; halves:
+   :mod:`hscsim_utils.numerics.halves`);
 3. :func:`estimate_improved_psf` measures the data again with that adjustment
    applied to every star's measurement: the improved model and catalogue;
 4. :func:`simulate_with_improved_psf` simulates the patch with the improved
    model, whose PSF is then measured with the adjustment.
+
+The before/after comparisons (``before``/``after`` in ``metrics.json``) use the
+stars of the scoring half only, which the fit never saw. For the FWHM they give
+(:func:`fwhm_error_budget`, in pixels, over the ``n`` scoring stars with input
+``f_in`` and model ``f_ipt``; ``d = f_ipt - f_in``): the mean ``d`` and its
+standard error ``s(d) / sqrt(n)`` (the bias the adjustment is meant to remove:
+significant when beyond two standard errors), the rms ``sqrt(mean(d^2))``, and
+the largest ``|d|`` beside the largest expected from noise alone, the median of
+the maximum of ``n`` draws of ``|N(0, s)|`` with ``s = s(d)`` the scatter about
+the mean: ``s * Phi^-1((1 + 2^(-1/n)) / 2)`` (:func:`expected_max_abs`). A
+maximum beyond it is an outlier or a bias, not noise.
 
 Entry point: :func:`run`. Everything the stage writes is in its product
 ``psf_finetune/`` (besides its section ``psf_finetune`` of ``metrics.json``)::
@@ -59,6 +71,7 @@ from hscsim_utils.atomic import TMP_PREFIX, write_json
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.metrics import relative_path, write_section
+from hscsim_utils.numerics import halves
 from hscsim_utils.numerics.psf_model import PARAM_NAMES
 from hscsim_utils.runfolder import PRODUCTS, RunFolder
 from hscsim_utils.stages import psf, quality, registry, simulate
@@ -259,6 +272,24 @@ def comparison_stars(cat: np.ndarray) -> np.ndarray:
     return keep & (cat["psf_fwhm"] > 0)
 
 
+def stars_in_half(
+    cat: np.ndarray, shape: tuple[int, int] | None, half: str
+) -> np.ndarray:
+    """The rows of a PSF catalogue centred in ``half`` (``"tuning"`` or
+    ``"scoring"``) of an image of ``shape``; all rows when ``shape`` is None."""
+    if shape is None:
+        return cat
+    return cat[quality.in_half(cat, shape, half)]
+
+
+def image_shape(sim: simulate.Simulation) -> tuple[int, int]:
+    """Rows and columns of a simulated image (from its FITS header)."""
+    from astropy.io import fits
+
+    header = fits.getheader(sim.image_path)
+    return int(header["NAXIS2"]), int(header["NAXIS1"])
+
+
 def measured_and_input(cat: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(model at the star, input at the star) of parameter ``name``."""
     keep = comparison_stars(cat)
@@ -299,7 +330,8 @@ def fwhm_error_budget(cat: np.ndarray) -> dict[str, float | int | None]:
     Over the comparison stars: the mean difference of the model (the bias the
     adjustment removes) and its standard error, the rms difference of the model
     and of the single-star measurements (``_cnn``), and the largest difference
-    expected from noise alone (:func:`expected_max_abs` of the model's rms).
+    expected from noise alone (:func:`expected_max_abs` of the model's scatter
+    about its mean, so that a bias does not count as noise).
     A maximum near that value and a mean within a few standard errors of zero
     mean the comparison is limited by the stars' photon noise, not by a bias.
     """
@@ -312,15 +344,15 @@ def fwhm_error_budget(cat: np.ndarray) -> dict[str, float | int | None]:
     target = np.asarray(cat["psf_fwhm"][keep], np.float64)
     model = np.asarray(cat["psf_fwhm_ipt"][keep], np.float64) - target
     star = np.asarray(cat["psf_fwhm_cnn"][keep], np.float64) - target
-    rms = float(np.sqrt(np.mean(model**2)))
+    scatter = float(model.std(ddof=1))
     return {
         "n_stars": n,
         "mean": float(model.mean()),
-        "mean_err": float(model.std(ddof=1) / np.sqrt(n)),
-        "rms": rms,
+        "mean_err": scatter / float(np.sqrt(n)),
+        "rms": float(np.sqrt(np.mean(model**2))),
         "star_rms": float(np.sqrt(np.mean(star**2))),
         "max": float(np.max(np.abs(model))),
-        "noise_max": expected_max_abs(rms, n),
+        "noise_max": expected_max_abs(scatter, n),
     }
 
 
@@ -332,9 +364,10 @@ class LinearAdjustment:
     """``input = intercept + slope * measured`` and how it was obtained.
 
     ``kind``: ``"fit"`` (robust least squares), ``"offset"`` (slope 1: the
-    stars do not resolve a slope other than 1) or ``"degenerate"`` (slope 1:
-    too few stars, or a parameter without spread); see
-    :func:`fit_linear_adjustment`.
+    stars do not resolve a slope other than 1), ``"degenerate"`` (slope 1:
+    too few stars, or a parameter without spread; see
+    :func:`fit_linear_adjustment`) or ``"none"`` (no star to fit: the identity,
+    see :func:`fit_on_tuning_half`).
     """
 
     intercept: float
@@ -624,24 +657,32 @@ class Measurement:
     estimator: str
     catalog_path: Path
     catalog: np.ndarray = dataclasses.field(repr=False)
+    shape: tuple[int, int] | None = None  # the image's; None: stars not split
+
+    def stars(self, half: str = halves.SCORING) -> np.ndarray:
+        """The catalogue's rows in ``half`` (all when the shape is unknown)."""
+        return stars_in_half(self.catalog, self.shape, half)
 
     @property
     def n_stars(self) -> int:
-        """Stars of the model with a measured and an input PSF."""
-        return int(comparison_stars(self.catalog).sum())
+        """Stars of the model with a measured and an input PSF (scoring half)."""
+        return int(comparison_stars(self.stars()).sum())
 
     def block(self, run: RunFolder) -> dict:
-        """The numbers for ``metrics.json``, saying which simulation they describe."""
-        worst = max_abs_diffs(self.catalog)
+        """The numbers for ``metrics.json`` (stars of the scoring half), saying
+        which simulation they describe."""
+        scoring = self.stars()
+        worst = max_abs_diffs(scoring)
         return {
             "simulation": relative_path(run.root, self.simulation),
             "psf_catalog": relative_path(run.root, self.catalog_path),
             "adjusted": self.adjusted,
+            "half": halves.SCORING if self.shape is not None else None,
             "n_stars": self.n_stars,
             "psf_fwhm_max_abs_diff": worst["psf_fwhm"],
             "max_abs_diff": worst,
-            "mean_diff": mean_diffs(self.catalog),
-            "fwhm_error_budget": fwhm_error_budget(self.catalog),
+            "mean_diff": mean_diffs(scoring),
+            "fwhm_error_budget": fwhm_error_budget(scoring),
         }
 
 
@@ -659,8 +700,26 @@ def measure(
     )
     return Measurement(
         sim.directory, bool(adjustment), result.estimator, result.catalog,
-        read_psf_catalog(result.catalog),
+        read_psf_catalog(result.catalog), image_shape(sim),
     )  # fmt: skip
+
+
+def fit_on_tuning_half(before: Measurement, **kwargs) -> dict[str, LinearAdjustment]:
+    """:func:`fit_adjustments` over the stars of the tuning half of ``before``
+    (the scoring half's stars are left for the comparisons). Without any star
+    there the adjustment is the identity (kind ``"none"``), with a warning."""
+    tuning = before.stars(halves.TUNING)
+    if not comparison_stars(tuning).any():
+        import warnings
+
+        warnings.warn(
+            "no PSF star with a measured and an input PSF in the tuning half: "
+            "the PSF measurement is not adjusted",
+            stacklevel=2,
+        )
+        none = LinearAdjustment(0.0, 1.0, "none", 0, 0, None, 0.0)
+        return dict.fromkeys(PARAM_NAMES, none)
+    return fit_adjustments(tuning, **kwargs)
 
 
 @dataclass
@@ -683,8 +742,8 @@ class Products:
 
     def diff_tables(self) -> str:
         """Largest and mean difference between measured and input PSF parameters,
-        before and after the fine-tuning."""
-        cats = (self.before.catalog, self.after.catalog)
+        before and after the fine-tuning (stars of the scoring half)."""
+        cats = (self.before.stars(), self.after.stars())
         worst = [max_abs_diffs(c) for c in cats]
         bias = [mean_diffs(c) for c in cats]
         return (
@@ -694,9 +753,10 @@ class Products:
         )
 
     def budget_table(self) -> str:
-        """:func:`fwhm_error_budget` before and after, as a table."""
+        """:func:`fwhm_error_budget` before and after, as a table (stars of the
+        scoring half)."""
         return budget_table(
-            {k: fwhm_error_budget(m.catalog) for k, m in
+            {k: fwhm_error_budget(m.stars()) for k, m in
              (("before", self.before), ("after", self.after))}
         )  # fmt: skip
 
@@ -711,12 +771,16 @@ def metrics_section(
 ) -> dict:
     """Section ``psf_finetune`` of ``metrics.json``: the adjustment and the PSF
     measured minus input on each simulation (``before``/``after`` blocks, each
-    naming its simulation), with ``psf_fwhm_max_abs_diff`` in both."""
+    naming its simulation; stars of the scoring half), with
+    ``psf_fwhm_max_abs_diff`` in both; the adjustment was fitted on the stars
+    of the tuning half (``fit_half``, ``n_fit_stars``)."""
     return {
         "estimator": after.estimator,
         "stage05_params": dict(settings),
         "adjustment": {k: list(v) for k, v in pipeline_adjustment(fits).items()},
         "adjustment_kind": {k: f.kind for k, f in fits.items()},
+        "fit_half": halves.TUNING if before.shape is not None else None,
+        "n_fit_stars": int(comparison_stars(before.stars(halves.TUNING)).sum()),
         "improved_model": relative_path(run.root, improved_model_path(run)),
         "before": before.block(run),
         "after": after.block(run),
@@ -729,8 +793,10 @@ def metrics_section(
 
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     """Stage 08: measure the PSF of the baseline simulation as stage 05 measured
-    the data, fit the adjustment, estimate the data's PSF again with it, simulate
-    with the improved model and measure that simulation's PSF (adjusted).
+    the data, fit the adjustment on the stars of the tuning half, estimate the
+    data's PSF again with it, simulate with the improved model and measure that
+    simulation's PSF (adjusted); before and after are compared on the stars of
+    the scoring half.
 
     Writes the product ``psf_finetune/`` and section ``psf_finetune`` of
     ``metrics.json``, nothing else.
@@ -742,11 +808,11 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
         quality.simulation_folder(run, params.simulation)
     )
     before = measure(tile, run, baseline, settings, out_dir=baseline_psf_dir(run))
-    fits = fit_adjustments(before.catalog, slope_z=params.slope_z,
-                           min_r2=params.min_r2)  # fmt: skip
+    fits = fit_on_tuning_half(before, slope_z=params.slope_z, min_r2=params.min_r2)
     adjustment = pipeline_adjustment(fits)
     improved = estimate_improved_psf(tile, run, adjustment, **settings)
-    write_adjustment(run, fits, {"n_stars": before.n_stars})
+    n_fit = int(comparison_stars(before.stars(halves.TUNING)).sum())
+    write_adjustment(run, fits, {"n_stars": n_fit, "half": halves.TUNING})
     truth = psf.load_truth_grid(tile)
     comparison = {}
     if truth is not None:

@@ -1,21 +1,48 @@
 """Stage 07: first quality assessment of the simulation against the data.
 
+The patch is split into a tuning and a scoring half by a checkerboard of
+256-pixel blocks (:mod:`hscsim_utils.numerics.halves`). Stages 08 and 09 fit on
+the tuning half; every realism number here is computed on the scoring half
+only (``"half": "scoring"`` in the block), so a fine-tuned simulation is scored
+on pixels and objects its tuning never saw.
+
 Realism (any tile): background pixels (segmentation 0, not masked) and detected
 objects (``FLAGS == 0``, not on a masked pixel, finite measurements) of the
-simulation and of the data are compared with the same cuts:
+simulation and of the data are compared with the same cuts, on the scoring
+half. The statistics, their formulas and their noise floors are those of
+:mod:`hscsim_utils.numerics.realism_stats`:
 
 - ``bkg_std_ratio``: robust standard deviation (1.4826 MAD) of the background
   pixels, simulation over data; ``bkg_ks``: two-sample Kolmogorov-Smirnov
   statistic of those pixel values (at most ``MAX_KS_PIXELS`` drawn from each
-  with a seeded generator);
+  with a seeded generator); ``bkg_autocorr``: largest difference of the
+  background noise's autocorrelation at lags of 1-3 pixels along x and y;
 - ``mag_auto_ks``, ``flux_radius_ks``, ``ellipticity_ks``: KS statistics of the
   detected objects' ``MAG_AUTO``, ``FLUX_RADIUS`` and ``ELLIPTICITY``;
   ``n_detect_ratio``: number of such objects, simulation over data;
+  ``number_counts_chi2``: Poisson chi^2 per degree of freedom of the counts in
+  0.5 mag bins; ``size_mag_chi2``: chi^2 per degree of freedom of the median
+  ``FLUX_RADIUS`` per 0.5 mag bin;
 - ``psf_fwhm_max_abs_diff``: the largest ``|psf_fwhm_ipt - psf_fwhm|`` (PSF model
   measured on the simulation minus the PSF put in, in pixels) over the stars
-  that entered that model. It needs the simulation's PSF catalogue, which stage
-  06 writes only when it measures the simulation's PSF (the CNN, or the direct
-  estimator on request); otherwise it is null.
+  of the scoring half that entered that model. It needs the simulation's PSF
+  catalogue, which stage 06 writes only when it measures the simulation's PSF
+  (the CNN, or the direct estimator on request); otherwise it is null.
+
+The realism block holds these numbers under their names (the first six and the
+last as before) and, in ``statistics``, every statistic with its noise floor
+(the same statistic between two halves of the data), its threshold and a
+``significant`` flag (:func:`hscsim_utils.numerics.realism_stats.assess`).
+
+Truth (:func:`truth_diagnostics`): the detections matched one-to-one within 3
+pixels to the true objects (:mod:`hscsim_utils.numerics.truth_matching`):
+completeness, purity, ``MAG_AUTO`` minus true magnitude and ``FLUX_RADIUS``
+over true half-light radius per magnitude bin, for ``FLAGS == 0`` and for all
+detections, on the scoring half: for the simulation (ufig's intrinsic
+catalogues ``*_ucat.gal.cat``, ``*_ucat.star.cat`` in its folder) and, on a
+DEMO tile, for the data (``galaxies.h5``, ``stars.h5`` in ``tile.truth_dir``).
+With both, ``mag_offset_chi2`` compares the median ``MAG_AUTO - mag`` per true
+magnitude bin of simulation and data (a zero-point error shows there first).
 
 Closure (DEMO tile only): each stage's product compared with the truth the demo
 builder wrote beside the tile; see :func:`compute_closure`.
@@ -23,12 +50,13 @@ builder wrote beside the tile; see :func:`compute_closure`.
 Every metric is a number or null (``None``) when its inputs are missing or too
 few; nulls come with a warning saying why. The stage's section ``quality`` of
 ``metrics.json`` holds the blocks ``realism`` (saying which simulation it
-describes and whether the data are DEMO or REAL) and, for a DEMO tile,
-``closure``; it is written whole on every run.
+describes, whether the data are DEMO or REAL, and the half), ``truth`` and,
+for a DEMO tile, ``closure``; it is written whole on every run.
 
 Entry point: :func:`run`. The stage's figures are in
-:mod:`hscsim_utils.stages.quality_plots`; stage 09 uses :func:`load_inputs` and
-:meth:`QualityInputs.realism` on its own simulations.
+:mod:`hscsim_utils.stages.quality_plots`; stage 09 uses :func:`load_inputs`,
+:meth:`QualityInputs.background` and :func:`described_realism` on its own
+simulations.
 """
 
 from __future__ import annotations
@@ -36,12 +64,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from hscsim_utils.errors import InputError
+from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.metrics import (
     CLOSURE_KEYS,
@@ -50,12 +79,23 @@ from hscsim_utils.metrics import (
     relative_path,
     write_section,
 )
+from hscsim_utils.numerics import halves
+from hscsim_utils.numerics import realism_stats as rs
+from hscsim_utils.numerics import truth_matching as tm
+from hscsim_utils.numerics.realism_stats import (  # noqa: F401 (the stage's API)
+    MAD_TO_STD,
+    MAX_KS_PIXELS,
+    ks_statistic,
+    ratio,
+    robust_std,
+    subsample,
+)
 from hscsim_utils.runfolder import RunFolder, read_dataset
 from hscsim_utils.stages import registry
 
 STAGE = registry.spec("quality")
-MAD_TO_STD = 1.4826
-MAX_KS_PIXELS = 1_000_000
+#: The half every realism number is computed on (stages 08 and 09 tune on the other).
+SCORING = halves.SCORING
 NO_MEASUREMENT = 90.0  # SExtractor writes 99 for magnitudes it could not measure
 OBJECT_COLUMNS = ("MAG_AUTO", "FLUX_RADIUS", "ELLIPTICITY")
 TRIANGLE_RANGES = {"MAG_AUTO": (17, 30), "FLUX_RADIUS": (0, 10), "ELLIPTICITY": (0, 1)}
@@ -97,50 +137,17 @@ class Params:
         check_simulation(f"{STAGE.name}.simulation", self.simulation)
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def robust_std(values: np.ndarray) -> float | None:
-    """1.4826 times the median absolute deviation (None for no values)."""
-    values = np.asarray(values, np.float64).ravel()
-    if values.size == 0:
-        return None
-    return float(MAD_TO_STD * np.median(np.abs(values - np.median(values))))
-
-
-def subsample(values: np.ndarray, n_max: int, seed: int = 0) -> np.ndarray:
-    """At most ``n_max`` of ``values``, drawn without replacement (seeded)."""
-    values = np.asarray(values).ravel()
-    if values.size <= n_max:
-        return values
-    rng = np.random.default_rng(seed)
-    return values[rng.choice(values.size, size=n_max, replace=False)]
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Two-sample Kolmogorov-Smirnov statistic (None if a sample is empty)."""
-    from scipy.stats import ks_2samp
-
-    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
-    if a.size == 0 or b.size == 0:
-        return None
-    return float(ks_2samp(a, b).statistic)
-
-
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """``numerator / denominator``; None when either is missing or it is 0."""
-    if numerator is None or denominator is None or denominator == 0:
-        return None
-    return float(numerator / denominator)
-
-
 # ---------------------------------------------------------------- selections
 
 
-def background_pixels(
-    image: np.ndarray, segmentation: np.ndarray, masked: np.ndarray | None = None
+def background_mask(
+    image: np.ndarray,
+    segmentation: np.ndarray,
+    masked: np.ndarray | None = None,
+    half: str | None = None,
 ) -> np.ndarray:
-    """Finite pixel values outside every detection (segmentation 0), not masked."""
+    """True on finite pixels outside every detection (segmentation 0), not
+    masked, in ``half`` (``"tuning"``/``"scoring"``; None: anywhere)."""
     image = np.asarray(image)
     if np.shape(segmentation) != image.shape:
         raise InputError("segmentation", f"shape {np.shape(segmentation)} is not "
@@ -148,7 +155,29 @@ def background_pixels(
     keep = (np.asarray(segmentation) == 0) & np.isfinite(image)
     if masked is not None:
         keep &= ~np.asarray(masked, bool)
-    return image[keep]
+    if half is not None:
+        keep &= halves.half_mask(image.shape, half)
+    return keep
+
+
+def background_pixels(
+    image: np.ndarray,
+    segmentation: np.ndarray,
+    masked: np.ndarray | None = None,
+    half: str | None = None,
+) -> np.ndarray:
+    """Values of the pixels of :func:`background_mask`."""
+    image = np.asarray(image)
+    return image[background_mask(image, segmentation, masked, half)]
+
+
+def in_half(cat: np.ndarray, shape: tuple[int, int], half: str) -> np.ndarray:
+    """True for the rows of a SExtractor catalogue whose centre (``XWIN_IMAGE``,
+    ``YWIN_IMAGE``, 1-based) lies in ``half`` of an image of ``shape``."""
+    names = cat.dtype.names or ()
+    if "XWIN_IMAGE" not in names or "YWIN_IMAGE" not in names:
+        raise InputError("catalogue", "lacks XWIN_IMAGE or YWIN_IMAGE")
+    return halves.in_half(cat["XWIN_IMAGE"], cat["YWIN_IMAGE"], shape, half)
 
 
 def masked_at(cat: np.ndarray, masked: np.ndarray) -> np.ndarray:
@@ -159,13 +188,16 @@ def masked_at(cat: np.ndarray, masked: np.ndarray) -> np.ndarray:
     return masked[y, x]
 
 
-def object_selection(cat: np.ndarray, masked: np.ndarray | None = None) -> np.ndarray:
-    """Objects with ``FLAGS == 0``, finite measurements, off masked pixels."""
+def object_selection(
+    cat: np.ndarray, masked: np.ndarray | None = None, flags0: bool = True
+) -> np.ndarray:
+    """Objects with ``FLAGS == 0`` (unless ``flags0`` is False), finite
+    measurements, off masked pixels."""
     names = cat.dtype.names or ()
     missing = [c for c in ("FLAGS", *OBJECT_COLUMNS) if c not in names]
     if missing:
         raise InputError("catalogue", f"lacks columns {missing}")
-    keep = cat["FLAGS"] == 0
+    keep = cat["FLAGS"] == 0 if flags0 else np.ones(len(cat), bool)
     for col in OBJECT_COLUMNS:
         keep &= np.isfinite(cat[col])
     keep &= cat["MAG_AUTO"] < NO_MEASUREMENT
@@ -213,7 +245,8 @@ def compute_realism(
     seed: int = 0,
     max_pixels: int = MAX_KS_PIXELS,
 ) -> dict[str, float | None]:
-    """The ``realism`` metrics from background pixels and selected objects.
+    """The ``realism`` numbers of two whole samples, without halves or noise
+    floors (the stage itself uses :meth:`QualityInputs.realism`).
 
     ``sim_bkg``/``data_bkg`` are background pixel values (see
     :func:`background_pixels`), ``sim_objects``/``data_objects`` the selected
@@ -233,6 +266,23 @@ def compute_realism(
         if value is None and key != "psf_fwhm_max_abs_diff":
             _warn(f"realism metric {key} is null: no pixels or objects to compare")
     return out
+
+
+def realism_values(
+    assessed: Mapping[str, Mapping], psf_catalog: np.ndarray | None = None
+) -> dict:
+    """The realism block's numbers: every key of ``REALISM_KEYS`` (the value of
+    its statistic; ``psf_fwhm_max_abs_diff`` from ``psf_catalog``), the half
+    they describe and, in ``statistics``, every statistic with its floor."""
+    out: dict = {}
+    for key in REALISM_KEYS:
+        if key == "psf_fwhm_max_abs_diff":
+            out[key] = psf_fwhm_max_abs_diff(psf_catalog)
+        else:
+            out[key] = assessed[key]["value"]
+            if out[key] is None:
+                _warn(f"realism metric {key} is null: no pixels or objects to compare")
+    return out | {"half": SCORING, "statistics": dict(assessed)}
 
 
 def number_counts(
@@ -285,6 +335,21 @@ def median_rel_err(estimate: np.ndarray, truth: np.ndarray) -> float:
     if not ok.any():
         raise InputError("closure", "no pixel with a positive true value")
     return float(np.median(estimate[ok] / truth[ok].astype(np.float64) - 1.0))
+
+
+def rms_rel_err(
+    estimate: np.ndarray, truth: np.ndarray, keep: np.ndarray | None = None
+) -> float:
+    """Root mean square of ``estimate / truth - 1`` over the pixels with a positive
+    truth (and ``keep``): a per-pixel error, not only its median."""
+    estimate, truth = _same_shape(estimate, truth)
+    ok = (truth > 0) & np.isfinite(truth) & np.isfinite(estimate)
+    if keep is not None:
+        ok &= _same_shape(keep, truth)[0].astype(bool)
+    if not ok.any():
+        raise InputError("closure", "no pixel with a positive true value")
+    rel = estimate[ok] / truth[ok].astype(np.float64) - 1.0
+    return float(np.sqrt(np.mean(rel**2)))
 
 
 def detected_fraction(
@@ -348,6 +413,18 @@ def _sysmaps_closure(truth: Path, run: RunFolder) -> dict:
     }
 
 
+def _bsig_closure(truth: Path, run: RunFolder) -> dict:
+    # per pixel, where the simulation measures: off the true masks (bright
+    # stars' light and the survey edge are masked there too)
+    return {
+        "bsig_rms_rel_err": rms_rel_err(
+            _read(run.sysmaps, "map_bsig"),
+            _read(truth / "sysmaps.h5", "map_rms_realised"),
+            _read(truth / "mask.h5", "mask") == 0,
+        )
+    }
+
+
 def _mask_closure(truth: Path, run: RunFolder) -> dict:
     est, true = _read(run.mask, "mask"), _read(truth / "mask.h5", "mask")
     return {"mask_mismatch_pixels": mismatch_pixels(est, true)}
@@ -379,6 +456,7 @@ def _psf_closure(truth: Path, run: RunFolder) -> dict:
 _CLOSURE_STEPS = (
     (("expt_map_max_abs_diff", "pointings_mismatch_pixels", "bsig_median_rel_err"),
      _sysmaps_closure),
+    (("bsig_rms_rel_err",), _bsig_closure),
     (("mask_mismatch_pixels",), _mask_closure),
     (("star_detect_frac",), _star_closure),
     (("psf_fwhm_bias_frac", "psf_fwhm_rms_frac", "psf_e1_rms", "psf_e2_rms",
@@ -398,6 +476,8 @@ def compute_closure(tile: TileSpec, run: RunFolder) -> dict[str, float | None]:
     - ``expt_map_max_abs_diff`` (s), ``pointings_mismatch_pixels`` (pixels whose
       visit bits differ), ``mask_mismatch_pixels`` (pixels whose flags differ);
     - ``bsig_median_rel_err``: median of ``map_bsig / map_rms_realised - 1``;
+      ``bsig_rms_rel_err``: its root mean square over the pixels off the true
+      masks (``mask.h5`` flags 0);
     - ``star_detect_frac``: fraction of true stars brighter than i = 24, off the
       true masks, with a stage 03 detection within 1.5 pixels;
     - ``psf_fwhm_bias_frac``/``_rms_frac``: mean/rms of ``fwhm / true - 1`` over
@@ -423,6 +503,17 @@ def compute_closure(tile: TileSpec, run: RunFolder) -> dict[str, float | None]:
 
 
 @dataclass
+class RealismReference:
+    """The data's side of every realism comparison: its background pixels,
+    objects and unmasked area tagged by cell of the checkerboard, and the noise
+    floor of every statistic (two halves of the data against each other).
+    Computed once per tile and shared by the simulations compared with it."""
+
+    data: rs.ImageSample
+    floors: dict[str, rs.Floor]
+
+
+@dataclass
 class QualityInputs:
     """Simulation and data of one tile, ready for the comparisons."""
 
@@ -437,26 +528,75 @@ class QualityInputs:
     pixscale: float
     psf_catalog: np.ndarray | None = None
     simulation: Path | None = None  # the simulation's folder
+    sim_truth: np.ndarray | None = None  # ufig's true objects (true_objects table)
+    data_truth: np.ndarray | None = None  # the DEMO tile's true objects
+    _reference: RealismReference | None = field(default=None, repr=False)
 
-    def background(self) -> tuple[np.ndarray, np.ndarray]:
-        """Background pixels of simulation and data."""
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.data_image.shape)
+
+    def background(self, half: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Background pixels of simulation and data (in ``half``; None: all)."""
         return (
-            background_pixels(self.sim_image, self.sim_segmentation, self.masked),
-            background_pixels(self.data_image, self.data_segmentation, self.masked),
-        )
+            background_pixels(self.sim_image, self.sim_segmentation, self.masked,
+                              half),
+            background_pixels(self.data_image, self.data_segmentation, self.masked,
+                              half),
+        )  # fmt: skip
 
-    def objects(self) -> tuple[np.ndarray, np.ndarray]:
-        """Selected objects of simulation and data (same cuts)."""
-        sim = self.sim_catalog[object_selection(self.sim_catalog, self.masked)]
-        data = self.data_catalog[object_selection(self.data_catalog, self.masked)]
-        return sim, data
+    def objects(self, half: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Selected objects of simulation and data (same cuts; in ``half``)."""
+        out = []
+        for cat in (self.sim_catalog, self.data_catalog):
+            keep = object_selection(cat, self.masked)
+            if half is not None and len(cat):
+                keep &= in_half(cat, self.shape, half)
+            out.append(cat[keep])
+        return out[0], out[1]
 
-    def realism(self, seed: int = 0) -> dict[str, float | None]:
-        """The ``realism`` metrics (see :func:`compute_realism`)."""
-        sim_bkg, data_bkg = self.background()
-        sim_obj, data_obj = self.objects()
-        return compute_realism(sim_bkg, data_bkg, sim_obj, data_obj,
-                               self.psf_catalog, seed)  # fmt: skip
+    def image_sample(self, which: str) -> rs.ImageSample:
+        """Background pixels, selected objects and unmasked pixels of the
+        ``"simulation"`` or the ``"data"``, tagged by cell of the checkerboard."""
+        if which == "simulation":
+            image, seg, cat = self.sim_image, self.sim_segmentation, self.sim_catalog
+        elif which == "data":
+            image, seg, cat = self.data_image, self.data_segmentation, self.data_catalog
+        else:
+            raise ValueError(f"which must be 'simulation' or 'data', not {which!r}")
+        objects = cat[object_selection(cat, self.masked)]
+        return rs.image_sample(
+            image, background_mask(image, seg, self.masked), ~self.masked,
+            objects, objects["XWIN_IMAGE"], objects["YWIN_IMAGE"],
+        )  # fmt: skip
+
+    def reference(self) -> RealismReference:
+        """The data's :class:`RealismReference` (computed on first use)."""
+        if self._reference is None:
+            data = self.image_sample("data")
+            self._reference = RealismReference(data, rs.data_floor(data))
+        return self._reference
+
+    def realism(self, seed: int = 0, reference: RealismReference | None = None) -> dict:
+        """The realism numbers on the scoring half (:func:`realism_values`).
+
+        ``reference``: the data's sample and floors, when already computed for
+        another simulation of the same tile.
+        """
+        if reference is None:
+            reference = self.reference()
+        else:
+            self._reference = reference
+        sim = self.image_sample("simulation").half(SCORING)
+        stats = rs.statistics(sim, reference.data.half(SCORING), seed)
+        psf_cat = self.psf_catalog
+        if psf_cat is not None and len(psf_cat):
+            psf_cat = psf_cat[in_half(psf_cat, self.shape, SCORING)]
+        return realism_values(rs.assess_all(stats, reference.floors), psf_cat)
+
+    def truth(self) -> dict | None:
+        """:func:`truth_diagnostics` of these inputs (None without any truth)."""
+        return truth_diagnostics(self)
 
 
 def read_pixel_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -486,7 +626,6 @@ def load_inputs(
     """Read the data (calexp, stage 02/03 products) and the simulation in the
     folder ``simulation`` (default: stage 06's ``sim_baseline``)."""
     from hscsim_utils.hsc.files import read_calexp
-    from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
     from hscsim_utils.stages import simulate
     from hscsim_utils.stages.source_extraction import read_catalog
 
@@ -505,6 +644,11 @@ def load_inputs(
 
         psf_cat = at.load_hdf_cols(str(sim.psf_catalog_path))
     masked = read_pixel_mask(run.mask, shape) | ~np.isfinite(calexp.image)
+    sim_truth = None
+    if "ucat galaxies" in catalogs or "ucat stars" in catalogs:
+        sim_truth = tm.true_objects(
+            catalogs.get("ucat galaxies"), catalogs.get("ucat stars")
+        )
     return QualityInputs(
         label=tile.label,
         sim_image=images["image"],
@@ -517,18 +661,99 @@ def load_inputs(
         pixscale=float(sim.parameters.get("pixscale", PIXEL_SCALE_ARCSEC)),
         psf_catalog=psf_cat,
         simulation=folder,
+        sim_truth=sim_truth,
+        data_truth=read_demo_truth(tile),
     )
 
 
+def read_demo_truth(tile: TileSpec) -> np.ndarray | None:
+    """The true galaxies and stars of a DEMO tile (``galaxies.h5``, ``stars.h5``
+    in ``tile.truth_dir``) as one :func:`~hscsim_utils.numerics.truth_matching.
+    true_objects` table; None for a REAL tile or without truth files."""
+    if not tile.is_demo or tile.truth_dir is None:
+        return None
+    truth = Path(tile.truth_dir)
+    parts = {}
+    for name in ("galaxies", "stars"):
+        path = truth / f"{name}.h5"
+        if path.is_file():
+            parts[name] = read_dataset(path, "data")
+    if not parts:
+        _warn(f"no galaxies.h5 or stars.h5 in {truth}: no truth for the data")
+        return None
+    return tm.true_objects(
+        parts.get("galaxies"), parts.get("stars"),
+        pixel_scale_arcsec=PIXEL_SCALE_ARCSEC,
+    )  # fmt: skip
+
+
+def true_selection(truth: np.ndarray, masked: np.ndarray, half: str) -> np.ndarray:
+    """True objects on the image, on an unmasked pixel, in ``half``."""
+    ny, nx = masked.shape
+    ix, iy = halves.pixel_index(truth["X"]), halves.pixel_index(truth["Y"])
+    keep = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    keep[keep] = ~masked[iy[keep], ix[keep]]
+    return keep & halves.in_half(truth["X"], truth["Y"], masked.shape, half)
+
+
+def truth_diagnostics(inputs: QualityInputs, half: str = SCORING) -> dict | None:
+    """Detections matched to the true objects, for the simulation and (DEMO)
+    the data, in ``half``; None when neither has a truth.
+
+    Detections that count: measured (finite ``MAG_AUTO`` below 90, finite
+    ``FLUX_RADIUS`` and ``ELLIPTICITY``), off masked pixels, centred in
+    ``half``; true objects: on unmasked pixels in ``half``. With both truths,
+    ``mag_offset_chi2`` is :func:`~hscsim_utils.numerics.realism_stats.
+    median_relation` of ``MAG_AUTO - mag`` against ``mag`` (``FLAGS == 0``),
+    simulation against data, with the data's tuning half against its scoring
+    half as floor (significant beyond the 99% point of chi^2).
+    """
+    sides = {"simulation": (inputs.sim_catalog, inputs.sim_truth),
+             "data": (inputs.data_catalog, inputs.data_truth)}  # fmt: skip
+    if all(truth is None for _, truth in sides.values()):
+        return None
+    out: dict = {"half": half, "match_radius_px": tm.MATCH_RADIUS_PX}
+    offsets = {}
+    for name, (cat, truth) in sides.items():
+        if truth is None:
+            continue
+        det = object_selection(cat, inputs.masked, flags0=False)
+        if len(cat):
+            det &= in_half(cat, inputs.shape, half)
+        true = true_selection(truth, inputs.masked, half)
+        out[name] = tm.diagnostics(cat, truth, det, true)
+        offsets[name] = tm.mag_offsets(cat, truth, det, true)
+    if len(offsets) == 2:
+        other = halves.TUNING if half == SCORING else SCORING
+        cat, truth = sides["data"]
+        det = object_selection(cat, inputs.masked, flags0=False)
+        det &= in_half(cat, inputs.shape, other) if len(cat) else det
+        other_offsets = tm.mag_offsets(
+            cat, truth, det, true_selection(truth, inputs.masked, other)
+        )
+        stat = rs.median_relation(*offsets["simulation"], *offsets["data"],
+                                  bins=tm.MAG_BINS)  # fmt: skip
+        floor = rs.median_relation(*other_offsets, *offsets["data"], bins=tm.MAG_BINS)
+        out["mag_offset_chi2"] = rs.assess(
+            stat, rs.Floor(floor.value, floor.value, None, 1)
+        )
+    return out
+
+
 def described_realism(
-    tile: TileSpec, run: RunFolder, inputs: QualityInputs, seed: int = 0
+    tile: TileSpec,
+    run: RunFolder,
+    inputs: QualityInputs,
+    seed: int = 0,
+    reference: RealismReference | None = None,
 ) -> dict:
-    """The realism metrics of ``inputs`` as a block of ``metrics.json``: which
-    simulation (relative to the run folder) against which data (DEMO or REAL)."""
+    """The realism metrics of ``inputs`` (scoring half) as a block of
+    ``metrics.json``: which simulation (relative to the run folder) against
+    which data (DEMO or REAL). ``reference``: see :meth:`QualityInputs.realism`."""
     if inputs.simulation is None:
         raise ValueError("the inputs do not say which simulation they hold")
     return realism_block(run.root, inputs.simulation, tile.is_demo,
-                         inputs.realism(seed))  # fmt: skip
+                         inputs.realism(seed, reference))  # fmt: skip
 
 
 # ---------------------------------------------------------------- metrics.json
@@ -554,15 +779,19 @@ def write_metrics(
     run: RunFolder,
     realism: Mapping[str, object],
     closure: Mapping[str, float | None] | None = None,
+    truth: Mapping[str, object] | None = None,
 ) -> dict:
     """Write the stage's section of ``metrics.json`` whole (after checking the
-    schema): ``realism`` (a block of :func:`described_realism`) and ``closure``
-    (left out when None). Returns the file's contents."""
+    schema): ``realism`` (a block of :func:`described_realism`), ``truth``
+    (:func:`truth_diagnostics`) and ``closure``, each left out when None.
+    Returns the file's contents."""
     check_schema(realism, REALISM_KEYS)
     missing = [k for k in ("simulation", "data") if k not in realism]
     if missing:
         raise InputError("metrics", f"realism block lacks {missing}")
     section: dict[str, object] = {"realism": dict(realism)}
+    if truth is not None:
+        section["truth"] = dict(truth)
     if closure is not None:
         check_schema(closure, CLOSURE_KEYS)
         section["closure"] = dict(closure)
@@ -580,29 +809,79 @@ class Products:
     realism: dict  # the simulation against the data, with what both are
     closure: dict | None  # DEMO tile: every stage's product against the truth
     simulation: str  # the simulation's folder, relative to the run folder
+    truth: dict | None = None  # detections against the true objects
 
     @property
     def area_deg2(self) -> float:
-        """Unmasked sky area."""
-        return area_deg2(self.inputs.masked, self.inputs.pixscale)
+        """Unmasked sky area of the scoring half."""
+        masked = self.inputs.masked | ~halves.half_mask(self.inputs.shape, SCORING)
+        return area_deg2(masked, self.inputs.pixscale)
+
+    def statistics_table(self) -> str:
+        """Statistic, value, floor, threshold, significant (scoring half)."""
+        return rs.table(self.realism["statistics"])
+
+    def truth_table(self, ranges: tuple[str, ...] = ("22-24", "24-25", "26-27")) -> str:
+        """Completeness, purity and ``MAG_AUTO - mag`` of simulation and data
+        over magnitude ranges (``FLAGS == 0`` and all detections)."""
+        return truth_table(self.truth, ranges)
 
     def metric_lines(self) -> list[str]:
-        """``block key = value`` lines of the numbers written to metrics.json."""
+        """``block key = value`` lines of the numbers written to metrics.json
+        (the statistics' details are in :meth:`statistics_table`)."""
         blocks = {"realism": self.realism, "closure": self.closure or {}}
         return [
             f"{name:>8s} {key:>26s} = {value}"
             for name, block in blocks.items()
             for key, value in block.items()
+            if key != "statistics"
         ]
 
 
+def truth_table(truth: Mapping | None, ranges: tuple[str, ...]) -> str:
+    """:meth:`Products.truth_table` of a ``truth`` block."""
+    if not truth:
+        return "no true catalogue for the simulation or the data"
+
+    def fmt(v, spec=".3f") -> str:
+        return format(v, spec) if isinstance(v, int | float) else "-"
+
+    lines = [
+        f"{'':10s} {'selection':9s} {'mag':>6s} {'n_true':>7s} {'complete':>9s} "
+        f"{'purity':>7s} {'dmag med':>9s} {'dmag nmad':>9s}"
+    ]
+    for side in ("simulation", "data"):
+        if side not in truth:
+            continue
+        for selection in tm.SELECTIONS:
+            for key in ranges:
+                row = truth[side]["summary"][selection].get(key, {})
+                lines.append(
+                    f"{side:10s} {selection:9s} {key:>6s} "
+                    f"{fmt(row.get('n_true'), 'd'):>7s} "
+                    f"{fmt(row.get('completeness')):>9s} {fmt(row.get('purity')):>7s} "
+                    f"{fmt(row.get('mag_offset_median'), '+.3f'):>9s} "
+                    f"{fmt(row.get('mag_offset_nmad')):>9s}"
+                )
+    if "mag_offset_chi2" in truth:
+        a = truth["mag_offset_chi2"]
+        lines.append(
+            f"MAG_AUTO - mag, simulation vs data: chi2/dof {fmt(a['value'])} "
+            f"(dof {a.get('dof')}), floor {fmt(a['floor'])}, threshold "
+            f"{fmt(a['threshold'])}, significant: {a['significant']}"
+        )
+    return "\n".join(lines)
+
+
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
-    """Stage 07: realism of the simulation against the data and, for a DEMO
-    tile, closure of every stage against the truth; writes section ``quality``
-    of ``metrics.json``."""
+    """Stage 07: realism of the simulation against the data on the scoring
+    half, detections against the true objects and, for a DEMO tile, closure of
+    every stage against the truth; writes section ``quality`` of
+    ``metrics.json``."""
     folder = simulation_folder(run, params.simulation)
     inputs = load_inputs(tile, run, folder)
     realism = described_realism(tile, run, inputs)
+    truth = inputs.truth()
     closure = compute_closure(tile, run) if tile.is_demo else None
-    write_metrics(run, realism, closure)
-    return Products(inputs, realism, closure, relative_path(run.root, folder))
+    write_metrics(run, realism, closure, truth)
+    return Products(inputs, realism, closure, relative_path(run.root, folder), truth)

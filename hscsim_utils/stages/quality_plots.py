@@ -1,5 +1,6 @@
 """Figures of stage 07 (notebook ``07_quality``): background pixels, detected
-objects and number counts of the simulation and the data."""
+objects and number counts of the simulation and the data; completeness, purity
+and photometry of the detections matched to the true objects."""
 
 from __future__ import annotations
 
@@ -82,4 +83,72 @@ def plot_number_counts(
     ax.set_ylabel(r"$N$ per deg$^2$ per mag")
     ax.legend()
     ax.set_title(f"{label}\nnumber counts ({area * 3600:.1f} arcmin$^2$ unmasked)")
+    return fig
+
+
+def _centres(diag: dict) -> np.ndarray:
+    edges = np.asarray(diag["mag_bins"], float)
+    return 0.5 * (edges[1:] + edges[:-1])
+
+
+def _values(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def _sides(truth: dict):
+    styles = {"simulation": ("C1", "o"), "data": ("k", "s")}
+    return [(side, *styles[side]) for side in ("data", "simulation") if side in truth]
+
+
+def plot_completeness_purity(truth: dict, label: str):
+    """Completeness (by true magnitude) and purity (by MAG_AUTO) of simulation
+    and data, for ``FLAGS == 0`` and for all detections (stage 07's ``truth``
+    block)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    for side, color, marker in _sides(truth):
+        diag = truth[side]
+        mag = _centres(diag)
+        for selection, ls in (("all", "-"), ("flags0", "--")):
+            for ax, key in zip(axes, ("completeness", "purity"), strict=True):
+                ax.errorbar(
+                    mag, _values(diag[selection][key]),
+                    yerr=_values(diag[selection][f"{key}_err"]), color=color,
+                    ls=ls, marker=marker, ms=3, label=f"{side}, {selection}",
+                )  # fmt: skip
+    axes[0].set_xlabel("true magnitude")
+    axes[0].set_ylabel("completeness")
+    axes[1].set_xlabel("MAG_AUTO")
+    axes[1].set_ylabel("purity")
+    for ax in axes:
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=8)
+    radius = truth.get("match_radius_px")
+    fig.suptitle(f"{label}\ndetections matched to true objects within {radius:g} "
+                 f"px, {truth.get('half')} half")  # fmt: skip
+    return fig
+
+
+def plot_mag_offsets(truth: dict, label: str):
+    """Median ``MAG_AUTO - mag`` (error bars: standard error of the median;
+    band: NMAD) against true magnitude, simulation and data (all detections)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for side, color, marker in _sides(truth):
+        diag = truth[side]["all"]
+        mag = _centres(truth[side])
+        med = _values(diag["mag_offset_median"])
+        nmad = _values(diag["mag_offset_nmad"])
+        ax.fill_between(mag, med - nmad, med + nmad, color=color, alpha=0.15)
+        err = _values(diag["mag_offset_err"])
+        ax.errorbar(mag, med, yerr=err, color=color, marker=marker, ms=3,
+                    label=f"{side} (median, NMAD band)")  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylim(-0.5, 1.0)
+    ax.set_xlabel("true magnitude")
+    ax.set_ylabel("MAG_AUTO - true magnitude")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{label}\nphotometry of matched objects, {truth.get('half')} half")
     return fig

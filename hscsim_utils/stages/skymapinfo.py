@@ -4,7 +4,7 @@ Fields (``<b>`` is the band, e.g. ``i``):
 
 - ``pixscale`` (arcsec/pixel), ``CRPIX1/2``, ``CRVAL1/2``, ``NAXIS1/2``: calexp header;
 - ``seeing_<b>`` (arcsec), ``magzero_<b>``, ``ra2000``, ``dec2000``: coadd metadata;
-- ``satur_<b>``: lowest image value of a SAT-flagged pixel, else the image maximum;
+- ``satur_<b>``: the value of a saturated core (:func:`saturation_level`);
 - ``gain_<b>``, ``nexp_<b>``, ``exptime_<b>``: from the exposure maps, averaged over
   the pixels covered by at least one frame (``gain`` is the mean gain of one
   exposure, mean(map_gain) / mean(map_nexp));
@@ -85,13 +85,27 @@ def coadd_info(row: pd.Series, band: str, source: str | os.PathLike) -> dict:
 
 
 def saturation_level(calexp: Calexp) -> float:
-    """Lowest finite value among SAT-flagged pixels, else the image maximum."""
+    """The coadd value of a saturated core: the median, over the connected areas
+    of SAT-flagged pixels, of each area's highest finite value; the image maximum
+    when no pixel is SAT.
+
+    A coadd marks SAT where at least 10% of the visits' weight saturated
+    (hscPipe's ``maskPropagationThresholds``), so the edges of a saturated core
+    and its bleed trails hold SAT pixels far below saturation (a tenth of it and
+    less), and the lowest SAT value says nothing about where saturation starts.
+    Every saturated star has a core saturated in all its visits, which reaches
+    the same level in each area; the median over areas ignores the few areas cut
+    by the patch edge or interpolated over.
+    """
+    from scipy import ndimage
+
     image = calexp.image
     if "SAT" in calexp.mask_planes:
-        sat = calexp.plane("SAT")
-        sat &= np.isfinite(image)
+        sat = calexp.plane("SAT") & np.isfinite(image)
         if sat.any():
-            return float(image[sat].min())
+            labels, n = ndimage.label(sat)
+            peaks = ndimage.maximum(image, labels, index=np.arange(1, n + 1))
+            return float(np.median(peaks))
     return float(np.nanmax(image))
 
 

@@ -1,0 +1,434 @@
+"""The independent DEMO tile (simulated, GalSim forward model): noise and PSF of
+the grouped coadd against a per-visit brute force, files, truth and imports."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import galsim
+import h5py
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from hscsim_utils.demo import files as demo_files
+from hscsim_utils.demo import galsim_observation as gobs
+from hscsim_utils.demo import galsim_psf as gpsf
+from hscsim_utils.demo import galsim_scene as gscene
+from hscsim_utils.demo import independent
+from hscsim_utils.demo import observation as demo_observation
+from hscsim_utils.hsc import files as hsc_io
+from hscsim_utils.hsc import tile
+from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
+from hscsim_utils.stages.psf import load_truth_grid
+
+# --------------------------------------------------------------- brute force
+
+N_SIDE = 120
+N_VISITS = 20
+
+
+def _synthetic_observation(seed: int = 1):
+    """Visits with random sub-pixel phases, small rotations, their own K, sky,
+    read noise and weights, all covering a N_SIDE x N_SIDE tile."""
+    rng = np.random.default_rng(seed)
+    n = N_VISITS
+    c = rng.uniform(0.0, 1.0, (n, 2))
+    theta = rng.normal(5e-4, 1e-4, n)
+    a = np.stack([[[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]] for t in theta])
+    p0 = np.array([(N_SIDE + 1) / 2.0] * 2)
+    grids = gobs.VisitGrids(c, a, p0)
+    k = rng.uniform(900.0, 1100.0, n)
+    sigma = 0.18 * np.exp(rng.normal(0.0, 0.15, n))
+    read = rng.uniform(4.0, 5.0, n)
+    gain = np.full(n, 3.0)
+    sky = (sigma * k) ** 2 - read**2 - gain**2 / 12.0
+    phot = gobs.VisitPhotometry(
+        k, sky, read, gain, np.ones(n), np.full(n, 28.5), sigma**-2.0
+    )
+    plan = demo_observation.VisitPlan(
+        visit=np.arange(n) * 2 + 100, ra=np.zeros(n), dec=np.zeros(n),
+        pa_deg=np.zeros(n), sky_sigma=sigma, ccd_gains=np.full((104, 4), 3.0),
+    )  # fmt: skip
+    shape = (N_SIDE, N_SIDE)
+    bits = np.zeros((*shape, demo_observation.N_BIT_WORDS), np.uint64)
+    bits[..., 0] = np.uint64(2**n - 1)
+    cov = demo_observation.CoverageMaps(
+        expt=np.full(shape, 270 * n, np.uint32), nexp=np.full(shape, n, np.uint16),
+        gain_sum=np.full(shape, 3.0 * n, np.float32),
+        gain_amp_sum=np.full(shape, 3.0 * n, np.float32),
+        invvar=np.full(shape, phot.weight.sum()), bits=bits, visit_ids=plan.visit,
+    )  # fmt: skip
+    return grids, phot, plan, cov
+
+
+#: Native pixel j of a brute-force visit array has native coordinate N0 + j.
+N0 = -(N_SIDE // 2) - 6
+NATIVE = N_SIDE + 14
+
+
+def _lanczos(d: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(d) < 3, np.sinc(d) * np.sinc(d / 3.0), 0.0)
+
+
+def _resample_exact(native: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """Normalised 2-D Lanczos-3 at every output pixel's own (tx, ty), written out
+    (no tables, no separable shortcut)."""
+    ix = np.floor(tx).astype(int)[..., None] - 2 + np.arange(6)
+    iy = np.floor(ty).astype(int)[..., None] - 2 + np.arange(6)
+    wx = _lanczos(tx[..., None] - ix)
+    wy = _lanczos(ty[..., None] - iy)
+    wx /= wx.sum(axis=-1, keepdims=True)
+    wy /= wy.sum(axis=-1, keepdims=True)
+    values = native[iy[..., :, None], ix[..., None, :]]
+    return np.einsum("yxi,yxj,yxji->yx", wx, wy, values)
+
+
+def _brute_force_coadd(native_signal, grids, phot, rng):
+    """Every visit on its own native grid: electrons, Poisson + read noise,
+    calibration, Lanczos-3 onto the patch, weighted mean. Returns the coadd and
+    the noise-free coadd; ``native_signal(v)`` is visit v's signal on its native
+    array (ADU)."""
+    y, x = np.mgrid[1 : N_SIDE + 1, 1 : N_SIDE + 1].astype(float)
+    num = np.zeros((N_SIDE, N_SIDE))
+    clean = np.zeros((N_SIDE, N_SIDE))
+    for v in range(len(phot.k_e_per_adu)):
+        c, a = grids.c[v], grids.a[v]
+        s = native_signal(v)
+        k, sky = phot.k_e_per_adu[v], phot.sky_e[v]
+        electrons = rng.poisson(k * s + sky) + rng.normal(
+            0.0, math.sqrt(phot.read_var_e[v]), s.shape
+        )
+        calibrated = (electrons - sky) / k
+        tx = c[0] + a[0, 0] * (x - grids.p0[0]) + a[0, 1] * (y - grids.p0[1]) - N0
+        ty = c[1] + a[1, 0] * (x - grids.p0[0]) + a[1, 1] * (y - grids.p0[1]) - N0
+        num += phot.weight[v] * _resample_exact(calibrated, tx, ty)
+        clean += phot.weight[v] * _resample_exact(s, tx, ty)
+    total = phot.weight.sum()
+    return num / total, clean / total
+
+
+def _noise_statistics(images: list[np.ndarray]) -> dict[str, float]:
+    stack = np.stack(images)
+    stack = stack - stack.mean(axis=0)  # noise only (the mean image is the signal)
+    stack *= math.sqrt(len(images) / (len(images) - 1))
+    var = float(np.mean(stack**2))
+    out = {"variance": var}
+    for lag in (1, 2):
+        out[f"x{lag}"] = float(np.mean(stack[:, :, lag:] * stack[:, :, :-lag]) / var)
+        out[f"y{lag}"] = float(np.mean(stack[:, lag:, :] * stack[:, :-lag, :]) / var)
+    return out
+
+
+def test_grouped_noise_matches_per_visit_brute_force():
+    """Same per-pixel variance, lag-1 and lag-2 correlations and VARIANCE plane
+    as a coadd of every visit drawn and resampled on its own."""
+    grids, phot, plan, cov = _synthetic_observation()
+    level = 25.0  # ADU per pixel: the sources' photons are ~40% of the variance
+    signal = np.full((N_SIDE, N_SIDE), level)
+    visits = np.arange(N_VISITS)
+    groups = gobs.group_visits(grids, phot.weight, visits)
+    assert 4 <= len(groups) <= 16
+    rng = np.random.default_rng(11)
+    grouped, brute = [], []
+    for _ in range(8):
+        res = gobs.coadd_noise(signal, cov, plan, phot, groups, grids, rng)
+        grouped.append(res.noise)
+        coadd, _ = _brute_force_coadd(
+            lambda v: np.full((NATIVE, NATIVE), level), grids, phot, rng
+        )
+        brute.append(coadd)
+    g_stats, b_stats = _noise_statistics(grouped), _noise_statistics(brute)
+    assert g_stats["variance"] / b_stats["variance"] == pytest.approx(1.0, abs=0.04)
+    for key in ("x1", "y1", "x2", "y2"):
+        assert g_stats[key] == pytest.approx(b_stats[key], abs=0.03), key
+    assert b_stats["x1"] > 0.05 and b_stats["x2"] < -0.03  # Lanczos-3 correlation
+    # the VARIANCE plane predicts the brute-force noise ...
+    predicted = float(np.mean(res.variance))
+    assert predicted / b_stats["variance"] == pytest.approx(1.0, abs=0.04)
+    # ... with the sources' photons in it, at the effective gain of the process
+    # (electrons per coadd ADU: W^2 / sum w^2 / K, not gain x number of visits)
+    w, k = phot.weight, phot.k_e_per_adu
+    g_eff = w.sum() ** 2 / np.sum(w**2 / k)
+    sky_before = 1.0 / w.sum()  # coadd sky variance before resampling
+    source_over_sky = (predicted - np.mean(res.variance_sky)) / np.mean(
+        res.variance_sky
+    )
+    assert source_over_sky == pytest.approx(level / g_eff / sky_before, rel=0.05)
+    assert g_eff > 300 * N_VISITS
+
+
+def test_coadd_psf_matches_per_visit_brute_force():
+    """A point source drawn in every visit with that visit's PSF on its native
+    grid, resampled and coadded, has the coadd PSF of the truth (weighted sum of
+    the visit PSFs)."""
+    grids, phot, _, _ = _synthetic_observation(seed=2)
+    psfs = gpsf.draw_visit_psfs(
+        np.random.default_rng(5), N_VISITS, gpsf.SeeingModel(0.6, 0.2)
+    )
+    rng = np.random.default_rng(6)
+    uv = rng.uniform(-15000, 15000, (N_VISITS, 2))
+    profiles = [
+        gpsf.visit_profile(psfs, v, tuple(uv[v]), np.eye(2)) for v in range(N_VISITS)
+    ]
+    star = np.array([60.3, 59.7])  # FITS position on the tile
+    flux = 1000.0
+
+    def native_signal(v):
+        # native pixels integrate the visit's PSF (pixel response included); the
+        # star's native coordinate is c + A (star - p0), array index = that - N0
+        u = grids.c[v] + grids.a[v] @ (star - grids.p0) - N0
+        image = galsim.ImageD(NATIVE, NATIVE, scale=PIXEL_SCALE_ARCSEC)
+        (flux * profiles[v]).drawImage(
+            image=image, center=galsim.PositionD(u[0] + 1, u[1] + 1), method="auto"
+        )
+        return image.array
+
+    _, coadd = _brute_force_coadd(native_signal, grids, phot, rng)
+    # the truth: weighted sum of the visit PSFs (no resampling), at the star
+    os_images = np.stack([gpsf.draw_oversampled(p) for p in profiles])
+    truth_os = np.tensordot(phot.weight / phot.weight.sum(), os_images, axes=1)
+    epsf = gpsf.effective_psf(truth_os)
+    model = galsim.InterpolatedImage(
+        galsim.Image(epsf, scale=PIXEL_SCALE_ARCSEC), pad_factor=1.5
+    ).withFlux(flux)
+    image = galsim.ImageD(N_SIDE, N_SIDE, scale=PIXEL_SCALE_ARCSEC)
+    model.drawImage(image=image, center=galsim.PositionD(*star), method="no_pixel")
+    cut = np.s_[40:80, 40:80]
+    m_brute = galsim.hsm.FindAdaptiveMom(galsim.Image(coadd[cut]))
+    m_model = galsim.hsm.FindAdaptiveMom(galsim.Image(image.array[cut]))
+    assert m_brute.moments_sigma / m_model.moments_sigma == pytest.approx(1, abs=0.01)
+    assert m_brute.observed_shape.e1 == pytest.approx(
+        m_model.observed_shape.e1, abs=3e-3
+    )
+    assert m_brute.observed_shape.e2 == pytest.approx(
+        m_model.observed_shape.e2, abs=3e-3
+    )
+    assert m_brute.moments_centroid.x == pytest.approx(
+        m_model.moments_centroid.x, abs=0.02
+    )
+    assert m_brute.moments_centroid.y == pytest.approx(
+        m_model.moments_centroid.y, abs=0.02
+    )
+    peak = image.array.max()
+    assert np.abs(coadd[cut] - image.array[cut]).max() < 0.02 * peak
+    assert coadd.sum() == pytest.approx(flux, rel=0.02)
+
+
+def test_bleeding_conserves_charge_along_the_row():
+    row = np.full(200, 30000.0)
+    row[95:105] = 1e6
+    before = row.sum()
+    gobs._bleed_row(row, gobs.FULL_WELL_E)
+    assert row.max() <= gobs.FULL_WELL_E
+    assert row.sum() == pytest.approx(before)
+    full = np.nonzero(row >= gobs.FULL_WELL_E)[0]
+    # 8.5e6 e- of excess fill 120,000 e- of room per pixel, 35 pixels each side
+    assert full.min() == 60 and full.max() == 139
+
+
+def test_psf_measurement_of_known_profiles():
+    for fwhm, e1, e2, ratio in ((0.55, 0.04, -0.02, 0.3), (0.75, -0.01, 0.03, 0.6)):
+        prof = galsim.Add(
+            [ratio * galsim.Moffat(beta=2, fwhm=fwhm),
+             (1 - ratio) * galsim.Moffat(beta=5, fwhm=fwhm)]
+        ).shear(e1=e1, e2=e2)  # fmt: skip
+        m = gpsf.measure_psf(gpsf.draw_oversampled(prof))
+        assert m.fwhm_arcsec == pytest.approx(fwhm, rel=3e-3)
+        assert (m.e1, m.e2) == pytest.approx((e1, e2), abs=1e-4)
+        assert m.flux_ratio == pytest.approx(ratio, abs=0.01)
+
+
+# --------------------------------------------------------------- built tile
+
+SIZE = (512, 512)
+#: Part of patch 8523-4,2 with a G = 14.1 Gaia star (saturated, bled) near x 782.
+CENTRE = (760.0, 2300.0)
+SEED = 7
+SIMULATION_MODULES = ("ufig.plugins", "ufig.rendering", "galsbi_hsc_config",
+                      "hscsim_utils.demo.render", "hscsim_utils.demo.ufig_config",
+                      "hscsim_utils.demo.psf")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Build the tile in a subprocess; report the modules it imported."""
+    out = tmp_path_factory.mktemp("independent") / "input"
+    code = textwrap.dedent(f"""
+        import json, sys
+        from hscsim_utils.demo.independent import build_independent_demo_tile
+        build_independent_demo_tile({str(out)!r}, size={SIZE}, seed={SEED},
+                                    centre={CENTRE}, preset="ud")
+        print(json.dumps(sorted(sys.modules)))
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    modules = json.loads(proc.stdout.strip().splitlines()[-1])
+    spec = tile.load_tile(out / "tile.yaml")
+    return {
+        "out": out, "spec": spec, "modules": modules,
+        "calexp": hsc_io.read_calexp(spec.calexp, band=spec.band),
+        "truth": json.loads((spec.truth_dir / "truth.json").read_text()),
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_build_imports_nothing_of_the_simulation_path(built):
+    bad = [m for m in built["modules"] if any(s in m for s in SIMULATION_MODULES)]
+    assert not bad, bad
+    assert (
+        "galsim" in built["modules"]
+        and "galsbi.ucat.plugins.sample_galaxies" in (built["modules"])
+    )
+
+
+@pytest.mark.slow
+def test_files_formats_and_labels(built):
+    out, spec, calexp = built["out"], built["spec"], built["calexp"]
+    names = demo_files.file_names(demo_observation.demo_geometry(SIZE, CENTRE))
+    for name in (*names.values(), "tile.yaml", "truth/truth.json", "truth/sysmaps.h5",
+                 "truth/psf_model.h5", "truth/mask.h5", "truth/galaxies.h5",
+                 "truth/stars.h5"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert calexp.shape == (SIZE[1], SIZE[0])
+    assert calexp.mask_planes == hsc_io.PDR3_MASK_PLANES
+    assert "DEMO" in calexp.primary_header["OBJECT"]
+    assert spec.is_demo and "DEMO" in spec.label and "DEMO" in spec.tile_name
+    assert (spec.galaxy_model, spec.posterior_index, spec.seed) == ("Moser+24", 0, 42)
+    gen = built["truth"]["generator"]
+    assert set(gen["versions"]) == {"galsim", "galsbi", "numpy"}
+    assert gen["galsbi_posterior_index"] != spec.posterior_index
+    assert gen["galsbi_seed"] != spec.seed
+    frames = hsc_io.read_frame_metadata(spec.frame_metadata)
+    assert frames["seeing"].between(0.35, 1.3).all()
+    # measured at each CCD: CCDs of one visit differ slightly
+    spread = frames.groupby("visit")["seeing"].agg(lambda s: s.max() - s.min())
+    assert (spread[frames.groupby("visit").size() > 1] > 0).all()
+    assert 0.5 < hsc_io.read_coadd_metadata(spec.coadd_metadata)["seeing"][0] < 0.75
+
+
+@pytest.mark.slow
+def test_variance_plane_matches_blank_sky(built):
+    """Pixels away from every drawn source (galaxies out to where their profile
+    falls below ~0.002 ADU, stars, masks, the rows of bleed trails, whose faint
+    ends are saturated in fewer than 10% of the visits and so not SAT), with the
+    smooth light of bright-star wings removed by a 41-pixel median: their scatter
+    is the VARIANCE plane's."""
+    spec, calexp = built["spec"], built["calexp"]
+    image, variance = calexp.image.astype(np.float64), calexp.variance
+    with h5py.File(spec.truth_dir / "galaxies.h5") as fh:
+        gal = fh["data"][()]
+    with h5py.File(spec.truth_dir / "stars.h5") as fh:
+        stars = fh["data"][()]
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]] + 1.0
+    far = np.ones(image.shape, bool)
+    radius = np.r_[
+        np.maximum(gscene.galaxy_half_size(gal) - 8, 6), np.full(len(stars), 24)
+    ]
+    for x, y, r in zip(
+        np.r_[gal["X_IMAGE"], stars["X_IMAGE"]],
+        np.r_[gal["Y_IMAGE"], stars["Y_IMAGE"]],
+        radius,
+        strict=True,
+    ):
+        x0, x1 = max(int(x - r), 0), min(int(x + r) + 1, image.shape[1])
+        y0, y1 = max(int(y - r), 0), min(int(y + r) + 1, image.shape[0])
+        if x0 < x1 and y0 < y1:
+            far[y0:y1, x0:x1] &= (
+                np.hypot(xx[y0:y1, x0:x1] - x, yy[y0:y1, x0:x1] - y) > r
+            )
+    sat = ((calexp.mask >> calexp.mask_bit("SAT")) & 1).astype(bool)
+    trail_rows = np.zeros_like(sat)
+    trail_rows[sat.any(axis=1)] = True
+    blank = (
+        far & (calexp.mask == 0) & ~ndimage.binary_dilation(trail_rows, iterations=3)
+    )
+    residual = image - ndimage.median_filter(image, size=41)
+    z = residual[blank] - residual[blank].mean()
+    ratio = float(np.mean(z**2 / variance[blank]))
+    assert blank.sum() > 20000
+    assert ratio == pytest.approx(1.0, abs=0.04)
+
+
+@pytest.mark.slow
+def test_coverage_truth_is_the_observation_maps(built):
+    spec = built["spec"]
+    geom = demo_observation.demo_geometry(SIZE, CENTRE)
+    preset = independent.PRESETS["ud"]
+    plan = demo_observation.plan_visits(
+        np.random.default_rng(preset.observation_seed), preset.n_visits
+    )
+    frames = demo_observation.overlapping_frames(plan, geom)
+    cov = demo_observation.coverage_maps(plan, geom, frames)
+    with h5py.File(spec.truth_dir / "sysmaps.h5") as fh:
+        np.testing.assert_array_equal(fh["map_expt"][()], cov.expt)
+        np.testing.assert_array_equal(fh["map_nexp"][()], cov.nexp)
+        words = fh["map_pointings"][()]
+        bits = np.stack([words[f"bit{i + 1}"] for i in range(5)], axis=-1)
+        np.testing.assert_array_equal(bits, cov.bits)
+        np.testing.assert_allclose(fh["map_invvar_weight"][()], cov.invvar, rtol=1e-6)
+        gain = fh["map_gain_effective"][()]
+    covered = cov.nexp > 0
+    # electrons per coadd ADU: ~ number of visits x ~1000, not gain x n_exp
+    assert np.median(gain[covered] / cov.nexp[covered]) > 500
+    frames_csv = hsc_io.read_frame_metadata(spec.frame_metadata)
+    assert len(frames_csv) == len(frames.ccd)
+
+
+@pytest.mark.slow
+def test_saturated_stars_bleed_along_x(built):
+    spec, calexp = built["spec"], built["calexp"]
+    sat = (calexp.mask >> calexp.mask_bit("SAT")) & 1
+    assert sat.sum() > 0
+    with h5py.File(spec.truth_dir / "stars.h5") as fh:
+        stars = fh["data"][()]
+    labels, _ = ndimage.label(sat)
+    inside = (stars["X_IMAGE"] > 1) & (stars["X_IMAGE"] < SIZE[0])
+    inside &= (stars["Y_IMAGE"] > 1) & (stars["Y_IMAGE"] < SIZE[1])
+    brightest = stars[inside][np.argmin(stars["mag"][inside])]
+    assert brightest["mag"] < 15
+    lab = labels[int(brightest["Y_IMAGE"] - 0.5), int(brightest["X_IMAGE"] - 0.5)]
+    assert lab > 0, "the brightest star's core is not SAT"
+    ys, xs = np.nonzero(labels == lab)
+    assert np.ptp(xs) + 1 > 3 * (np.ptp(ys) + 1)  # a trail along x
+    bright = (calexp.mask >> calexp.mask_bit("BRIGHT_OBJECT")) & 1
+    assert bright[int(brightest["Y_IMAGE"] - 0.5), int(brightest["X_IMAGE"] - 0.5)]
+
+
+@pytest.mark.slow
+def test_psf_truth_grid(built):
+    spec = built["spec"]
+    grid = load_truth_grid(spec)
+    assert grid is not None and len(grid) > 0
+    for name in ("psf_fwhm_ipt", "psf_e1_ipt", "psf_e2_ipt", "psf_flux_ratio_ipt"):
+        assert np.isfinite(grid[name]).all(), name
+    fwhm = grid["psf_fwhm_ipt"] * PIXEL_SCALE_ARCSEC
+    assert 0.45 < fwhm.min() and fwhm.max() < 0.8
+    assert np.all(np.hypot(grid["psf_e1_ipt"], grid["psf_e2_ipt"]) < 0.1)
+    with h5py.File(spec.truth_dir / "psf_model.h5") as fh:
+        epsf = fh["grid/epsf"][()]
+        visits = fh["visits"][()]
+    np.testing.assert_allclose(epsf.sum(axis=(-1, -2)), 1.0, atol=1e-4)
+    seeing = visits["seeing_centre_arcsec"]
+    assert 0.5 < np.median(seeing) < 0.7 and seeing.std() > 0.03
+
+
+def test_unknown_preset_is_refused(tmp_path):
+    from hscsim_utils.errors import InputError
+
+    with pytest.raises(InputError):
+        independent.build_independent_demo_tile(tmp_path / "x", (64, 64), preset="wide")
+    assert not (tmp_path / "x").exists()
+
+
+def test_tile_names_say_demo():
+    geom = demo_observation.demo_geometry((1000, 1000))
+    name = independent.independent_tile_name(geom, 3, "deep")
+    assert name.startswith("demo-galsim-deep-") and "deep" in name and name.endswith("seed3")
+    assert Path(demo_files.file_names(geom)["calexp"]).suffix == ".fits"

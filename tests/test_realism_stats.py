@@ -1,0 +1,236 @@
+"""Realism statistics and their noise floors, on synthetic images and catalogues:
+each statistic sees the error it is meant to see and stays at its floor without
+one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import uniform_filter
+
+from hscsim_utils.errors import InputError
+from hscsim_utils.numerics import halves
+from hscsim_utils.numerics import realism_stats as rs
+
+SHAPE = (1024, 1024)
+BLOCK = 128  # 8 x 8 blocks on a small image
+N_OBJECTS = 20_000
+
+
+def magnitudes(rng, n, slope=0.3, lo=18.0, hi=25.5):
+    """Number counts rising as 10^(slope m) between lo and hi."""
+    u = rng.uniform(0, 1, n)
+    a, b = 10 ** (slope * lo), 10 ** (slope * hi)
+    return np.log10(a + u * (b - a)) / slope
+
+
+def objects(rng, n=N_OBJECTS, mag_shift=0.0, size_scale=1.0):
+    cat = np.zeros(n, [(c, "f4") for c in rs.OBJECT_COLUMNS])
+    cat["MAG_AUTO"] = magnitudes(rng, n) + mag_shift
+    size = 3.0 * 10 ** (-0.1 * (cat["MAG_AUTO"] - mag_shift - 22.0))
+    cat["FLUX_RADIUS"] = size_scale * size * rng.lognormal(0.0, 0.3, n)
+    cat["ELLIPTICITY"] = rng.beta(2, 5, n)
+    return cat
+
+
+def noise(rng, sigma=1.0, smooth=1, shape=SHAPE):
+    """White noise, or noise averaged over ``smooth`` x ``smooth`` pixels and
+    rescaled to the same width (correlated, not wider)."""
+    white = rng.normal(0.0, 1.0, shape)
+    if smooth > 1:
+        white = uniform_filter(white, smooth, mode="wrap") * smooth
+    return (sigma * white).astype(np.float32)
+
+
+def sample(seed, sigma=1.0, smooth=1, mag_shift=0.0, size_scale=1.0):
+    rng = np.random.default_rng(seed)
+    image = noise(rng, sigma, smooth)
+    unmasked = np.ones(SHAPE, bool)
+    unmasked[:, :64] = False  # a masked stripe: no pixels, no objects, no area
+    cat = objects(rng, mag_shift=mag_shift, size_scale=size_scale)
+    x = rng.uniform(64.5, SHAPE[1] + 0.5, len(cat))
+    y = rng.uniform(0.5, SHAPE[0] + 0.5, len(cat))
+    return rs.image_sample(image, unmasked, unmasked, cat, x, y, block=BLOCK)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sample(1)
+
+
+@pytest.fixture(scope="module")
+def floors(data):
+    return rs.data_floor(data)
+
+
+def assessed(sim, data, floors):
+    stats = rs.statistics(sim.half("scoring"), data.half("scoring"))
+    return rs.assess_all(stats, floors)
+
+
+# ---------------------------------------------------------------- single statistics
+
+
+def test_ks_ratio_and_robust_width():
+    rng = np.random.default_rng(2)
+    a = rng.normal(0, 2.0, 200_000)
+    assert rs.robust_std(a) == pytest.approx(2.0, rel=0.01)
+    assert rs.robust_std(a.astype(np.float32)) == pytest.approx(rs.robust_std(a))
+    assert rs.ks(a, a).value == 0.0 and rs.ks(a, a + 100).value == 1.0
+    from scipy.stats import ks_2samp
+
+    b = rng.normal(0.1, 2.0, 3000).round(1)  # ties as well
+    assert rs.ks_statistic(a[:5000].round(1), b) == pytest.approx(
+        ks_2samp(a[:5000].round(1), b).statistic, abs=1e-12
+    )
+    assert rs.ks(a, []).value is None
+    assert rs.width_ratio(1.1 * a, a).value == pytest.approx(1.1)
+    assert rs.width_ratio(1.1 * a, a).deviation == pytest.approx(0.1)
+    assert rs.density_ratio(110, 2.0, 100, 2.0).value == pytest.approx(1.1)
+    assert rs.density_ratio(110, 0.0, 100, 2.0).value is None
+
+
+def test_counts_chi2_is_the_poisson_formula():
+    bins = np.array([20.0, 21.0, 22.0, 23.0])
+    a = np.r_[np.full(30, 20.5), np.full(10, 21.5), np.full(2, 22.5)]
+    b = np.r_[np.full(20, 20.5), np.full(10, 21.5), np.full(2, 22.5)]
+    stat = rs.counts_chi2(a, 1.0, b, 1.0, bins, min_count=5)
+    assert stat.dof == 2  # the last bin has 4 objects in all
+    assert stat.value == pytest.approx((10**2 / 50 + 0) / 2)
+    # different areas: densities are compared
+    same = rs.counts_chi2(np.r_[a, a], 2.0, a, 1.0, bins, min_count=5)
+    assert same.value == pytest.approx(0.0)
+    with pytest.raises(InputError, match="area"):
+        rs.counts_chi2(a, 0.0, b, 1.0)
+
+
+def test_counts_chi2_sees_a_tenth_of_a_magnitude():
+    rng = np.random.default_rng(3)
+    data = magnitudes(rng, 10_000)
+    same = rs.counts_chi2(magnitudes(rng, 10_000), 1.0, data, 1.0)
+    shifted = rs.counts_chi2(magnitudes(rng, 10_000) + 0.1, 1.0, data, 1.0)
+    assert same.value < rs.chi2_threshold(same.dof)
+    assert shifted.value > 2 * rs.chi2_threshold(shifted.dof)
+
+
+def test_median_standard_error():
+    rng = np.random.default_rng(4)
+    draws = rng.normal(0.0, 2.0, (4000, 400))
+    empirical = np.median(draws, axis=1).std()
+    _, err, _ = rs._binned_medians(np.zeros(400), draws[0], np.array([-1.0, 1.0]))
+    assert err[0] == pytest.approx(empirical, rel=0.1)
+    assert err[0] == pytest.approx(1.2533 * 2.0 / np.sqrt(400), rel=0.1)
+
+
+def test_size_relation_sees_ten_percent_larger_objects():
+    # without an error chi^2/dof exceeds its 99% point in ~2.5% of draws (seed 5 does)
+    rng = np.random.default_rng(7)
+    data = objects(rng, 10_000)
+    same = rs.size_mag_chi2(objects(rng, 10_000), data)
+    larger = rs.size_mag_chi2(objects(rng, 10_000, size_scale=1.1), data)
+    assert same.value < rs.chi2_threshold(same.dof)
+    assert larger.value > 2 * rs.chi2_threshold(larger.dof)
+    assert len(larger.detail["median_a"]) == larger.dof
+
+
+def test_autocorrelation_of_white_and_smoothed_noise():
+    rng = np.random.default_rng(6)
+    valid = np.ones(SHAPE, bool)
+    white = rs.autocorrelation(noise(rng), valid)
+    assert max(abs(v) for v in white.values()) < 0.01
+    smooth = rs.autocorrelation(noise(rng, smooth=2), valid)
+    # a 2 x 2 box: neighbours share half their pixels along each axis
+    for name, expected in (("x1", 0.5), ("y1", 0.5), ("x2", 0.0), ("y3", 0.0)):
+        assert smooth[name] == pytest.approx(expected, abs=0.01)
+    # pixels outside ``valid`` and outliers do not count
+    image = noise(rng, smooth=2)
+    image[:, ::7] = 1e6
+    valid[:, ::7] = False
+    assert rs.autocorrelation(image, valid)["x1"] == pytest.approx(0.5, abs=0.01)
+    image[10, 10] = 1e6  # far beyond the clip
+    assert rs.autocorrelation(image, np.ones(SHAPE, bool))["y1"] == pytest.approx(
+        0.5, abs=0.01
+    )
+
+
+# ---------------------------------------------------------------- halves and floors
+
+
+def test_halves_of_a_sample(data):
+    tuning, scoring = data.half("tuning"), data.half("scoring")
+    assert tuning.background.size + scoring.background.size == data.bkg_values.size
+    assert tuning.area + scoring.area == (SHAPE[0] * (SHAPE[1] - 64))
+    assert len(tuning.objects) + len(scoring.objects) == N_OBJECTS
+    assert abs(len(tuning.objects) / N_OBJECTS - 0.5) < 0.02
+    # the unmoved checkerboard is the halves module's
+    mask = halves.half_mask(SHAPE, "scoring", BLOCK)
+    assert scoring.area == mask[:, 64:].sum()
+    shifts = data.shifts()
+    assert len(shifts) == rs.N_SPLITS == 16 and shifts[0] == (0, 0)
+    assert shifts[-1] == (3 * BLOCK // 4, 3 * BLOCK // 4)
+    for shift in shifts[1:]:
+        a, b = data.half("tuning", shift), data.half("scoring", shift)
+        assert a.area + b.area == tuning.area + scoring.area
+        assert abs(a.area / (a.area + b.area) - 0.5) < 0.05
+    with pytest.raises(InputError, match="cells"):
+        data.select(np.ones(3, bool))
+    with pytest.raises(InputError, match="half"):
+        data.half("training")
+
+
+def test_floor_checkerboard_is_tuning_against_scoring(data, floors):
+    direct = rs.statistics(data.half("tuning"), data.half("scoring"))
+    for name, floor in floors.items():
+        assert floor.checkerboard == direct[name].value
+        assert floor.n_splits == rs.N_SPLITS
+        assert floor.floor is not None and floor.floor >= 0
+
+
+def test_no_error_stays_at_the_floor(data, floors):
+    out = assessed(sample(11), data, floors)
+    assert set(out) == set(rs.KINDS)
+    assert not [k for k, a in out.items() if a["significant"]], rs.table(out)
+    for a in out.values():
+        assert a["value"] is not None and a["threshold"] > 0
+
+
+@pytest.mark.parametrize(
+    ("error", "statistic"),
+    [
+        ({"mag_shift": 0.1}, "number_counts_chi2"),
+        ({"size_scale": 1.1}, "size_mag_chi2"),
+        ({"size_scale": 1.1}, "flux_radius_ks"),
+        ({"smooth": 2}, "bkg_autocorr"),
+        ({"sigma": 1.02}, "bkg_std_ratio"),
+        ({"sigma": 1.02}, "bkg_ks"),
+    ],
+)
+def test_an_injected_error_is_significant(data, floors, error, statistic):
+    out = assessed(sample(11, **error), data, floors)
+    assert out[statistic]["significant"] is True, rs.table(out)
+
+
+def test_smoothed_noise_of_the_same_width_is_seen_only_by_the_autocorrelation(
+    data, floors
+):
+    out = assessed(sample(11, smooth=2, sigma=1.0), data, floors)
+    assert out["bkg_autocorr"]["value"] > 0.4
+    assert out["bkg_autocorr"]["detail"]["a"]["x1"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_assess_rules():
+    floor = rs.Floor(0.01, 1.005, 0.002, 16)
+    ratio = rs.assess(rs.Statistic(1.03, "ratio"), floor)
+    assert ratio["threshold"] == pytest.approx(0.02) and ratio["significant"]
+    assert not rs.assess(rs.Statistic(0.985, "ratio"), floor)["significant"]
+    assert not rs.assess(rs.Statistic(0.015, "distance"), floor)["significant"]
+    chi2 = rs.assess(rs.Statistic(2.0, "chi2", dof=10), rs.Floor(1.1, 1.0, 0.3, 16))
+    assert chi2["threshold"] == pytest.approx(23.209 / 10, rel=1e-3)
+    assert chi2["significant"] is False and chi2["floor_exceeds_threshold"] is False
+    wide = rs.assess(rs.Statistic(2.5, "chi2", dof=10), rs.Floor(3.0, 3.0, 0.3, 16))
+    assert wide["significant"] is True and wide["floor_exceeds_threshold"] is True
+    missing = rs.assess(rs.Statistic(None, "distance"), floor)
+    assert missing["significant"] is None
+    lines = rs.table({"bkg_std_ratio": ratio, "x": missing}).splitlines()
+    assert lines[1].split()[-1] == "yes" and "1 +- 0.0200" in lines[1]
+    assert lines[2].split()[1:] == ["-", "0.0100", "0.0200", "-"]
