@@ -430,5 +430,9 @@ def test_unknown_preset_is_refused(tmp_path):
 def test_tile_names_say_demo():
     geom = demo_observation.demo_geometry((1000, 1000))
     name = independent.independent_tile_name(geom, 3, "deep")
-    assert name.startswith("demo-galsim-deep-") and "deep" in name and name.endswith("seed3")
+    assert (
+        name.startswith("demo-galsim-deep-")
+        and "deep" in name
+        and name.endswith("seed3")
+    )
     assert Path(demo_files.file_names(geom)["calexp"]).suffix == ".fits"
