@@ -50,6 +50,36 @@ CLOSURE_KEYS = (
 )  # fmt: skip
 
 
+#: Targets of the DEMO closure metrics (stage 07): ``key: (kind, target)`` with
+#: kind "abs" (|value| at most target) or "min" (value at least target). Exact
+#: maps and masks, the background noise map within 3% per pixel, 95% of the true
+#: stars found, and the PSF within 1% (FWHM bias), 2% (FWHM rms) and 0.01 (e1,
+#: e2 rms) of the truth.
+CLOSURE_TARGETS: dict[str, tuple[str, float]] = {
+    "expt_map_max_abs_diff": ("abs", 0.0),
+    "pointings_mismatch_pixels": ("abs", 0),
+    "mask_mismatch_pixels": ("abs", 0),
+    "bsig_median_rel_err": ("abs", 0.01),
+    "bsig_rms_rel_err": ("abs", 0.03),
+    "star_detect_frac": ("min", 0.95),
+    "psf_fwhm_bias_frac": ("abs", 0.01),
+    "psf_fwhm_rms_frac": ("abs", 0.02),
+    "psf_e1_rms": ("abs", 0.01),
+    "psf_e2_rms": ("abs", 0.01),
+}
+
+
+def closure_verdict(key: str, value: float | None) -> str | None:
+    """``target ...: met`` or ``missed`` for a closure metric; None without a
+    target or a value."""
+    if key not in CLOSURE_TARGETS or value is None:
+        return None
+    kind, target = CLOSURE_TARGETS[key]
+    if kind == "min":
+        return f"target >= {target}: {'met' if value >= target else 'missed'}"
+    return f"target |x| <= {target}: {'met' if abs(value) <= target else 'missed'}"
+
+
 def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
     """Contents of ``metrics.json`` (empty when absent)."""
     path = Path(path)

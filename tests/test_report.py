@@ -149,3 +149,12 @@ def test_metric_rows_say_section_and_simulation():
     assert found["background_finetune", "std_correction"] == ("-", "1.012")
     assert not any("simulation" in r[2] or r[2].endswith("data") for r in rows)
     assert not any(r[0] == "timing" for r in rows)  # the stages table has it
+
+
+def test_closure_rows_carry_their_target_and_verdict():
+    from hscsim_utils.metrics import closure_verdict
+
+    assert closure_verdict("star_detect_frac", 0.97) == "target >= 0.95: met"
+    assert closure_verdict("psf_fwhm_bias_frac", -0.02) == "target |x| <= 0.01: missed"
+    assert closure_verdict("bsig_rms_rel_err", None) is None
+    assert closure_verdict("psf_flux_ratio_rms", 0.06) is None  # no target

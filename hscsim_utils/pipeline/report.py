@@ -25,7 +25,12 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from hscsim_utils.metrics import BLOCK_KEYS, STAGE_SECTIONS, read_metrics
+from hscsim_utils.metrics import (
+    BLOCK_KEYS,
+    STAGE_SECTIONS,
+    closure_verdict,
+    read_metrics,
+)
 from hscsim_utils.runfolder import METRICS_FILE, RunFolder
 
 __all__ = ["clean_stream", "metric_rows", "write_report"]
@@ -191,11 +196,15 @@ def _block_rows(section: str, name: str, block: dict, where: str) -> list[tuple]
     as JSON."""
     where = _where(block, where)
     rows = []
+    judged = block.get("statistics")
+    judged = judged if isinstance(judged, dict) else {}
     for key, value in block.items():
-        if key in BLOCK_KEYS:
+        if key in BLOCK_KEYS or key in judged:  # shown with its floor below
             continue
         metric = f"{name}.{key}" if name else key
-        if key == "statistics" and isinstance(value, dict):
+        if name == "closure" and (verdict := closure_verdict(key, value)):
+            rows.append((section, where, metric, f"{_fmt(value)} ({verdict})"))
+        elif key == "statistics" and isinstance(value, dict):
             rows += [(section, where, f"{metric}.{k}", _statistic_text(v))
                      for k, v in value.items() if isinstance(v, dict)]  # fmt: skip
         elif key == "truth" and not name and isinstance(value, dict):
