@@ -116,6 +116,6 @@ def test_demo_tile_says_its_name_both_seeds_and_the_minimum(tmp_path):
     done = _hscsim("demo-tile", "--out", tmp_path / "d", "--size", 300, 300,
                    "--seed", 3)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "demo-8523-402-300x300-seed3: observation seed 3" in done.stdout
+    assert "demo-galsim-ud-8523-402-300x300-seed3: observation seed 3" in done.stdout
     assert "the simulation of this tile uses its own seed, 42" in done.stdout
     assert "stages 05-09 need at least 2000 x 2000 px" in done.stdout

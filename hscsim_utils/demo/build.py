@@ -279,14 +279,9 @@ def _write_sysmaps(path: Path, cov: obs.CoverageMaps, bsig, rms) -> Path:
         ),
         "map_pointings": (pointings, "visit bitmaps, visits 0-63 in bit1, ..."),
     }
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
-        for name, (data, description) in datasets.items():
-            ds = fh.create_dataset(name, data=data, compression="lzf")
-            ds.attrs["description"] = description
-        fh["map_pointings"].attrs["n_pointings"] = len(cov.visit_ids)
-        fh.create_dataset("visit_ids", data=cov.visit_ids)
-        fh.attrs["description"] = "DEMO tile (simulated): true systematics maps"
-    return path
+    return demo_files.write_truth_sysmaps(
+        path, datasets, cov.visit_ids, "DEMO tile (simulated)"
+    )
 
 
 def _exposure_summary(cov: obs.CoverageMaps) -> dict:

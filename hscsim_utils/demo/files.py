@@ -25,7 +25,7 @@ from hscsim_utils.hsc.tile import write_tile
 
 __all__ = [
     "SIMULATION_DEFAULTS", "file_names", "mask_plane", "parse_size", "tile_name",
-    "write_coadd_csv", "write_frame_csv", "write_tile_yaml",
+    "write_coadd_csv", "write_frame_csv", "write_tile_yaml", "write_truth_sysmaps",
 ]  # fmt: skip
 
 #: What the simulation stage uses by default; a DEMO tile uses other values.
@@ -144,3 +144,22 @@ def write_tile_yaml(out: Path, names: dict, name: str, truth: Path) -> Path:
             **SIMULATION_DEFAULTS,
         },
     )
+
+
+def write_truth_sysmaps(
+    path: Path, datasets: dict, visit_ids: np.ndarray, label: str
+) -> Path:
+    """``truth/sysmaps.h5``: ``datasets`` maps a name to (array, description);
+    ``map_pointings`` holds the visit bitmaps of ``visit_ids``."""
+    import h5py
+
+    from hscsim_utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
+        for name, (data, description) in datasets.items():
+            ds = fh.create_dataset(name, data=data, compression="lzf")
+            ds.attrs["description"] = description
+        fh["map_pointings"].attrs["n_pointings"] = len(visit_ids)
+        fh.create_dataset("visit_ids", data=visit_ids)
+        fh.attrs["description"] = f"{label}: true systematics maps"
+    return path

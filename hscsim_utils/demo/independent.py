@@ -559,13 +559,7 @@ def _write_sysmaps(path: Path, cov: obs.CoverageMaps, rms_sky, gain_eff) -> None
                                "electrons per coadd ADU of the source photon noise"),
         "map_pointings": (pointings, "visit bitmaps, visits 0-63 in bit1, ..."),
     }  # fmt: skip
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
-        for name, (data, description) in datasets.items():
-            ds = fh.create_dataset(name, data=data, compression="lzf")
-            ds.attrs["description"] = description
-        fh["map_pointings"].attrs["n_pointings"] = len(cov.visit_ids)
-        fh.create_dataset("visit_ids", data=cov.visit_ids)
-        fh.attrs["description"] = f"{LABEL}: true systematics maps"
+    demo_files.write_truth_sysmaps(path, datasets, cov.visit_ids, LABEL)
 
 
 def _write_psf_truth(path: Path, grid: dict, hist: History, visit_seeing) -> None:

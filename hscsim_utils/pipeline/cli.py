@@ -148,6 +148,17 @@ def _cmd_batch(args: argparse.Namespace) -> None:
         raise batch.HscsimError(f"{len(failed)} tile(s) failed: {failed}")
 
 
+def _add_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.PARAM=VALUE",
+        help="a stage parameter, e.g. psf.estimator=direct or simulate.seed=7 "
+        "(repeatable; over the tile file's stages: section)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``hscsim``."""
     parser = argparse.ArgumentParser(
@@ -211,14 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-check", action="store_true", help="skip the up-front input check"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="STAGE.PARAM=VALUE",
-        help="a stage parameter, e.g. psf.estimator=direct or simulate.seed=7 "
-        "(repeatable; over the tile file's stages: section)",
-    )
+    _add_set_argument(p)
     p.set_defaults(func=_cmd_run)
 
     p = add("archive", help="what to download from the HSC archive for a patch")
@@ -257,14 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: a process pool on this machine; dask: a Dask cluster "
         "(a LocalCluster, or the one at --scheduler)",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="STAGE.PARAM=VALUE",
-        help="a stage parameter, e.g. psf.estimator=direct or simulate.seed=7 "
-        "(repeatable; over the tile file's stages: section)",
-    )
+    _add_set_argument(p)
     p.add_argument("--scheduler", default=None, help="address of a Dask scheduler")
     p.add_argument("--workers", type=int, default=2, help="tiles run at once")
     p.add_argument(
