@@ -185,14 +185,14 @@ def test_histogram_plot_says_what_the_data_is():
 def small_run(tmp_path_factory):
     """The notebook tests' small demo tile ($HSCSIM_DEMO_DIR, built if absent)
     and a fresh run folder with stages 01-07 done."""
-    from hscsim_utils.demo.build import build_demo_tile
+    from hscsim_utils.demo.generate import build_tile
     from hscsim_utils.hsc.tile import default_demo_dir
     from hscsim_utils.pipeline.runner import run_tile
     from tests.conftest import NOTEBOOK_TILE_SEED, NOTEBOOK_TILE_SIZE
 
     demo_dir = default_demo_dir()
     if not (demo_dir / "tile.yaml").is_file():
-        build_demo_tile(demo_dir, size=NOTEBOOK_TILE_SIZE, seed=NOTEBOOK_TILE_SEED)
+        build_tile(demo_dir, size=NOTEBOOK_TILE_SIZE, seed=NOTEBOOK_TILE_SEED)
     run = RunFolder(tmp_path_factory.mktemp("ft09") / "run")
     run_tile(demo_dir / "tile.yaml", run.root, stages="01-07", report=False)
     return demo_dir / "tile.yaml", run
