@@ -142,3 +142,23 @@ def test_frames_missing_the_patch_are_an_input_error(tmp_path):
             load_tile(st.tile_file), resolve_run(tmp_path / "run")
         )
     assert str(tmp_path / "in" / "frames.csv") in str(e.value)
+
+
+def test_saturation_level_ignores_bleed_trails_and_core_edges(tmp_path):
+    """A coadd's SAT plane covers bleed trails and core edges far below saturation
+    (SAT where >= 10% of the visits' weight saturated): the level is that of the
+    saturated cores, not the lowest SAT value."""
+    st = write_synthetic_tile(tmp_path / "in", (80, 90), n_sources=0, seed=2)
+    calexp = hsc_io.read_calexp(st.calexp.path)
+    image = np.zeros(calexp.shape, np.float32)
+    sat = np.zeros(calexp.shape, bool)
+    for y0, x0, level in ((20, 20, 110.0), (50, 60, 111.0), (65, 15, 112.0)):
+        image[y0 - 1 : y0 + 2, x0 - 1 : x0 + 2] = level  # the saturated core
+        sat[y0 - 2 : y0 + 3, x0 - 12 : x0 + 13] = True  # edges and a trail along x
+        image[y0, x0 + 3 : x0 + 13] = np.linspace(60.0, 9.0, 10)
+    bit = calexp.mask_bit("SAT")
+    mask = (calexp.mask & ~np.int32(1 << bit)) | (sat.astype(np.int32) << bit)
+    hsc_io.write_calexp(calexp.path, image, mask, calexp.variance, calexp.header)
+    calexp = hsc_io.read_calexp(calexp.path)
+    assert image[sat].min() == 0.0  # what the lowest SAT value would give
+    assert skymapinfo.saturation_level(calexp) == pytest.approx(111.0)
