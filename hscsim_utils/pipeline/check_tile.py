@@ -110,9 +110,9 @@ def _gaia_on_patch(path: Path, wcs, shape: tuple[int, int]) -> None:
 
 def _galaxy_model_known(spec) -> None:
     from hscsim_utils.data.provision import available_galaxy_models
-    from hscsim_utils.stages.simulate import known_galaxy_models, load_config
+    from hscsim_utils.stages.simulate import DEFAULT_CONFIG, known_galaxy_models
 
-    known = known_galaxy_models(load_config())
+    known = known_galaxy_models(DEFAULT_CONFIG)
     if spec.galaxy_model not in known:
         raise InputError("galaxy_model", f"{spec.galaxy_model!r} is not one of {known}")
     if spec.galaxy_model not in available_galaxy_models():

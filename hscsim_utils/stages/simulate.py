@@ -114,9 +114,22 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG) -> types.ModuleType:
     return module
 
 
-def known_galaxy_models(config: types.ModuleType) -> list[str]:
-    """Galaxy models the config has a parametrisation for."""
-    return list(config.GALAXY_MODELS)
+def known_galaxy_models(config: types.ModuleType | str | os.PathLike) -> list[str]:
+    """Galaxy models the config has a parametrisation for: the keys of its
+    ``GALAXY_MODELS``. Given a path, they are read from the source without
+    importing it (which would import galsbi and torch, seconds)."""
+    if isinstance(config, types.ModuleType):
+        return list(config.GALAXY_MODELS)
+    import ast
+
+    for node in ast.parse(Path(config).read_text()).body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(getattr(t, "id", "") == "GALAXY_MODELS" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
+            return [ast.literal_eval(k) for k in node.value.keys if k is not None]
+    raise InputError(config, "defines no GALAXY_MODELS dictionary")
 
 
 def load_posterior(model: str) -> np.ndarray:
