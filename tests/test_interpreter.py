@@ -91,7 +91,13 @@ def test_kernelspec_is_this_interpreter():
 
 @pytest.mark.slow
 def test_kernels_and_workers_find_this_python(tmp_path):
-    notebooks = write_notebooks(tmp_path / "nb", {"01_which": WHICH_PYTHON})
+    from hscsim_utils.stages.registry import STAGES
+
+    # the runner runs every registered stage: stage 01 records, the rest are empty
+    empty = WHICH_PYTHON.split("# %%\n")[0] + "# %%\n"
+    stand_ins = {s.notebook.removesuffix(".ipynb"): empty for s in STAGES}
+    stand_ins["01_sky_and_sysmaps"] = WHICH_PYTHON
+    notebooks = write_notebooks(tmp_path / "nb", stand_ins)
     tiles = {}
     for name, seed in (("a", 1), ("b", 2)):
         folder = tmp_path / "tiles" / name
