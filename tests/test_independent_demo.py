@@ -363,8 +363,9 @@ def test_coverage_truth_is_the_observation_maps(built):
     geom = demo_observation.demo_geometry(SIZE, CENTRE)
     preset = independent.PRESETS["ud"]
     plan = demo_observation.plan_visits(
-        np.random.default_rng(preset.observation_seed), preset.n_visits
-    )
+        np.random.default_rng(preset.observation_seed), preset.n_visits,
+        preset.pointing,
+    )  # fmt: skip
     frames = demo_observation.overlapping_frames(plan, geom)
     cov = demo_observation.coverage_maps(plan, geom, frames)
     with h5py.File(spec.truth_dir / "sysmaps.h5") as fh:
@@ -437,3 +438,22 @@ def test_tile_names_say_demo():
         and name.endswith("seed3")
     )
     assert Path(demo_files.file_names(geom)["calexp"]).suffix == ".fits"
+
+
+@pytest.mark.slow
+def test_effective_gain_from_variance_is_the_process_gain(built):
+    """Stage 01's gain from VARIANCE against the electrons per coadd ADU of the
+    visits (truth map): equal but for resampling, which lowers each pixel's
+    variance by a factor 0.6-1 (so the per-pixel gain is 1-1.7 times it); the
+    tutorial's mean gain x number of exposures is hundreds of times smaller."""
+    from hscsim_utils.stages.skymapinfo import measured_gain, saturation_level
+
+    calexp, spec = built["calexp"], built["spec"]
+    est = measured_gain(calexp, saturation_level(calexp))
+    with h5py.File(spec.truth_dir / "sysmaps.h5") as fh:
+        truth = fh["map_gain_effective"][()]
+        nexp = fh["map_nexp"][()]
+    covered = nexp > 0
+    ratio = est.gain / float(np.median(truth[covered]))
+    assert 1.0 <= ratio <= 1.7, (est, ratio)
+    assert est.gain > 100 * 3.0 * float(np.mean(nexp[covered]))

@@ -79,18 +79,26 @@ STAR_MARGIN_PX = 64
 
 @dataclass(frozen=True)
 class Preset:
-    """Depth and seeing of a simulated layer."""
+    """Depth, pointing and seeing of a simulated layer."""
 
     name: str
     n_visits: int
     seeing: gpsf.SeeingModel
     observation_seed: int
+    pointing: tuple[float, float]  # dither centre (RA, Dec in deg)
 
 
+#: ``ud``: 240 visits of 270 s around a pointing 0.2 deg from the patch centre give
+#: 50,800-64,500 s (median 58,900 s) over the whole patch, the range of the real
+#: UD-COSMOS patch of the tutorial (48,000-64,500 s), so its background rms is
+#: that patch's too. ``deep``: 22 visits around a pointing whose footprint edge
+#: crosses the patch (an exposure gradient and a NO_DATA corner).
 PRESETS = {
-    "ud": Preset("ud", obs.N_VISITS, gpsf.SeeingModel(0.60, 0.15), 60221409),
-    "deep": Preset("deep", 22, gpsf.SeeingModel(0.62, 0.18), 60221410),
-}
+    "ud": Preset("ud", 240, gpsf.SeeingModel(0.60, 0.15), 60221409,
+                 obs.UD_PATCH_POINTING),
+    "deep": Preset("deep", 22, gpsf.SeeingModel(0.62, 0.18), 60221410,
+                   obs.UD_SXDS_CENTER),
+}  # fmt: skip
 
 
 def build_independent_demo_tile(
@@ -143,8 +151,9 @@ class History:
 def observing_history(geom: skymap.PatchGeometry, preset: Preset) -> History:
     """Visits, frames, exact coverage, PSF and photometry of every visit."""
     plan = obs.plan_visits(
-        np.random.default_rng(preset.observation_seed), preset.n_visits
-    )
+        np.random.default_rng(preset.observation_seed), preset.n_visits,
+        preset.pointing,
+    )  # fmt: skip
     frames = obs.overlapping_frames(plan, geom)
     cov = obs.coverage_maps(plan, geom, frames)
     hour_angle = np.random.default_rng([preset.observation_seed, 3]).uniform(

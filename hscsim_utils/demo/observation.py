@@ -17,8 +17,9 @@ UltraDeep i-band data set; nothing is real HSC data.
 - Visits: 150 i-band exposures of 270 s in circular dither sequences of five
   (steps of 120"-288"; NAOJ recommends at least 120") at a few rotator angles,
   around a UD pointing placed 0.16 deg north-east of the SXDS centre so that the
-  patch reaches the edge of the footprint. Each CCD has four amplifiers with
-  gains near the nominal 3.0 e-/ADU of HSC (NAOJ instrument page).
+  patch reaches the edge of the footprint (the UFig-rendered DEMO; the GalSim
+  DEMO's presets choose their own number of visits and pointing). Each CCD has
+  four amplifiers with gains near the nominal 3.0 e-/ADU of HSC (NAOJ instrument page).
 
 Coverage truth is computed here in each visit's focal plane: patch pixels map to
 focal-plane coordinates by an exact projective transformation, and a pixel centre
@@ -80,6 +81,12 @@ _HSC_CCDS = """
 #: (02:18:00 -05:00:00), so that the demo patch reaches the edge of the simulated UD
 #: footprint (full UD depth in most of it, an exposure gradient and a NO_DATA corner).
 UD_SXDS_CENTER = (34.58, -4.86)
+#: Pointing of the GalSim DEMO's ultra-deep preset: 0.2 deg north-east of the
+#: centre of patch 8523-4,2 (34.2149, -5.5799), so that the patch lies inside the
+#: fully covered UD footprint with a gentle exposure gradient that falls towards
+#: its south-west corner, as in the exposure map of the real UD-COSMOS patch
+#: shown by the tutorial (48,000-64,500 s, docs/HSC_DUD/output_15_1.png).
+UD_PATCH_POINTING = (34.3570, -5.4385)
 DEMO_TRACT = 8523
 DEMO_PATCH = (4, 2)
 N_VISITS = 150
@@ -147,8 +154,13 @@ SINGLE_VISIT_SIGMA = single_visit_sigma(
 )
 
 
-def plan_visits(rng: np.random.Generator, n_visits: int = N_VISITS) -> VisitPlan:
-    """Dithered UD-SXDS i-band visits: circular 5-point dithers, a few PAs."""
+def plan_visits(
+    rng: np.random.Generator,
+    n_visits: int = N_VISITS,
+    pointing: tuple[float, float] = UD_SXDS_CENTER,
+) -> VisitPlan:
+    """Dithered i-band visits around ``pointing`` (RA, Dec in deg): circular
+    5-point dithers at a few position angles."""
     n_seq = -(-n_visits // DITHER_PER_SEQUENCE)
     radius = rng.uniform(0.033, 0.08, n_seq)  # deg: 120" (NAOJ minimum) .. 288"
     phase = rng.uniform(0.0, 2 * np.pi, n_seq)
@@ -156,9 +168,9 @@ def plan_visits(rng: np.random.Generator, n_visits: int = N_VISITS) -> VisitPlan
     k = np.arange(n_visits)
     seq, pos = k // DITHER_PER_SEQUENCE, k % DITHER_PER_SEQUENCE
     angle = phase[seq] + 2 * np.pi * pos / DITHER_PER_SEQUENCE
-    cos_dec = math.cos(math.radians(UD_SXDS_CENTER[1]))
-    ra = UD_SXDS_CENTER[0] + radius[seq] * np.cos(angle) / cos_dec
-    dec = UD_SXDS_CENTER[1] + radius[seq] * np.sin(angle)
+    cos_dec = math.cos(math.radians(pointing[1]))
+    ra = pointing[0] + radius[seq] * np.cos(angle) / cos_dec
+    dec = pointing[1] + radius[seq] * np.sin(angle)
     visit = 7288 + 2 * np.cumsum(rng.integers(1, 40, n_visits))
     sky = SINGLE_VISIT_SIGMA * np.exp(rng.normal(0.0, 0.12, n_visits))
     ccd_gain = rng.normal(3.05, 0.12, len(hsc_ccds()))
