@@ -61,12 +61,18 @@ print(tile.label)
 # deep field), so a second pass also masks detected sources (3x3-smoothed image
 # above 3 sigma, grown by 3 pixels); `mask_sources = False` gives the tutorial's
 # estimate.
+#
+# The effective gain (electrons per coadd ADU) is recorded twice: the tutorial's
+# `gain_eff_tutorial` (mean gain of one exposure x mean number of exposures, a
+# few hundred) and `gain_eff`, measured from the VARIANCE plane, whose excess over
+# the sky's on bright pixels is image / gain (of order 10^5 on an ultra-deep
+# coadd: each coadd ADU is the light of ~200 visits).
 
 # %%
 params = sysmaps.Params(band=band, mask_sources=mask_sources)
 result = sysmaps.run(tile, run, params)
 for key, value in result.info.items():
-    print(f"{key:>12s} = {value}")
+    print(f"{key:>19s} = {value}")
 print(f"visits: {result.maps.n_visits}, frames: {len(result.maps.corners)}")
 
 # %% [markdown]

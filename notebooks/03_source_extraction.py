@@ -21,8 +21,10 @@
 # We run SExtractor on the patch to get a catalogue of the sources of the real
 # image and its segmentation map. It uses ufig's HSC configuration (the same files
 # ufig uses on the simulated image) with the tile's mean seeing, saturation level,
-# zero point, pixel scale and the effective gain of the coadd (gain of one
-# exposure times the number of exposures), all from stage 01's `skymapinfo.json`.
+# zero point, pixel scale and the effective gain of the coadd, all from stage 01's
+# `skymapinfo.json`. The gain is the tutorial's (gain of one exposure times the
+# number of exposures) or, with `gain = "measured"`, the one stage 01 measured
+# from the VARIANCE plane (electrons per coadd ADU; much larger on a deep coadd).
 #
 # Outputs in the run folder: `sextractor/data_se.cat` (ufig's HDF5 catalogue
 # layout, one dataset per column), `sextractor/data_se_seg.fits` (segmentation)
@@ -36,6 +38,7 @@ sextractor_config = "hsc.config"  # file in ufig/res/sextractor, or a path
 weighting = "none"  # none: as in the simulation; variance: inverse-variance weights
 off_mask_radius = 1.0  # stamp flags: radius in units of FLUX_RADIUS
 blank_planes = "NO_DATA"  # comma-separated MASK planes treated as no data
+gain = "tutorial"  # tutorial: mean gain x mean n_exp; measured: from VARIANCE
 
 # %%
 import matplotlib.pyplot as plt
@@ -78,6 +81,7 @@ params = extraction.Params(
     weighting=weighting,
     off_mask_radius=off_mask_radius,
     blank_planes=blank_planes,
+    gain=gain,
 )
 result = extraction.run(tile, run, params)
 print(result.settings)

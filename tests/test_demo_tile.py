@@ -376,3 +376,13 @@ def test_params_demo_tile_names_the_built_files(demo):
         geom, defaults["seed"].default, defaults["preset"].default
     )
     assert shipped.tile_name == name
+
+
+def test_effective_gain_from_the_variance_plane_is_the_rendering_gain(demo):
+    """The UFig-rendered DEMO draws source photons at ufig's effective gain and
+    writes their variance into VARIANCE: stage 01's measurement recovers it."""
+    from hscsim_utils.stages.skymapinfo import measured_gain, saturation_level
+
+    calexp = demo["calexp"]
+    est = measured_gain(calexp, saturation_level(calexp))
+    assert est.gain == pytest.approx(demo["truth"]["gain_effective_ufig"], rel=0.03)

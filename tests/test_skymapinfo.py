@@ -25,7 +25,8 @@ from tests.synthetic import (
 FIELDS = (
     "pixscale", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1", "NAXIS2",
     "seeing_i", "magzero_i", "ra2000", "dec2000", "satur_i", "gain_i", "nexp_i",
-    "exptime_i", "bkg_mean_i", "bkg_rms_i",
+    "exptime_i", "bkg_mean_i", "bkg_rms_i", "gain_eff_tutorial_i", "gain_eff_i",
+    "gain_eff_err_i",
 )  # fmt: skip
 
 
@@ -69,6 +70,13 @@ def test_values_from_header_metadata_and_maps(tmp_path):
     assert info["bkg_rms_i"] == pytest.approx(1.0, rel=0.05)  # noise sigma 1
     assert abs(info["bkg_mean_i"]) < 0.05
     assert info["satur_i"] == pytest.approx(np.nanmax(st.calexp.image))
+    assert info["gain_eff_tutorial_i"] == pytest.approx(
+        info["gain_i"] * info["nexp_i"]
+    )
+    # the synthetic VARIANCE is the sky's alone: no gain can be measured, and the
+    # JSON says so with null (the record array with NaN)
+    assert np.isnan(info["gain_eff_i"])
+    assert json.loads(run.skymapinfo_json.read_text())["gain_eff_i"] is None
 
 
 def test_saturation_from_sat_pixels_not_the_image_maximum(tmp_path):
@@ -104,7 +112,8 @@ def test_npy_is_the_record_ufig_configs_load(tmp_path):
     size_x = record["NAXIS1"]  # as the simulation config uses it
     assert np.zeros((record["NAXIS2"], size_x)).shape == (40, 50)
     as_json = json.loads(run.skymapinfo_json.read_text())
-    assert as_json == pytest.approx(result.info)
+    measured = {k: None if np.isnan(v) else v for k, v in result.info.items()}
+    assert as_json == pytest.approx(measured)
     assert skymapinfo.read_skymapinfo(run.skymapinfo_npy)["gain_i"] == record["gain_i"]
 
 

@@ -10,7 +10,13 @@ Fields (``<b>`` is the band, e.g. ``i``):
   exposure, mean(map_gain) / mean(map_nexp));
 - ``bkg_mean_<b>``: median background level (Background2D's ``background_median``),
   which ufig configs use as ``bkg_noise_amp``, the mean added to the noise;
-- ``bkg_rms_<b>``: median of the background RMS map over pixels with data.
+- ``bkg_rms_<b>``: median of the background RMS map over pixels with data;
+- ``gain_eff_tutorial_<b>``: the tutorial's effective gain of the coadd,
+  ``gain_<b> * nexp_<b>`` (what ufig and SExtractor get by default);
+- ``gain_eff_<b>``, ``gain_eff_err_<b>``: the effective gain measured from the
+  calexp's VARIANCE plane (:mod:`hscsim_utils.numerics.effective_gain`), on
+  pixels without a defect plane (``GAIN_BAD_PLANES``; DETECTED is allowed); NaN
+  when VARIANCE holds no source photon noise.
 
 Written as JSON for people and as a one-row numpy record array (``.npy``) that
 ufig configs read with ``np.load(path, allow_pickle=True)[0]``.
@@ -29,11 +35,17 @@ from hscsim_utils.atomic import atomic_path, write_json
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.files import Calexp
 from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
+from hscsim_utils.numerics.effective_gain import GainEstimate, measure_effective_gain
 
 if TYPE_CHECKING:
     from hscsim_utils.stages.sky_and_sysmaps import BackgroundMaps, ExposureMaps
 
 INT_FIELDS = ("NAXIS1", "NAXIS2")
+#: Mask planes whose pixels do not measure the gain (defects, saturation, edges).
+GAIN_BAD_PLANES = (
+    "NO_DATA", "SAT", "BAD", "SUSPECT", "INTRP", "CR", "EDGE", "BRIGHT_OBJECT",
+    "CLIPPED", "UNMASKEDNAN", "SENSOR_EDGE", "CROSSTALK", "REJECTED",
+)  # fmt: skip
 
 
 def header_info(calexp: Calexp) -> dict:
@@ -122,6 +134,25 @@ def exposure_info(maps: ExposureMaps, band: str, source: str | os.PathLike) -> d
     }
 
 
+def measured_gain(calexp: Calexp, saturation: float) -> GainEstimate:
+    """The effective gain from the VARIANCE plane (module docstring)."""
+    usable = np.ones(calexp.shape, bool)
+    for name in GAIN_BAD_PLANES:
+        if name in calexp.mask_planes:
+            usable &= ~calexp.plane(name)
+    return measure_effective_gain(calexp.image, calexp.variance, usable, saturation)
+
+
+def gain_info(calexp: Calexp, band: str, saturation: float, info: dict) -> dict:
+    """``gain_eff_tutorial_<b>``, ``gain_eff_<b>`` and ``gain_eff_err_<b>``."""
+    est = measured_gain(calexp, saturation)
+    return {
+        f"gain_eff_tutorial_{band}": info[f"gain_{band}"] * info[f"nexp_{band}"],
+        f"gain_eff_{band}": float("nan") if est.gain is None else est.gain,
+        f"gain_eff_err_{band}": float("nan") if est.error is None else est.error,
+    }
+
+
 def build_skymapinfo(
     calexp: Calexp,
     coadd: pd.DataFrame,
@@ -138,6 +169,7 @@ def build_skymapinfo(
     info.update(exposure_info(maps, band, frame_source))
     info[f"bkg_mean_{band}"] = background.level_median
     info[f"bkg_rms_{band}"] = background.rms_median
+    info.update(gain_info(calexp, band, info[f"satur_{band}"], info))
     return info
 
 
@@ -158,8 +190,13 @@ def write_skymapinfo(
     with atomic_path(npy_path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, rec)
-    write_json(json_path, info)
+    write_json(json_path, {k: _json_value(v) for k, v in info.items()})
     return Path(json_path), Path(npy_path)
+
+
+def _json_value(value):
+    """NaN (a field that could not be measured) as JSON null."""
+    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def read_skymapinfo(npy_path: str | os.PathLike) -> np.void:

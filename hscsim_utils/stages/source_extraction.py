@@ -68,6 +68,9 @@ DEFAULT_PARAMS = "newdefault.param"
 DEFAULT_FILTER = "gauss_3.0_5x5.conv"
 DEFAULT_NNW = "default.nnw"
 _WEIGHTINGS = ("none", "variance")
+#: SExtractor's GAIN: the tutorial's mean gain x mean number of exposures, or
+#: the effective gain stage 01 measured from the VARIANCE plane.
+GAINS = ("tutorial", "measured")
 #: Mask planes whose pixels are treated as pixels without data (the tutorial's).
 BLANK_PLANES = ("NO_DATA",)
 _STRUCTURAL_KEYS = ("XTENSION", "PCOUNT", "GCOUNT", "EXTNAME", "EXTTYPE", "INHERIT")
@@ -87,6 +90,7 @@ class Params:
     weighting: str = "none"  # none: as in the simulation; variance: inverse variance
     off_mask_radius: float = 1.0  # stamp flags: radius in units of FLUX_RADIUS
     blank_planes: str = "NO_DATA"  # comma-separated MASK planes treated as no data
+    gain: str = "tutorial"  # tutorial: mean gain x mean n_exp; measured: VARIANCE
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> InputError:
@@ -100,6 +104,8 @@ class Params:
             raise bad("sextractor_config", "must name a SExtractor configuration file")
         if self.weighting not in _WEIGHTINGS:
             raise bad("weighting", f"must be one of {', '.join(_WEIGHTINGS)}")
+        if self.gain not in GAINS:
+            raise bad("gain", f"must be one of {', '.join(GAINS)}")
         radius = self.off_mask_radius
         if isinstance(radius, bool) or not isinstance(radius, int | float):
             raise bad("off_mask_radius", "must be a number")
@@ -139,33 +145,50 @@ class ExtractionSettings:
 
 
 def settings_from_skymapinfo(
-    info: dict, band: str = "i", source: str = ""
+    info: dict, band: str = "i", source: str = "", gain: str = "tutorial"
 ) -> ExtractionSettings:
     """Settings from a stage-01 skymapinfo mapping.
 
-    The gain passed to SExtractor is ``gain_<band> * nexp_<band>``: the effective
-    gain of the coadd (electrons per ADU of the averaged image), as ufig does with
-    ``flag_gain_times_nexp``.
+    ``gain="tutorial"``: SExtractor gets ``gain_<band> * nexp_<band>``, the
+    tutorial's effective gain of the coadd, as ufig does with
+    ``flag_gain_times_nexp``; ``"measured"``: ``gain_eff_<band>``, the effective
+    gain stage 01 measured from the VARIANCE plane (an error when it could not).
     """
+    if gain not in GAINS:
+        raise InputError("gain", f"must be one of {', '.join(GAINS)}, got {gain!r}")
     keys = ("pixscale", f"seeing_{band}", f"satur_{band}", f"magzero_{band}")
     keys += (f"gain_{band}", f"nexp_{band}")
+    keys += (f"gain_eff_{band}",) if gain == "measured" else ()
     missing = [k for k in keys if k not in info]
     if missing:
         raise InputError(source or "skymapinfo", f"missing keys {missing}")
+    if gain == "measured":
+        value = info[f"gain_eff_{band}"]
+        if value is None:
+            raise InputError(
+                source or "skymapinfo",
+                f"gain_eff_{band} is null: the VARIANCE plane gave no gain; "
+                "use gain 'tutorial'",
+            )
+    else:
+        value = float(info[f"gain_{band}"]) * float(info[f"nexp_{band}"])
     try:
         return ExtractionSettings(
             seeing_arcsec=float(info[f"seeing_{band}"]),
             saturation=float(info[f"satur_{band}"]),
             magzero=float(info[f"magzero_{band}"]),
-            gain=float(info[f"gain_{band}"]) * float(info[f"nexp_{band}"]),
+            gain=float(value),
             pixscale=float(info["pixscale"]),
         )
     except InputError as err:
         raise InputError(source or "skymapinfo", str(err)) from None
 
 
-def read_settings(path: str | os.PathLike, band: str = "i") -> ExtractionSettings:
-    """Settings from the run folder's ``skymapinfo.json`` (written by stage 01)."""
+def read_settings(
+    path: str | os.PathLike, band: str = "i", gain: str = "tutorial"
+) -> ExtractionSettings:
+    """Settings from the run folder's ``skymapinfo.json`` (written by stage 01);
+    ``gain`` as in :func:`settings_from_skymapinfo`."""
     import json
 
     path = Path(path)
@@ -179,7 +202,7 @@ def read_settings(path: str | os.PathLike, band: str = "i") -> ExtractionSetting
         info = info[0]
     if not isinstance(info, dict):
         raise InputError(path, "must hold one mapping of keys to values")
-    return settings_from_skymapinfo(info, band, source=str(path))
+    return settings_from_skymapinfo(info, band, source=str(path), gain=gain)
 
 
 def find_sextractor(binary: str = "") -> str:
@@ -455,10 +478,11 @@ def extract_sources(
     weighting: str = "none",
     off_mask_radius: float = 1.0,
     blank_planes: tuple[str, ...] = BLANK_PLANES,
+    gain: str = "tutorial",
 ) -> Stage03Result:
     """Stage 03: SExtractor catalogue, check-images and stamp flags of a tile."""
     calexp = read_calexp(tile.calexp, band=tile.band)
-    settings = read_settings(run.skymapinfo_json, tile.band)
+    settings = read_settings(run.skymapinfo_json, tile.band, gain)
     _check_h5_image(run.mask, "mask", calexp.shape)  # before the long run
     _check_h5_image(run.overlap, "img_mask", calexp.shape)
     summary = run_sextractor(
@@ -488,4 +512,5 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage03Result:
         weighting=params.weighting,
         off_mask_radius=params.off_mask_radius,
         blank_planes=plane_names(params.blank_planes),
+        gain=params.gain,
     )
