@@ -39,6 +39,7 @@ galaxy_model = ""  # empty means the model of the tile file (Moser+24 or Fischba
 posterior_index = -1  # posterior sample; -1 means the tile file's
 seed = -1  # random seed; -1 means the tile file's
 measure_psf = "auto"  # PSF of the simulation: auto (CNN if cached), direct, none
+counts = "variable"  # magnitudes to photons: constant, variable (tutorial), gain_map
 
 # %%
 import matplotlib.pyplot as plt
@@ -60,6 +61,12 @@ print(tile.label)
 # replaces `sim/baseline/` only once everything is written. With the PSF CNN in the
 # cache (or `measure_psf = "direct"`) the PSF of the simulation is measured as in
 # stage 05, for the comparison of stage 07.
+#
+# `counts` chooses how a magnitude becomes photons: `constant` (mean gain and
+# number of exposures), `variable` (the exposure time at the object, the
+# tutorial's choice) or `gain_map` (the summed gain at the object; ufig's own
+# version of this one gives objects the flux times local over mean gain, mended
+# here so that only the photon noise follows the local gain).
 
 # %%
 params = simulate.Params(
@@ -67,9 +74,10 @@ params = simulate.Params(
     posterior_index=posterior_index,
     seed=seed,
     measure_psf=measure_psf,
+    counts=counts,
 )
 result = simulate.run(tile, run, params)
-print(result.settings)
+print(result.settings, f"counts: {result.parameters['exp_time_type']}")
 print(f"simulation wall time: {result.wall_s} s, outputs in {result.directory}")
 
 # %% [markdown]

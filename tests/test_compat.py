@@ -18,6 +18,7 @@ MENDS = {
     "hscsim_utils.compat.ufig_psf": ["ufig"],
     "hscsim_utils.compat.ufig_render": ["ufig"],
     "hscsim_utils.compat.ufig_gaia": ["ufig"],
+    "hscsim_utils.compat.ufig_counts": ["ufig"],
     "hscsim_utils.compat.galsbi": ["galsbi"],
     "hscsim_utils.compat.cosmo_torrent": ["cosmo_torrent"],
     "hscsim_utils.compat.pycosmo": ["PyCosmo", "sympy2c"],

@@ -343,3 +343,30 @@ def test_posterior_row_with_psf_betas(monkeypatch):
     assert "moffat_beta1" not in captured and "psf_beta" not in captured
     assert captured["lum_fct_alpha_red"] == 0.0
     assert type(captured["lum_fct_alpha_red"]) is float
+
+
+@pytest.mark.parametrize("counts", simulate.COUNTS)
+def test_each_counts_mode_gives_objects_their_flux(tmp_path, counts):
+    """Exposures, exposure time and summed gain 1.5 times deeper on the left half:
+    in every mode the photons of an object over the gain are its catalogue flux
+    on both halves (ufig's own gain_map would make the left half 0.2 mag too
+    bright, see test_ufig_counts_fixes), and the mode is recorded."""
+    run = make_run_folder(tmp_path, SHAPE, bsig=BSIG)
+    left = np.s_[:, : SHAPE[1] // 2]
+    with h5py.File(run.sysmaps, "r+") as fh5:
+        for name in ("map_expt", "map_gain", "map_nexp"):
+            values = fh5[name][()]
+            values[left] = values[left] * 3 // 2
+            fh5[name][...] = values
+    tile = make_tile(tmp_path, seed=SEED)
+    sim = simulate.run_simulation(tile, run, measure_psf="none", counts=counts)
+    manifest = json.loads((sim.directory / simulate.MANIFEST).read_text())
+    assert manifest["parameters"]["exp_time_type"] == counts
+    gal = sim.load_catalogs()["ucat galaxies"]
+    gain = sim.parameters["gain_dict"]["i"]
+    ratio = gal["nphot"] / gain / 10 ** (0.4 * (27.0 - gal["mag"]))
+    bright = (gal["mag"] < 25.0) & (gal["y"] > 0) & (gal["y"] < SHAPE[0])
+    on_left = gal["x"] < SHAPE[1] // 2
+    for half in (on_left, ~on_left):
+        assert (bright & half).sum() > 30
+        assert np.median(ratio[bright & half]) == pytest.approx(1.0, abs=0.02)

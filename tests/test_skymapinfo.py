@@ -70,9 +70,7 @@ def test_values_from_header_metadata_and_maps(tmp_path):
     assert info["bkg_rms_i"] == pytest.approx(1.0, rel=0.05)  # noise sigma 1
     assert abs(info["bkg_mean_i"]) < 0.05
     assert info["satur_i"] == pytest.approx(np.nanmax(st.calexp.image))
-    assert info["gain_eff_tutorial_i"] == pytest.approx(
-        info["gain_i"] * info["nexp_i"]
-    )
+    assert info["gain_eff_tutorial_i"] == pytest.approx(info["gain_i"] * info["nexp_i"])
     # the synthetic VARIANCE is the sky's alone: no gain can be measured, and the
     # JSON says so with null (the record array with NaN)
     assert np.isnan(info["gain_eff_i"])

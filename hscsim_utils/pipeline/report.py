@@ -277,6 +277,21 @@ def _tile_rows(tile_file: Path | None) -> tuple[str, list[tuple]]:
     return spec.label, rows
 
 
+def _simulation_rows(run: RunFolder) -> list[tuple]:
+    """How stage 06 turned magnitudes into photons (ufig's ``exp_time_type``)."""
+    import json
+
+    from hscsim_utils.stages.simulate import MANIFEST
+
+    manifest = run.sim_baseline / MANIFEST
+    try:
+        parameters = json.loads(manifest.read_text()).get("parameters", {})
+    except (OSError, ValueError):
+        return []
+    counts = parameters.get("exp_time_type")
+    return [("magnitudes to photons (06)", counts)] if counts else []
+
+
 def _figures(run: RunFolder) -> str:
     parts = []
     for name, caption in KEY_FIGURES:
@@ -299,6 +314,7 @@ def _summary_html(
     tile_file: Path | None,
 ) -> str:
     label, tile_rows = _tile_rows(tile_file)
+    tile_rows += _simulation_rows(run)
     data = "DEMO (simulated)" if label.startswith("DEMO") else "REAL"
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     rows = metric_rows(read_metrics(run.root / METRICS_FILE))

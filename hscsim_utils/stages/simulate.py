@@ -56,6 +56,10 @@ MANIFEST = "simulation.json"
 PSF_CATALOG = "psf_catalog_sim.cat"
 PSF_MODEL = "psf_model_sim.h5"
 PSF_MEASUREMENTS = ("auto", "cnn", "direct", "none")
+#: ufig's conversions of magnitudes into photons (``exp_time_type``): the mean
+#: gain and number of exposures, the exposure-time map (the tutorial's), or the
+#: gain map (mended: :mod:`hscsim_utils.compat.ufig_counts`).
+COUNTS = ("constant", "variable", "gain_map")
 GAIA_UFIG = "gaia_ufig.h5"
 STAR_WING_FRACTION = 0.1  # pixel-rendered star profiles go down to this x noise
 SKYMAPINFO_FIELDS = ("pixscale", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1",
@@ -71,6 +75,7 @@ class Params:
     posterior_index: int = -1  # posterior sample; -1: the tile file's
     seed: int = -1  # random seed; -1: the tile file's
     measure_psf: str = "auto"  # PSF of the simulation: auto, cnn, direct or none
+    counts: str = "variable"  # magnitudes to photons: constant, variable, gain_map
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> InputError:
@@ -85,6 +90,8 @@ class Params:
                 raise bad(name, "must be a non-negative integer, or -1 for the tile's")
         if self.measure_psf not in PSF_MEASUREMENTS:
             raise bad("measure_psf", f"must be one of {', '.join(PSF_MEASUREMENTS)}")
+        if self.counts not in COUNTS:
+            raise bad("counts", f"must be one of {', '.join(COUNTS)}")
 
 
 @dataclass(frozen=True)
@@ -261,8 +268,12 @@ def tile_parameters(
     settings: SimulationSettings,
     model_settings: dict[str, Any],
     out_dir: Path,
+    counts: str = "variable",
 ) -> dict[str, Any]:
-    """Keyword arguments for GalSBI that make the config simulate this patch."""
+    """Keyword arguments for GalSBI that make the config simulate this patch;
+    ``counts`` is ufig's conversion of magnitudes into photons (:data:`COUNTS`)."""
+    if counts not in COUNTS:
+        raise InputError("counts", f"must be one of {COUNTS}, got {counts!r}")
     b = settings.band
     gain = info[f"gain_{b}"] * info[f"nexp_{b}"]
     params = {
@@ -283,6 +294,7 @@ def tile_parameters(
         # ufig's "variable" exposure mode counts exposures as map_expt // this;
         # its default (90 s, a DES exposure) does not fit HSC.
         "exposure_time_dict": {b: info[f"exptime_{b}"] / info[f"nexp_{b}"]},
+        "exp_time_type": counts,
         # Not in the tutorial's config, so ufig's default (a DES value) was used.
         "saturation_level_dict": {b: info[f"satur_{b}"]},
         # No constant level: a coadd is sky-subtracted, and the level measured on
@@ -308,6 +320,9 @@ def tile_parameters(
         # bright stars rendered on pixels: profiles out to 0.1 sigma of the noise
         "render_stars_accuracy": STAR_WING_FRACTION * background_noise(run.sysmaps),
     }
+    if counts == "constant":
+        # round(Poisson(flux x gain x n_exp) / n_exp) photons with the mean n_exp
+        params["n_exp_dict"] = {b: info[f"nexp_{b}"]}
     params.update(model_settings)
     return params
 
@@ -442,6 +457,7 @@ def run_simulation(
     measure_psf: str = "auto",
     config_path: str | os.PathLike = DEFAULT_CONFIG,
     verbosity: str = "warning",
+    counts: str = "variable",
 ) -> Simulation:
     """Simulate the patch into the folder ``out`` and return the result.
 
@@ -452,8 +468,9 @@ def run_simulation(
     the tile's) choose the simulation; ``overrides`` replace any config value
     or per-patch parameter (e.g. another ``filepath_sysmaps_dict``);
     ``measure_psf`` is one of :data:`PSF_MEASUREMENTS` (see
-    :func:`psf_measurement`).
+    :func:`psf_measurement`); ``counts`` one of :data:`COUNTS`.
     """
+    from hscsim_utils.compat.ufig_counts import unbiased_gain_map_counts
     from hscsim_utils.compat.ufig_psf import import_psf_estimation
     from hscsim_utils.compat.ufig_render import deterministic_threaded_rendering
 
@@ -477,8 +494,9 @@ def run_simulation(
     out = Path(out) if out is not None else run.sim_baseline
     with atomic_dir(out) as tmp:
         params = tile_parameters(
-            info, run, settings, config.GALAXY_MODELS[settings.galaxy_model], tmp
-        )
+            info, run, settings, config.GALAXY_MODELS[settings.galaxy_model], tmp,
+            counts,
+        )  # fmt: skip
         params.update(fixed)
         params.update(overrides or {})
         ufig_gaia_file(run.gaia, info, tmp / GAIA_UFIG)
@@ -493,6 +511,7 @@ def run_simulation(
         with (
             contextlib.chdir(tmp),
             deterministic_threaded_rendering((params["size_y"], params["size_x"])),
+            unbiased_gain_map_counts(),
             psf_measurement_context(kind, Simulation(tmp, settings).catalog_path),
         ):
             mended_galsbi_class()(settings.galaxy_model, verbosity=verbosity)(
@@ -560,4 +579,5 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Simulation:
         posterior_index=params.posterior_index,
         seed=params.seed,
         measure_psf=params.measure_psf,
+        counts=params.counts,
     )
