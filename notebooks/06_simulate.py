@@ -40,6 +40,7 @@ posterior_index = -1  # posterior sample; -1 means the tile file's
 seed = -1  # random seed; -1 means the tile file's
 measure_psf = "auto"  # PSF of the simulation: auto (CNN if cached), direct, none
 counts = "variable"  # magnitudes to photons: constant, variable (tutorial), gain_map
+photon_noise = "tutorial"  # tutorial; measured: stars at stage 01's measured gain
 
 # %%
 import matplotlib.pyplot as plt
@@ -67,6 +68,12 @@ print(tile.label)
 # tutorial's choice) or `gain_map` (the summed gain at the object; ufig's own
 # version of this one gives objects the flux times local over mean gain, mended
 # here so that only the photon noise follows the local gain).
+#
+# `photon_noise = "measured"` gives stars the photon noise of the effective gain
+# stage 01 measured from the VARIANCE plane (tens of thousands of electrons per
+# ADU on a deep coadd) instead of the tutorial's few hundred: every star is then
+# integrated over its pixels, and each pixel drawn with the finer statistics.
+# Galaxies keep the tutorial's photon noise (ufig renders them photon by photon).
 
 # %%
 params = simulate.Params(
@@ -75,9 +82,12 @@ params = simulate.Params(
     seed=seed,
     measure_psf=measure_psf,
     counts=counts,
+    photon_noise=photon_noise,
 )
 result = simulate.run(tile, run, params)
-print(result.settings, f"counts: {result.parameters['exp_time_type']}")
+p = result.parameters
+print(result.settings)
+print(f"counts: {p['exp_time_type']}, photon noise: {p['photon_noise']}")
 print(f"simulation wall time: {result.wall_s} s, outputs in {result.directory}")
 
 # %% [markdown]

@@ -27,6 +27,7 @@ from tests.synthetic import tile_fields
 RA0, DEC0 = 34.2, -5.57
 PIXSCALE = PIXEL_SCALE_ARCSEC
 N_EXP, EXPTIME, GAIN = 20.0, 270.0, 3.0  # per exposure
+MEASURED_GAIN_FACTOR = 50.0  # gain from VARIANCE over the tutorial's gain x n_exp
 PSF_GRID_STEP = 100
 GAIA_DTYPE = np.dtype(
     [("ra", "f8"), ("dec", "f8"), ("phot_g_mean_mag", "f4"), ("id", "i8")]
@@ -68,6 +69,9 @@ def skymapinfo(shape: tuple[int, int], bsig: float, wcs: WCS) -> dict[str, float
         "bkg_rms_i": bsig,
         "ra2000": float(wcs.wcs.crval[0]),
         "dec2000": float(wcs.wcs.crval[1]),
+        "gain_eff_tutorial_i": GAIN * N_EXP,
+        "gain_eff_i": MEASURED_GAIN_FACTOR * GAIN * N_EXP,
+        "gain_eff_err_i": 0.01 * MEASURED_GAIN_FACTOR * GAIN * N_EXP,
     }
 
 

@@ -370,3 +370,43 @@ def test_each_counts_mode_gives_objects_their_flux(tmp_path, counts):
     for half in (on_left, ~on_left):
         assert (bright & half).sum() > 30
         assert np.median(ratio[bright & half]) == pytest.approx(1.0, abs=0.02)
+
+
+def test_measured_photon_noise_gives_stars_the_noise_of_the_measured_gain(tmp_path):
+    """Two simulations that differ only in the random stream of the star
+    rendering: their difference on star pixels has the variance 2 x image /
+    measured gain (stage 01's, 50 x the tutorial's here), not 2 x image /
+    tutorial gain; the choice is recorded."""
+    from tests.fabricated_run import GAIN, MEASURED_GAIN_FACTOR, N_EXP
+
+    run = make_run_folder(tmp_path, SHAPE, bsig=BSIG, star_grid_step=100)
+    tile = make_tile(tmp_path, seed=SEED)
+    images = []
+    for offset in (0, 7):
+        sim = simulate.run_simulation(
+            tile, run, out=tmp_path / f"sim{offset}", measure_psf="none",
+            photon_noise="measured", overrides={"star_render_seed_offset": offset},
+        )  # fmt: skip
+        images.append(sim.load_images()["image"].astype(np.float64))
+    tutorial = GAIN * N_EXP
+    measured = MEASURED_GAIN_FACTOR * tutorial
+    p = sim.parameters
+    assert p["photon_noise"] == "measured"
+    assert p["mag_pixel_rendering_stars"] == simulate.ALL_STARS_ON_PIXELS_MAG
+    assert p["star_photon_noise_gain"] == pytest.approx(measured)
+    diff, mean = images[0] - images[1], 0.5 * (images[0] + images[1])
+    core = (mean > 30 * BSIG) & (mean < 0.5 * 1500.0) & (diff != 0)
+    assert core.sum() > 200
+    observed = (diff[core] ** 2).sum()
+    assert observed / (2 * mean[core] / measured).sum() == pytest.approx(1.0, abs=0.2)
+    assert observed / (2 * mean[core] / tutorial).sum() < 0.1
+
+
+def test_measured_photon_noise_needs_a_measured_gain(tmp_path):
+    run = make_run_folder(tmp_path, (100, 120))
+    rec = np.load(run.skymapinfo_npy)
+    rec["gain_eff_i"] = np.nan
+    np.save(run.skymapinfo_npy, rec)
+    assert simulate.star_noise_scale(run.skymapinfo_npy, "i", "tutorial") == 1.0
+    with pytest.raises(InputError, match="gain_eff_i is NaN"):
+        simulate.star_noise_scale(run.skymapinfo_npy, "i", "measured")

@@ -60,6 +60,13 @@ PSF_MEASUREMENTS = ("auto", "cnn", "direct", "none")
 #: gain and number of exposures, the exposure-time map (the tutorial's), or the
 #: gain map (mended: :mod:`hscsim_utils.compat.ufig_counts`).
 COUNTS = ("constant", "variable", "gain_map")
+#: Photon noise of the sources: at the tutorial's effective gain (mean gain x
+#: mean number of exposures, GalSBI's published forward model) or, for stars,
+#: at the gain stage 01 measured from the VARIANCE plane
+#: (:mod:`hscsim_utils.compat.ufig_photon_noise`).
+PHOTON_NOISE = ("tutorial", "measured")
+#: With ``photon_noise="measured"`` every star is rendered on pixels.
+ALL_STARS_ON_PIXELS_MAG = 99.0
 GAIA_UFIG = "gaia_ufig.h5"
 STAR_WING_FRACTION = 0.1  # pixel-rendered star profiles go down to this x noise
 SKYMAPINFO_FIELDS = ("pixscale", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1",
@@ -76,6 +83,7 @@ class Params:
     seed: int = -1  # random seed; -1: the tile file's
     measure_psf: str = "auto"  # PSF of the simulation: auto, cnn, direct or none
     counts: str = "variable"  # magnitudes to photons: constant, variable, gain_map
+    photon_noise: str = "tutorial"  # tutorial, or measured (stars at stage 01's gain)
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> InputError:
@@ -92,6 +100,8 @@ class Params:
             raise bad("measure_psf", f"must be one of {', '.join(PSF_MEASUREMENTS)}")
         if self.counts not in COUNTS:
             raise bad("counts", f"must be one of {', '.join(COUNTS)}")
+        if self.photon_noise not in PHOTON_NOISE:
+            raise bad("photon_noise", f"must be one of {', '.join(PHOTON_NOISE)}")
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,34 @@ def read_skymapinfo(path: str | os.PathLike, band: str) -> dict[str, float]:
     if bad:
         raise InputError(path, f"invalid values in fields {sorted(set(bad))}")
     return info
+
+
+def star_noise_scale(path: str | os.PathLike, band: str, photon_noise: str) -> float:
+    """Measured over tutorial effective gain (1 for ``photon_noise="tutorial"``):
+    the factor by which stars' photon statistics are finer than ufig's."""
+    if photon_noise not in PHOTON_NOISE:
+        raise InputError("photon_noise", f"must be one of {PHOTON_NOISE}, "
+                         f"got {photon_noise!r}")  # fmt: skip
+    if photon_noise == "tutorial":
+        return 1.0
+    rec = np.atleast_1d(np.load(path, allow_pickle=False))
+    field = f"gain_eff_{band}"
+    if field not in rec.dtype.names:
+        raise InputError(path, f"has no {field}; rerun stage 01 (sky information)")
+    measured = float(rec[0][field])
+    if not np.isfinite(measured):
+        raise InputError(path, f"{field} is NaN: the VARIANCE plane gave no gain; "
+                         "use photon_noise 'tutorial'")  # fmt: skip
+    tutorial = float(rec[0][f"gain_{band}"] * rec[0][f"nexp_{band}"])
+    if measured < tutorial:
+        _log(f"measured gain {measured:.4g} is below the tutorial's {tutorial:.4g}: "
+             "stars keep ufig's photon noise")  # fmt: skip
+        return 1.0
+    return measured / tutorial
+
+
+def _log(message: str) -> None:
+    print(f"simulate: {message}", file=sys.stderr)
 
 
 def _check_datasets(
@@ -458,6 +496,7 @@ def run_simulation(
     config_path: str | os.PathLike = DEFAULT_CONFIG,
     verbosity: str = "warning",
     counts: str = "variable",
+    photon_noise: str = "tutorial",
 ) -> Simulation:
     """Simulate the patch into the folder ``out`` and return the result.
 
@@ -468,9 +507,11 @@ def run_simulation(
     the tile's) choose the simulation; ``overrides`` replace any config value
     or per-patch parameter (e.g. another ``filepath_sysmaps_dict``);
     ``measure_psf`` is one of :data:`PSF_MEASUREMENTS` (see
-    :func:`psf_measurement`); ``counts`` one of :data:`COUNTS`.
+    :func:`psf_measurement`); ``counts`` one of :data:`COUNTS`;
+    ``photon_noise`` one of :data:`PHOTON_NOISE`.
     """
     from hscsim_utils.compat.ufig_counts import unbiased_gain_map_counts
+    from hscsim_utils.compat.ufig_photon_noise import pixel_star_noise
     from hscsim_utils.compat.ufig_psf import import_psf_estimation
     from hscsim_utils.compat.ufig_render import deterministic_threaded_rendering
 
@@ -480,6 +521,7 @@ def run_simulation(
     settings = resolve_settings(tile, config, galaxy_model, posterior_index, seed)
     info = read_skymapinfo(run.skymapinfo_npy, settings.band)
     check_inputs(run, (int(info["NAXIS2"]), int(info["NAXIS1"])))
+    scale = star_noise_scale(run.skymapinfo_npy, settings.band, photon_noise)
     kind = psf_measurement(measure_psf, config)
     fixed = {
         "sextractor_binary": sextractor_binary(),
@@ -498,6 +540,8 @@ def run_simulation(
             counts,
         )  # fmt: skip
         params.update(fixed)
+        if photon_noise == "measured":
+            params["mag_pixel_rendering_stars"] = ALL_STARS_ON_PIXELS_MAG
         params.update(overrides or {})
         ufig_gaia_file(run.gaia, info, tmp / GAIA_UFIG)
         plugins = (
@@ -512,6 +556,9 @@ def run_simulation(
             contextlib.chdir(tmp),
             deterministic_threaded_rendering((params["size_y"], params["size_x"])),
             unbiased_gain_map_counts(),
+            pixel_star_noise(scale)
+            if photon_noise == "measured"
+            else contextlib.nullcontext(),
             psf_measurement_context(kind, Simulation(tmp, settings).catalog_path),
         ):
             mended_galsbi_class()(settings.galaxy_model, verbosity=verbosity)(
@@ -524,6 +571,8 @@ def run_simulation(
             )
         steps.update()
         params["measure_psf"] = kind
+        params["photon_noise"] = photon_noise
+        params["star_photon_noise_gain"] = params["gain_dict"][settings.band] * scale
         sim = Simulation(tmp, settings, _describe(params, tmp, out))
         sim.wall_s = round(time.perf_counter() - start, 2)
         if not sim.image_path.is_file() or not sim.catalog_path.is_file():
@@ -580,4 +629,5 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Simulation:
         seed=params.seed,
         measure_psf=params.measure_psf,
         counts=params.counts,
+        photon_noise=params.photon_noise,
     )
