@@ -45,6 +45,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from astropy.io import fits
 from scipy import ndimage
 
 from hscsim_utils.hsc import files as hsc_io
@@ -212,8 +213,6 @@ def compare_with_real(tile_yaml: Path, work: Path) -> None:
     calexp = hsc_io.read_calexp(spec.calexp, band=spec.band)
     with h5py.File(run.product("sysmaps")) as fh:
         expt = fh["map_expt"][()]
-    from astropy.io import fits
-
     seg = fits.getdata(run.sextractor_seg)
     cat = read_catalog(run.sextractor_cat, ["MAG_AUTO", "FLUX_RADIUS", "ELLIPTICITY"])
 
@@ -221,7 +220,9 @@ def compare_with_real(tile_yaml: Path, work: Path) -> None:
     background = calexp.image[(seg == 0) & covered & np.isfinite(calexp.image)]
     lo, med, hi = np.percentile(background, [15.87, 50.0, 84.13])
     sigma = 0.5 * (hi - lo)
-    blank = np.where((seg == 0) & (calexp.mask == 0), calexp.image - med, np.nan)
+    sky = fits.getdata(run.product("sextractor_bkg"))
+    far = ~ndimage.binary_dilation(seg > 0, iterations=4) & (calexp.mask == 0)
+    blank = np.where(far, calexp.image - sky, np.nan)
     corr = aperture_variance_factor(blank, 1.0 / skymap.PIXEL_SCALE_ARCSEC)
     area = covered.sum() * (skymap.PIXEL_SCALE_ARCSEC / 60.0) ** 2
     print(f"\nDEMO tile through stages 01-03 ({seconds:.0f} s) against the REAL patch")

@@ -27,7 +27,12 @@ data's true objects). The simulations:
 - injected errors, each at the baseline's seed and posterior sample:
 
   ``zp+-0.05``  zero point +-0.05 mag: ``magzero_dict`` (skymapinfo's value
-                shifted);
+                shifted). ufig's SExtractor measures at that same zero point,
+                which leaves ``MAG_AUTO`` on the true magnitudes; as the data
+                would see the error, the catalogue's ``MAG_AUTO`` is put on the
+                data's zero point (``-+0.05``, in memory) before scoring. The
+                ``zpSE+-0.05`` variant (a second table) scores ufig's own
+                measurement: only the depth changes;
   ``fwhm+-3%``  PSF FWHM x1.03 / x0.97: stage 05's estimation run again on the
                 data with ``psf_measurement_adjustment = {"psf_fwhm": (0,
                 factor)}`` (as stage 08 writes its improved model), written to
@@ -254,11 +259,26 @@ def median_r50(folder: Path) -> tuple[float | None, int]:
     return float(np.median(gal["r50"])), len(gal)
 
 
+def shift_magnitudes(inputs: quality.QualityInputs, shift: float) -> None:
+    """Move the measured ``MAG_AUTO`` of the simulation's catalogue by ``shift``
+    (in memory): SExtractor run at a zero point ``shift`` away."""
+    cat = inputs.sim_catalog.copy()
+    measured = cat["MAG_AUTO"] < quality.NO_MEASUREMENT
+    cat["MAG_AUTO"][measured] += shift
+    inputs.sim_catalog = cat
+
+
 def score(
-    setup: Setup, folder: Path, reference: quality.RealismReference | None
+    setup: Setup,
+    folder: Path,
+    reference: quality.RealismReference | None,
+    mag_shift: float = 0.0,
 ) -> tuple[dict, quality.RealismReference]:
-    """Stage 07's statistics of the simulation in ``folder`` (scoring half)."""
+    """Stage 07's statistics of the simulation in ``folder`` (scoring half),
+    its ``MAG_AUTO`` moved by ``mag_shift``."""
     inputs = quality.load_inputs(setup.tile, setup.run, simulation=folder)
+    if mag_shift:
+        shift_magnitudes(inputs, mag_shift)
     reference = reference or inputs.reference()
     realism = inputs.realism(reference=reference)
     stats = dict(realism["statistics"])
@@ -275,10 +295,28 @@ def score(
     }, reference
 
 
-def run_case(
-    setup: Setup, case: Case, reference: quality.RealismReference | None, keep: bool
-) -> tuple[dict, quality.RealismReference]:
-    """Inject (if an error), simulate, score; the case's record."""
+def scorings(case: Case) -> list[tuple[str, str, float, str]]:
+    """(name, kind, MAG_AUTO shift, note) of every scoring of the case's simulation.
+
+    ufig's SExtractor measures at the simulation's ``magzero``, so a shifted
+    ``magzero_dict`` alone leaves ``MAG_AUTO`` on the true magnitudes (a depth
+    change). The zero-point error as the data would show it is that image
+    measured at the data's zero point: ``MAG_AUTO - delta``; the ``zpSE`` variant
+    keeps ufig's measurement.
+    """
+    if case.error is None or case.error[0] != "zero_point":
+        return [(case.name, case.kind, 0.0, case.injection)]
+    delta = case.error[1]
+    return [
+        (case.name, "error", -delta,
+         f"{case.injection}; MAG_AUTO at the data's zero point ({-delta:+.2f})"),
+        (case.name.replace("zp", "zpSE"), "variant", 0.0,
+         f"{case.injection}; MAG_AUTO at the shifted zero point (ufig's SExtractor)"),
+    ]  # fmt: skip
+
+
+def simulate_case(setup: Setup, case: Case) -> tuple[Path, float, float]:
+    """Inject the case's error (if any) and simulate; folder and the two times."""
     folder = setup.work / case.folder
     t0 = time.perf_counter()
     if case.error is not None:
@@ -291,29 +329,42 @@ def run_case(
         simulate.run_simulation(
             setup.tile, setup.run, seed=case.seed,
             posterior_index=case.posterior_index, out=folder,
-            overrides=case.overrides, measure_psf="none",
+            overrides=case.overrides, measure_psf="none", verbosity="error",
         )  # fmt: skip
-    t2 = time.perf_counter()
-    scored, reference = score(setup, folder, reference)
-    t3 = time.perf_counter()
+    return folder, t1 - t0, time.perf_counter() - t1
+
+
+def run_case(
+    setup: Setup, case: Case, reference: quality.RealismReference | None, keep: bool
+) -> tuple[list[dict], quality.RealismReference]:
+    """Inject, simulate, score: the case's records (two for a zero point)."""
+    folder, inject_s, simulate_s = simulate_case(setup, case)
+    records = []
+    for name, kind, shift, note in scorings(case):
+        t0 = time.perf_counter()
+        scored, reference = score(setup, folder, reference, shift)
+        records.append(
+            {"name": name, "kind": kind, "seed": case.seed,
+             "posterior_index": case.posterior_index, "injection": note,
+             "inject_s": round(inject_s, 2), "simulate_s": round(simulate_s, 2),
+             "score_s": round(time.perf_counter() - t0, 2),
+             "simulated": not records, **scored}
+        )  # fmt: skip
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
-    record = {"name": case.name, "kind": case.kind, "seed": case.seed,
-              "posterior_index": case.posterior_index, "injection": case.injection,
-              "inject_s": round(t1 - t0, 2), "simulate_s": round(t2 - t1, 2),
-              "score_s": round(t3 - t2, 2), **scored}  # fmt: skip
-    return record, reference
+    return records, reference
 
 
 def run_cases(setup: Setup, cases: Sequence[Case], keep: bool) -> list[dict]:
     """Every case in turn (one simulation at a time), with a progress line each."""
     records, reference = [], None
     for i, case in enumerate(cases, 1):
-        record, reference = run_case(setup, case, reference, keep)
-        records.append(record)
-        print(f"  [{i:2d}/{len(cases)}] {case.name:13s} inject "
-              f"{record['inject_s']:5.1f} s  simulate {record['simulate_s']:6.1f} s  "
-              f"score {record['score_s']:5.1f} s", flush=True)  # fmt: skip
+        new, reference = run_case(setup, case, reference, keep)
+        records += new
+        r = new[0]
+        print(f"  [{i:2d}/{len(cases)}] {case.name:13s} inject {r['inject_s']:5.1f} s"
+              f"  simulate {r['simulate_s']:6.1f} s  score "
+              f"{sum(x['score_s'] for x in new):5.1f} s", flush=True)  # fmt: skip
     return records
 
 
@@ -342,7 +393,7 @@ def table_rows(records: Sequence[dict]) -> list[dict]:
     base = records[0]
     by_kind = {k: [base] + [r for r in records if r["kind"] == k]
                for k in ("seed", "posterior")}  # fmt: skip
-    errors = [r for r in records if r["kind"] == "error"]
+    errors = [r for r in records if r["kind"] in ("error", "variant")]
     rows = []
     for stat in STATISTICS:
         if not any(stat in r["statistics"] for r in records):
@@ -364,20 +415,23 @@ def table_rows(records: Sequence[dict]) -> list[dict]:
 
 
 def fmt(v: float | None, spec: str = "9.4g") -> str:
-    width = int(spec.split(".")[0].lstrip("+"))
+    """``v`` formatted, or ``-`` as wide as the spec's width."""
+    width = spec.split(".")[0].lstrip("+") or "1"
     return format(v, spec) if v is not None else f"{'-':>{width}s}"
 
 
 def print_table(rows: Sequence[dict], errors: Sequence[str]) -> None:
+    """Baseline, floors and responses (``*``: beyond :data:`SIGNIFICANT`)."""
+    widths = [max(8, len(e)) for e in errors]
     head = f"{'statistic':20s} {'baseline':>9s} {'seed std':>9s} {'post std':>9s}"
-    print(head + "".join(f" {e:>8s}" for e in errors))
+    print(head + "".join(f" {e:>{w}s}" for e, w in zip(errors, widths, strict=True)))
     for row in rows:
         stds = (fmt(row["seed_std"], "9.3g"), fmt(row["posterior_std"], "9.3g"))
         line = f"{row['statistic']:20s} {fmt(row['baseline'])} {' '.join(stds)}"
-        for e in errors:
+        for e, w in zip(errors, widths, strict=True):
             x = row["responses"][e]
             mark = "*" if x is not None and abs(x) > SIGNIFICANT else " "
-            line += f" {fmt(x, '+7.1f')}{mark}"
+            line += f" {fmt(x, f'+{w - 1}.1f')}{mark}"
         print(line)
 
 
@@ -401,9 +455,10 @@ def print_checks(records: Sequence[dict]) -> None:
     base = records[0]
     print("\ninjected errors:")
     for r in records:
-        if r["kind"] != "error":
-            continue
-        print(f"  {r['name']:9s} {r['injection']}")
+        if r["kind"] in ("error", "variant"):
+            print(f"  {r['name']:9s} {r['injection']}")
+    if not any(r["name"].startswith("r50") for r in records):
+        return
     print(f"\ngalaxy sizes on the intrinsic catalogue (*_ucat.gal.cat), baseline "
           f"median r50 = {fmt(base['median_r50_px'], '.4f')} px "
           f"({base['n_galaxies']} galaxies):")  # fmt: skip
@@ -417,16 +472,22 @@ def print_checks(records: Sequence[dict]) -> None:
                   "galaxies)")  # fmt: skip
 
 
-def print_report(setup: Setup, records: Sequence[dict], total_s: float) -> dict:
+def print_report(records: Sequence[dict], total_s: float) -> dict:
+    """The tables, the strongest responses, the checks and the timings."""
     rows = table_rows(records)
     errors = [r["name"] for r in records if r["kind"] == "error"]
+    variants = [r["name"] for r in records if r["kind"] == "variant"]
     n_seed = 1 + sum(r["kind"] == "seed" for r in records)
     n_post = 1 + sum(r["kind"] == "posterior" for r in records)
     print(f"\nresponse = (injected - baseline) / sqrt(seed_std^2 + post_std^2); "
           f"* = |response| > {SIGNIFICANT:g}; std over {n_seed} seeds and "
           f"{n_post} posterior samples (ddof 1)\n")  # fmt: skip
     print_table(rows, errors)
-    best = strongest(rows, errors)
+    if variants:
+        print("\nzero point with the simulation's SExtractor at the shifted zero "
+              "point too (ufig's own measurement: a depth change only):")  # fmt: skip
+        print_table(rows, variants)
+    best = strongest(rows, errors + variants)
     print("\nstrongest response per error:")
     for e, b in best.items():
         verdict = {True: "exceeds 2", False: "below 2", None: "-"}[b["detected"]]
@@ -434,10 +495,11 @@ def print_report(setup: Setup, records: Sequence[dict], total_s: float) -> dict:
               f"{verdict}")  # fmt: skip
     print_checks(records)
     print("\nwall time (simulation + scoring, s):")
-    for r in records:
+    simulated = [r for r in records if r["simulated"]]
+    for r in simulated:
         extra = f"  (+ {r['inject_s']:.1f} injecting)" if r["inject_s"] > 0.05 else ""
         print(f"  {r['name']:13s} {r['simulate_s']:6.1f} + {r['score_s']:5.1f}{extra}")
-    print(f"  total {total_s:.0f} s for {len(records)} simulations")
+    print(f"  total {total_s:.0f} s for {len(simulated)} simulations")
     return {"rows": rows, "strongest": best}
 
 
@@ -445,6 +507,9 @@ def print_report(setup: Setup, records: Sequence[dict], total_s: float) -> dict:
 
 
 def make_setup(tile_path: Path, run_dir: Path, work: Path) -> Setup:
+    from cosmic_toolbox import logger
+
+    logger.set_all_loggers_level("warning")  # their INFO lines go to stdout
     tile = load_tile(tile_path)
     config = simulate.load_config()
     settings = simulate.resolve_settings(tile, config)
@@ -497,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(cases)} simulations into {work}", flush=True)
         records = run_cases(setup, cases, keep=args.out is not None)
         total = time.perf_counter() - t0
-        report = print_report(setup, records, total)
+        report = print_report(records, total)
     path = args.json or (args.out / "sensitivity.json" if args.out else None)
     if path is not None:
         write_json(path, {"tile": setup.tile.tile_name, "is_demo": setup.tile.is_demo,

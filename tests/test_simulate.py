@@ -410,3 +410,13 @@ def test_measured_photon_noise_needs_a_measured_gain(tmp_path):
     assert simulate.star_noise_scale(run.skymapinfo_npy, "i", "tutorial") == 1.0
     with pytest.raises(InputError, match="gain_eff_i is NaN"):
         simulate.star_noise_scale(run.skymapinfo_npy, "i", "measured")
+
+
+def test_fine_tuning_stages_simulate_with_stage_06_choices(simulated):
+    """Stages 08 and 09 pass these to their simulations: model, sample and seed
+    of the baseline, and its counts and photon-noise choices."""
+    _, run, sim, _ = simulated
+    assert simulate.baseline_choices(run) == {
+        "galaxy_model": "Moser+24", "posterior_index": 0, "seed": SEED,
+        "counts": "variable", "photon_noise": "tutorial",
+    }  # fmt: skip

@@ -363,7 +363,8 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     median = {"stage_01": float(np.median(old[good])),
               "background_pixels": float(np.median(bsig[good]))}  # fmt: skip
     del old, good
-    masked_sim = simulate_with_sysmaps(tile, run, MASKED_SIM)
+    choices = simulate.baseline_choices(run)  # stage 06's model, seed, noise
+    masked_sim = simulate_with_sysmaps(tile, run, MASKED_SIM, **choices)
     inputs = steps.add(tile, run, masked_sim.directory, MASKED_SIM)
     # 2. the correction of the width, on the tuning half
     gain = masked_sim.parameters["gain_dict"][tile.band]
@@ -374,7 +375,7 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     write_improved_sysmaps(sysmaps_path(run, MASKED_SIM), sysmaps_path(run, TUNED_SIM),
                            np.asarray(bsig, np.float64) * correction)  # fmt: skip
     # 3. the last simulation
-    tuned_sim = simulate_with_sysmaps(tile, run, TUNED_SIM)
+    tuned_sim = simulate_with_sysmaps(tile, run, TUNED_SIM, **choices)
     steps.add(tile, run, tuned_sim.directory, TUNED_SIM)
     section = {
         "steps": list(steps.blocks),  # the simulations in order (JSON sorts keys)

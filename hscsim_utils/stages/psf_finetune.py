@@ -818,7 +818,7 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     if truth is not None:
         for key, path in (("stage 05", run.psf_model), ("improved", improved.model)):
             comparison[key] = psf.compare_to_truth(psf.read_grid(path), truth)
-    tuned = simulate_with_improved_psf(tile, run)
+    tuned = simulate_with_improved_psf(tile, run, **simulate.baseline_choices(run))
     after = measure(tile, run, tuned, settings, adjustment)
     section = metrics_section(run, settings, fits, before, after, comparison)
     write_section(run.metrics, STAGE.name, section)

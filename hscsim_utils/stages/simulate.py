@@ -619,6 +619,19 @@ def load_simulation(folder: str | os.PathLike) -> Simulation:
     )
 
 
+def baseline_choices(run: RunFolder) -> dict[str, Any]:
+    """The choices stage 06 made for ``sim_baseline`` (galaxy model, posterior
+    sample, seed, counts, photon noise), as keyword arguments of
+    :func:`run_simulation`: the fine-tuning stages simulate with the same."""
+    sim = load_simulation(run.sim_baseline)
+    s, p = sim.settings, sim.parameters
+    return {
+        "galaxy_model": s.galaxy_model, "posterior_index": s.posterior_index,
+        "seed": s.seed, "counts": p.get("exp_time_type", "variable"),
+        "photon_noise": p.get("photon_noise", "tutorial"),
+    }  # fmt: skip
+
+
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Simulation:
     """Stage 06: simulate the tile into the product ``sim_baseline``."""
     return run_simulation(
