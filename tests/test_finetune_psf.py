@@ -179,6 +179,8 @@ def test_fwhm_error_budget_separates_bias_from_noise():
     assert budget["mean_err"] == pytest.approx(0.01 / np.sqrt(keep.sum()), rel=0.15)
     assert budget["rms"] == pytest.approx(np.hypot(0.004, 0.01), rel=0.1)
     assert budget["star_rms"] == pytest.approx(0.02, rel=0.1)
+    star = cat["psf_fwhm_cnn"][keep] - cat["psf_fwhm"][keep]
+    assert budget["star_max"] == pytest.approx(np.abs(star).max())
     assert 0.5 * budget["noise_max"] < budget["max"] < 2 * budget["noise_max"]
     table = ftp.budget_table({"before": budget}).splitlines()
     assert len(table) == 2 and "noise max" in table[0]

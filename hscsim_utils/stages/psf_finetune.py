@@ -339,8 +339,9 @@ def fwhm_error_budget(cat: np.ndarray) -> dict[str, float | int | None]:
     n = int(keep.sum())
     if n < 2:
         return dict.fromkeys(
-            ("n_stars", "mean", "mean_err", "rms", "star_rms", "max", "noise_max")
-        ) | {"n_stars": n}
+            ("n_stars", "mean", "mean_err", "rms", "star_rms", "star_max", "max",
+             "noise_max")
+        ) | {"n_stars": n}  # fmt: skip
     target = np.asarray(cat["psf_fwhm"][keep], np.float64)
     model = np.asarray(cat["psf_fwhm_ipt"][keep], np.float64) - target
     star = np.asarray(cat["psf_fwhm_cnn"][keep], np.float64) - target
@@ -351,6 +352,7 @@ def fwhm_error_budget(cat: np.ndarray) -> dict[str, float | int | None]:
         "mean_err": scatter / float(np.sqrt(n)),
         "rms": float(np.sqrt(np.mean(model**2))),
         "star_rms": float(np.sqrt(np.mean(star**2))),
+        "star_max": float(np.max(np.abs(star))),
         "max": float(np.max(np.abs(model))),
         "noise_max": expected_max_abs(scatter, n),
     }
@@ -611,11 +613,12 @@ def budget_table(budget: Mapping[str, Mapping]) -> str:
     """:func:`fwhm_error_budget` results ({label: budget}) as a table (pixels)."""
     lines = [
         f"{'FWHM (pixels)':12s} {'n':>4s} {'mean':>9s} {'+-':>7s} "
-        f"{'model rms':>9s} {'star rms':>9s} {'max':>7s} {'noise max':>9s}"
+        f"{'model rms':>9s} {'star rms':>9s} {'star max':>8s} {'max':>7s} "
+        f"{'noise max':>9s}"
     ]
     lines += [f"{key:12s} {b['n_stars']:4d} {b['mean']:+9.5f} {b['mean_err']:7.5f} "
-              f"{b['rms']:9.5f} {b['star_rms']:9.5f} {b['max']:7.4f} "
-              f"{b['noise_max']:9.4f}"
+              f"{b['rms']:9.5f} {b['star_rms']:9.5f} {b['star_max']:8.4f} "
+              f"{b['max']:7.4f} {b['noise_max']:9.4f}"
               for key, b in budget.items() if b["mean"] is not None]  # fmt: skip
     return "\n".join(lines)
 
