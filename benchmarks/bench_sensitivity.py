@@ -17,7 +17,10 @@ of the checkerboard (the data's reference sample and floors computed once), and
 ``mag_offset_chi2`` from the truth matching (DEMO tiles only: it needs the
 data's true objects). The simulations:
 
-- baseline: the tile's seed and posterior sample;
+- baseline: stage 06's choices for the run (``simulate.baseline_choices``:
+  galaxy model, posterior sample, seed, counts and photon noise, as the
+  fine-tuning stages use them); every simulation keeps the model, counts and
+  photon noise;
 - noise floor: ``--seeds`` seeds in all (the baseline's and the next ones) at
   the baseline's posterior sample, and ``--posteriors`` GalSBI posterior samples
   in all (the baseline's and the next indices) at the baseline's seed. The
@@ -60,12 +63,19 @@ flags, and the timings.
 
 The response is a paired difference (same seed), so its own noise is mostly
 smaller than the floor; the floor says whether the error would stand out from
-another realisation or another posterior sample of the same model.
+another realisation or another posterior sample of the same model. Every
+statistic measures the simulation against the data, so a negative response of
+a distance or chi^2 means the error brought the simulation closer to the data,
+and an error of either sign can move a statistic the same way or not at all
+when the baseline already misses the data (on the DEMO tile ``MAG_AUTO - mag``
+of the baseline is 0.02-0.07 mag below the data's: ``zp+0.05`` doubles that
+offset, ``zp-0.05`` moves it to the other side, about as far).
 
-Expected runtime (2 shared cores): 2000 x 2000 DEMO tile, default (13
-simulations) 9.5 minutes, ~40 s per simulation and its scoring; ``--quick``
-(4 simulations) 3 minutes. A full 4200 x 4200 patch takes about 4-5 times
-longer per simulation.
+Expected runtime (2 cores shared with other work, load 3): 2000 x 2000 DEMO
+tile, default (13 simulations) 7-8 minutes: 20-40 s per simulation, 1-3 s per
+scoring, the first 65-95 s (imports, compilation, the data's reference and
+floors); ``--quick`` (4 simulations) 3-3.5 minutes. A simulation of a full
+4200 x 4200 patch takes several times longer.
 """
 
 from __future__ import annotations
@@ -124,6 +134,7 @@ class Setup:
     settings: simulate.SimulationSettings
     config: object
     posterior: np.ndarray
+    conversion: dict  # stage 06's counts and photon_noise, for every simulation
 
     @property
     def band(self) -> str:
@@ -330,6 +341,7 @@ def simulate_case(setup: Setup, case: Case) -> tuple[Path, float, float]:
             setup.tile, setup.run, seed=case.seed,
             posterior_index=case.posterior_index, out=folder,
             overrides=case.overrides, measure_psf="none", verbosity="error",
+            galaxy_model=setup.settings.galaxy_model, **setup.conversion,
         )  # fmt: skip
     return folder, t1 - t0, time.perf_counter() - t1
 
@@ -510,11 +522,14 @@ def make_setup(tile_path: Path, run_dir: Path, work: Path) -> Setup:
     from cosmic_toolbox import logger
 
     logger.set_all_loggers_level("warning")  # their INFO lines go to stdout
-    tile = load_tile(tile_path)
+    tile, run = load_tile(tile_path), RunFolder(run_dir)
+    choices = simulate.baseline_choices(run)  # stage 06's, as stages 08/09 use
     config = simulate.load_config()
-    settings = simulate.resolve_settings(tile, config)
+    model, index, seed = (choices.pop(k) for k in ("galaxy_model", "posterior_index",
+                                                   "seed"))  # fmt: skip
+    settings = simulate.resolve_settings(tile, config, model, index, seed)
     posterior = simulate.load_posterior(settings.galaxy_model)
-    return Setup(tile, RunFolder(run_dir), work, settings, config, posterior)
+    return Setup(tile, run, work, settings, config, posterior, choices)
 
 
 def header(setup: Setup) -> str:
@@ -524,9 +539,11 @@ def header(setup: Setup) -> str:
     return (f"Sensitivity of the stage 07 statistics: {setup.tile.tile_name}, band "
             f"{s.band}\n  data: {data}\n  statistics on the {quality.SCORING} half "
             f"(checkerboard of 256-pixel blocks), against run folder {setup.run.root}"
-            f"\n  baseline: {s.galaxy_model} posterior sample {s.posterior_index}, "
-            f"seed {s.seed}; load average {os.getloadavg()[0]:.2f}, "
-            f"{os.cpu_count()} cores")  # fmt: skip
+            f"\n  baseline (stage 06's choices): {s.galaxy_model} posterior sample "
+            f"{s.posterior_index}, seed {s.seed}, counts "
+            f"{setup.conversion['counts']}, photon noise "
+            f"{setup.conversion['photon_noise']}\n  load average "
+            f"{os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
