@@ -23,7 +23,7 @@ from hscsim_utils.metrics import (
 )
 from hscsim_utils.numerics import realism_stats as rs
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.stages import quality, quality_plots, simulate
+from hscsim_utils.stages import closure, quality, quality_plots, simulate
 from tests.fabricated_run import make_tile, patch_wcs, wcs_header
 
 matplotlib.use("Agg")
@@ -383,7 +383,7 @@ def fabricated_psf_grid():
 
 def test_closure_against_truth(tmp_path):
     tile, run = write_closure_products(tmp_path)
-    out = quality.compute_closure(tile, run)
+    out = closure.compute_closure(tile, run)
     assert set(out) == set(CLOSURE_KEYS)
     assert out["expt_map_max_abs_diff"] == pytest.approx(2.5)
     assert out["pointings_mismatch_pixels"] == 7
@@ -403,22 +403,22 @@ def test_closure_missing_product_gives_null(tmp_path):
     run.psf_model.unlink()
     (tile.truth_dir / "mask.h5").unlink()
     with pytest.warns(UserWarning, match="null") as record:
-        out = quality.compute_closure(tile, run)
+        out = closure.compute_closure(tile, run)
     assert len(record) == 4  # per-pixel noise, mask, stars (need the mask), PSF
     for key in ("bsig_rms_rel_err", "mask_mismatch_pixels", "star_detect_frac",
                 "psf_fwhm_bias_frac", "psf_e1_rms"):  # fmt: skip
         assert out[key] is None
     assert out["pointings_mismatch_pixels"] == 7
     with pytest.warns(UserWarning, match="truth_dir"):
-        assert set(quality.compute_closure(make_tile(tmp_path), run).values()) == {None}
+        assert set(closure.compute_closure(make_tile(tmp_path), run).values()) == {None}
 
 
 def test_closure_comparisons():
     a = np.zeros((3, 4))
     with pytest.raises(InputError, match="shapes differ"):
-        quality.max_abs_diff(a, np.zeros((4, 3)))
+        closure.max_abs_diff(a, np.zeros((4, 3)))
     with pytest.raises(InputError, match="positive"):
-        quality.median_rel_err(a, a)
-    assert quality.detected_fraction(np.array([[1.0, 1.0]]), np.zeros((0, 2))) == 0.0
+        closure.median_rel_err(a, a)
+    assert closure.detected_fraction(np.array([[1.0, 1.0]]), np.zeros((0, 2))) == 0.0
     with pytest.raises(InputError, match="no true object"):
-        quality.detected_fraction(np.zeros((0, 2)), np.zeros((3, 2)))
+        closure.detected_fraction(np.zeros((0, 2)), np.zeros((3, 2)))
