@@ -133,6 +133,15 @@ def test_archive_csv_round_trip_and_errors(tmp_path):
     np.testing.assert_allclose(
         hsc_io.read_frame_metadata(tmp_path / "served.csv").to_numpy(), df.to_numpy()
     )
+    # an earlier schema's names: declinations spelt "decl" (llcdecl, ...)
+    old = df.rename(columns={v: k for k, v in hsc_io.COLUMN_ALIASES.items()})
+    assert "llcdecl" in old.columns and "llcdec" not in old.columns
+    (tmp_path / "pdr1.csv").write_text(
+        "# " + ",".join(old.columns) + "\n" + old.to_csv(header=False, index=False)
+    )
+    np.testing.assert_allclose(
+        hsc_io.read_frame_metadata(tmp_path / "pdr1.csv").to_numpy(), df.to_numpy()
+    )
     text = path.read_text().splitlines()
     (tmp_path / "extra.csv").write_text(text[0] + ",foo\n" + "\n".join(text[1:]))
     (tmp_path / "empty.csv").write_text(text[0] + "\n")

@@ -254,17 +254,32 @@ def write_calexp(
     return path
 
 
+#: Column names of earlier HSC archive schemas and their PDR3 names: the frame
+#: and mosaic tables of the first data release spell declinations ``decl``
+#: (``llcdecl`` ... ``decl2000``), as SQL reserves ``dec``.
+COLUMN_ALIASES = {
+    "llcdecl": "llcdec", "ulcdecl": "ulcdec", "urcdecl": "urcdec",
+    "lrcdecl": "lrcdec", "decl2000": "dec2000",
+}  # fmt: skip
+
+
 def read_archive_csv(path: str | os.PathLike, columns: tuple[str, ...]) -> pd.DataFrame:
     """Read an HSC-archive CSV: ``columns`` (in that order) of its rows.
 
     The header line names the columns, with or without the archive's leading
     ``#``, in any order; columns beyond ``columns`` are ignored, a missing one is
-    an error.
+    an error. A column under an earlier schema's name (:data:`COLUMN_ALIASES`)
+    counts as its PDR3 name unless that name is there too.
     """
     path = _check_file(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
     found = [c.strip().lower() for c in first.lstrip("#").strip().split(",")]
+    found = [
+        COLUMN_ALIASES[c] if c in COLUMN_ALIASES and COLUMN_ALIASES[c] not in found
+        else c
+        for c in found
+    ]  # fmt: skip
     missing = [c for c in columns if c not in found]
     if missing:
         extra = [c for c in found if c not in columns]
