@@ -14,8 +14,8 @@ What is measured. Every simulation (stage 06's ``run_simulation`` with
 ``measure_psf="none"``) is scored like stage 07: the realism statistics of
 :mod:`hscsim_utils.numerics.realism_stats` against the data, on the scoring half
 of the checkerboard (the data's reference sample and floors computed once), and
-``mag_offset_chi2`` from the truth matching (DEMO tiles only: it needs the
-data's true objects). The simulations:
+``mag_offset_chi2`` and ``mag_offset_shift`` from the truth matching (DEMO tiles
+only: they need the data's true objects). The simulations:
 
 - baseline: stage 06's choices for the run (``simulate.baseline_choices``:
   galaxy model, posterior sample, seed, counts and photon noise, as the
@@ -101,7 +101,7 @@ from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import quality, simulate
 
 #: Statistics in table order: stage 07's realism statistics, then the truth one.
-STATISTICS = (*rs.KINDS, "mag_offset_chi2")
+STATISTICS = (*rs.KINDS, "mag_offset_chi2", "mag_offset_shift")
 #: A response beyond this many combined floors is marked.
 SIGNIFICANT = 2.0
 #: Injected errors: name, kind, value (a shift in mag or a factor).
@@ -294,8 +294,9 @@ def score(
     realism = inputs.realism(reference=reference)
     stats = dict(realism["statistics"])
     truth = inputs.truth() or {}
-    if "mag_offset_chi2" in truth:
-        stats["mag_offset_chi2"] = truth["mag_offset_chi2"]
+    for name in ("mag_offset_chi2", "mag_offset_shift"):
+        if name in truth:
+            stats[name] = truth[name]
     keys = ("value", "floor", "threshold", "significant")
     r50, n_gal = median_r50(folder)
     return {

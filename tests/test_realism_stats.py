@@ -234,3 +234,22 @@ def test_assess_rules():
     lines = rs.table({"bkg_std_ratio": ratio, "x": missing}).splitlines()
     assert lines[1].split()[-1] == "yes" and "1 +- 0.0200" in lines[1]
     assert lines[2].split()[1:] == ["-", "0.0100", "0.0200", "-"]
+
+
+def test_median_shift_has_a_sign_where_the_chi2_has_none():
+    """A relation 0.04 below the reference: shifting it by +0.08 leaves the chi^2
+    where it was (the other side, as far), the signed shift goes -0.04 -> +0.04."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(20, 26, 20000)
+    ref_x = rng.uniform(20, 26, 20000)
+    ref_y = rng.normal(0.0, 0.05, ref_x.size)
+    below = rng.normal(-0.04, 0.05, x.size)
+    low = rs.median_shift(x, below, ref_x, ref_y)
+    high = rs.median_shift(x, below + 0.08, ref_x, ref_y)
+    assert low.value == pytest.approx(-0.04, abs=0.003)
+    assert high.value == pytest.approx(0.04, abs=0.003)
+    assert low.detail["error"] < 0.001 and low.deviation == abs(low.value)
+    chi_low = rs.median_relation(x, below, ref_x, ref_y).value
+    chi_high = rs.median_relation(x, below + 0.08, ref_x, ref_y).value
+    assert chi_high == pytest.approx(chi_low, rel=0.3)
+    assert rs.median_shift(x[:3], below[:3], ref_x, ref_y).value is None

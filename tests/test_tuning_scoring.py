@@ -207,6 +207,9 @@ def test_stage07_truth_on_the_scoring_half(tmp_path):
         "mag_offset_median"
     ] == pytest.approx(0.1, abs=0.02)
     assert truth["mag_offset_chi2"]["significant"] is True
+    shift = truth["mag_offset_shift"]  # simulation minus data, signed
+    assert shift["value"] == pytest.approx(0.1, abs=0.02)
+    assert shift["significant"] is True and shift["kind"] == "shift"
     # detections lost in the tuning half change nothing
     keep = ~quality.in_half(inp.sim_catalog, SHAPE, "tuning") | (
         rng.uniform(0, 1, N_OBJECTS) < 0.5

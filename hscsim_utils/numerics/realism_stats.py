@@ -137,9 +137,9 @@ class Statistic:
     """One comparison of two samples.
 
     ``value``: the statistic (None when a sample is empty or too small); ``kind``:
-    ``distance``, ``ratio`` or ``chi2``; ``dof``: degrees of freedom (chi2);
-    ``n``: the two sample sizes; ``detail``: the numbers behind it (per bin or
-    per lag), for tables and figures.
+    ``distance``, ``ratio``, ``chi2`` or ``shift`` (a signed difference); ``dof``:
+    degrees of freedom (chi2); ``n``: the two sample sizes; ``detail``: the
+    numbers behind it (per bin or per lag), for tables and figures.
     """
 
     value: float | None
@@ -150,10 +150,12 @@ class Statistic:
 
     @property
     def deviation(self) -> float | None:
-        """Distance from a perfect match: D, |r - 1| or chi^2/dof."""
+        """Distance from a perfect match: D, |r - 1|, chi^2/dof or |shift|."""
         if self.value is None:
             return None
-        return abs(self.value - 1.0) if self.kind == "ratio" else float(self.value)
+        if self.kind == "ratio":
+            return abs(self.value - 1.0)
+        return abs(float(self.value)) if self.kind == "shift" else float(self.value)
 
 
 # ---------------------------------------------------------------- basic statistics
@@ -297,6 +299,32 @@ def median_relation(
               "n_b": n_b[used].tolist(), "chi2": terms.tolist()}  # fmt: skip
     value = float(terms.sum() / dof) if dof else None
     return Statistic(value, "chi2", dof, (int(ok_a.sum()), int(ok_b.sum())), detail)
+
+
+def median_shift(
+    x_a: np.ndarray,
+    y_a: np.ndarray,
+    x_b: np.ndarray,
+    y_b: np.ndarray,
+    bins: np.ndarray = MAG_BINS,
+    min_objects: int = MIN_BIN_OBJECTS,
+) -> Statistic:
+    """Signed mean offset of ``a``'s medians of ``y`` per bin of ``x`` from
+    ``b``'s: the inverse-variance weighted mean over the bins of
+    :func:`median_relation` of (median a - median b). Where the chi^2 of
+    :func:`median_relation` says how far apart the relations are, this says in
+    which direction: a shift of ``a`` by +-d moves it by +-d, whatever the
+    offset it starts from. ``detail``: its standard ``error`` and the bins used.
+    """
+    rel = median_relation(x_a, y_a, x_b, y_b, bins, min_objects)
+    if not rel.dof:
+        return Statistic(None, "shift", 0, rel.n)
+    d = rel.detail
+    diff = np.asarray(d["median_a"]) - np.asarray(d["median_b"])
+    weight = 1.0 / (np.asarray(d["err_a"]) ** 2 + np.asarray(d["err_b"]) ** 2)
+    value = float(np.sum(weight * diff) / np.sum(weight))
+    error = float(1.0 / np.sqrt(np.sum(weight)))
+    return Statistic(value, "shift", rel.dof, rel.n, {"error": error, "x": d["x"]})
 
 
 def size_mag_chi2(objects_a: np.ndarray, objects_b: np.ndarray, **kwargs) -> Statistic:

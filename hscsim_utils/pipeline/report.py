@@ -241,9 +241,9 @@ def _truth_rows(section: str, truth: dict) -> list[tuple]:
                                        ("MAG_AUTO - mag", "mag_offset_median", "+.3f"))
             )  # fmt: skip
             rows.append((section, "-", f"truth.{side}.{mags}", text))
-    if isinstance(truth.get("mag_offset_chi2"), dict):
-        rows.append((section, "-", "truth.mag_offset_chi2",
-                     _statistic_text(truth["mag_offset_chi2"])))  # fmt: skip
+    for name in ("mag_offset_chi2", "mag_offset_shift"):
+        if isinstance(truth.get(name), dict):
+            rows.append((section, "-", f"truth.{name}", _statistic_text(truth[name])))
     return rows
 
 

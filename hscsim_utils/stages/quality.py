@@ -42,7 +42,10 @@ detections, on the scoring half: for the simulation (ufig's intrinsic
 catalogues ``*_ucat.gal.cat``, ``*_ucat.star.cat`` in its folder) and, on a
 DEMO tile, for the data (``galaxies.h5``, ``stars.h5`` in ``tile.truth_dir``).
 With both, ``mag_offset_chi2`` compares the median ``MAG_AUTO - mag`` per true
-magnitude bin of simulation and data (a zero-point error shows there first).
+magnitude bin of simulation and data (a zero-point error shows there first) and
+``mag_offset_shift`` gives the signed mean difference of those medians (which
+way the simulation's photometry is off; a chi^2 cannot tell, and misses an error
+that moves a biased simulation to the other side of the data).
 
 Closure (DEMO tile only): each stage's product compared with the truth the demo
 builder wrote beside the tile; see
@@ -541,7 +544,23 @@ def truth_diagnostics(inputs: QualityInputs, half: str = SCORING) -> dict | None
         out["mag_offset_chi2"] = rs.assess(
             stat, rs.Floor(floor.value, floor.value, None, 1)
         )
+        out["mag_offset_shift"] = mag_offset_shift(
+            offsets["simulation"], offsets["data"], other_offsets
+        )
     return out
+
+
+def mag_offset_shift(sim: tuple, data: tuple, data_other: tuple) -> dict:
+    """The signed photometric offset of the simulation from the data
+    (:func:`~hscsim_utils.numerics.realism_stats.median_shift` of ``MAG_AUTO -
+    mag`` per true magnitude bin), assessed against a floor: the larger of its
+    standard error and the shift between the data's two halves."""
+    stat = rs.median_shift(*sim, *data, bins=tm.MAG_BINS)
+    halves_shift = rs.median_shift(*data_other, *data, bins=tm.MAG_BINS)
+    parts = [stat.detail.get("error"), halves_shift.deviation]
+    parts = [p for p in parts if p is not None]
+    floor = max(parts) if parts else None
+    return rs.assess(stat, rs.Floor(floor, halves_shift.value, None, 1))
 
 
 def described_realism(
@@ -673,6 +692,13 @@ def truth_table(truth: Mapping | None, ranges: tuple[str, ...]) -> str:
             f"MAG_AUTO - mag, simulation vs data: chi2/dof {fmt(a['value'])} "
             f"(dof {a.get('dof')}), floor {fmt(a['floor'])}, threshold "
             f"{fmt(a['threshold'])}, significant: {a['significant']}"
+        )
+    if "mag_offset_shift" in truth:
+        a = truth["mag_offset_shift"]
+        lines.append(
+            f"MAG_AUTO - mag, simulation minus data: {fmt(a['value'], '+.4f')} mag, "
+            f"floor {fmt(a['floor'])}, threshold {fmt(a['threshold'])}, "
+            f"significant: {a['significant']}"
         )
     return "\n".join(lines)
 
