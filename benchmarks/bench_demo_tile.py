@@ -249,7 +249,9 @@ def compare_with_real(tile_yaml: Path, work: Path) -> None:
     )
     print(
         f"  (depth from the background sigma with the aperture-noise factor {corr:.2f}"
-        " measured on the DEMO image for both)"
+        ' measured on the DEMO image for both:\n   2" apertures on blank sky, '
+        "SExtractor's background removed, sources grown by 4 px;\n   resampling "
+        "correlation and undetected galaxies)"
     )
 
 
