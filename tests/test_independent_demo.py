@@ -363,13 +363,8 @@ def test_variance_plane_matches_blank_sky(built):
 def test_coverage_truth_is_the_observation_maps(built):
     spec = built["spec"]
     geom = demo_observation.demo_geometry(SIZE, CENTRE)
-    preset = independent.PRESETS["ud"]
-    plan = demo_observation.plan_visits(
-        np.random.default_rng(preset.observation_seed), preset.n_visits,
-        preset.pointing,
-    )  # fmt: skip
-    frames = demo_observation.overlapping_frames(plan, geom)
-    cov = demo_observation.coverage_maps(plan, geom, frames)
+    history = independent.observing_history(geom, independent.PRESETS["ud"])
+    cov, frames = history.cov, history.frames
     with h5py.File(spec.truth_dir / "sysmaps.h5") as fh:
         np.testing.assert_array_equal(fh["map_expt"][()], cov.expt)
         np.testing.assert_array_equal(fh["map_nexp"][()], cov.nexp)

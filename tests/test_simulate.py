@@ -407,9 +407,11 @@ def test_measured_photon_noise_needs_a_measured_gain(tmp_path):
     rec = np.load(run.skymapinfo_npy)
     rec["gain_eff_i"] = np.nan
     np.save(run.skymapinfo_npy, rec)
-    assert simulate.star_noise_scale(run.skymapinfo_npy, "i", "tutorial") == 1.0
+    info = simulate.read_skymapinfo(run.skymapinfo_npy, "i")
+    src = run.skymapinfo_npy
+    assert simulate.star_noise_scale(info, "i", "tutorial", src) == 1.0
     with pytest.raises(InputError, match="gain_eff_i is NaN"):
-        simulate.star_noise_scale(run.skymapinfo_npy, "i", "measured")
+        simulate.star_noise_scale(info, "i", "measured", src)
 
 
 def test_fine_tuning_stages_simulate_with_stage_06_choices(simulated):

@@ -279,15 +279,13 @@ def _tile_rows(tile_file: Path | None) -> tuple[str, list[tuple]]:
 
 def _simulation_rows(run: RunFolder) -> list[tuple]:
     """How stage 06 turned magnitudes into photons (ufig's ``exp_time_type``)."""
-    import json
+    from hscsim_utils.errors import InputError
+    from hscsim_utils.stages.simulate import load_simulation
 
-    from hscsim_utils.stages.simulate import MANIFEST
-
-    manifest = run.sim_baseline / MANIFEST
     try:
-        parameters = json.loads(manifest.read_text()).get("parameters", {})
-    except (OSError, ValueError):
-        return []
+        parameters = load_simulation(run.sim_baseline).parameters
+    except (InputError, OSError, ValueError, KeyError, TypeError):
+        return []  # no simulation yet, or a manifest it cannot read
     counts = parameters.get("exp_time_type")
     return [("magnitudes to photons (06)", counts)] if counts else []
 

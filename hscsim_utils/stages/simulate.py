@@ -33,6 +33,8 @@ import os
 import sys
 import time
 import types
+import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.runfolder import REPO_ROOT, RunFolder, read_dataset
 from hscsim_utils.stages import registry
+from hscsim_utils.stages.skymapinfo import tutorial_gain
 
 STAGE = registry.spec("simulate")
 DEFAULT_CONFIG = REPO_ROOT / "params" / "galsbi_hsc_config.py"
@@ -202,7 +205,8 @@ def resolve_settings(
 
 
 def read_skymapinfo(path: str | os.PathLike, band: str) -> dict[str, float]:
-    """The patch record of stage 01 with the fields the simulation needs."""
+    """The patch record of stage 01 with the fields the simulation needs (and
+    ``gain_eff_<band>``, the measured gain ``photon_noise`` uses, when present)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "not found; run stage 01 (sky information) first")
@@ -223,35 +227,39 @@ def read_skymapinfo(path: str | os.PathLike, band: str) -> dict[str, float]:
     bad += [k for k in positive if info[k] <= 0]
     if bad:
         raise InputError(path, f"invalid values in fields {sorted(set(bad))}")
+    optional = f"gain_eff_{band}"  # stage 01's measured gain, NaN when it had none
+    if optional in rec.dtype.names:
+        info[optional] = float(rec[0][optional])
     return info
 
 
-def star_noise_scale(path: str | os.PathLike, band: str, photon_noise: str) -> float:
+def star_noise_scale(
+    info: Mapping[str, float], band: str, photon_noise: str, source: str | os.PathLike
+) -> float:
     """Measured over tutorial effective gain (1 for ``photon_noise="tutorial"``):
-    the factor by which stars' photon statistics are finer than ufig's."""
+    the factor by which stars' photon statistics are finer than ufig's. ``info``
+    is :func:`read_skymapinfo`'s, read from ``source``."""
     if photon_noise not in PHOTON_NOISE:
         raise InputError("photon_noise", f"must be one of {PHOTON_NOISE}, "
                          f"got {photon_noise!r}")  # fmt: skip
     if photon_noise == "tutorial":
         return 1.0
-    rec = np.atleast_1d(np.load(path, allow_pickle=False))
     field = f"gain_eff_{band}"
-    if field not in rec.dtype.names:
-        raise InputError(path, f"has no {field}; rerun stage 01 (sky information)")
-    measured = float(rec[0][field])
+    if field not in info:
+        raise InputError(source, f"has no {field}; rerun stage 01 (sky information)")
+    measured = info[field]
     if not np.isfinite(measured):
-        raise InputError(path, f"{field} is NaN: the VARIANCE plane gave no gain; "
+        raise InputError(source, f"{field} is NaN: the VARIANCE plane gave no gain; "
                          "use photon_noise 'tutorial'")  # fmt: skip
-    tutorial = float(rec[0][f"gain_{band}"] * rec[0][f"nexp_{band}"])
+    tutorial = tutorial_gain(info, band)
     if measured < tutorial:
-        _log(f"measured gain {measured:.4g} is below the tutorial's {tutorial:.4g}: "
-             "stars keep ufig's photon noise")  # fmt: skip
+        warnings.warn(
+            f"measured gain {measured:.4g} is below the tutorial's {tutorial:.4g}: "
+            "stars keep ufig's photon noise",
+            stacklevel=2,
+        )
         return 1.0
     return measured / tutorial
-
-
-def _log(message: str) -> None:
-    print(f"simulate: {message}", file=sys.stderr)
 
 
 def _check_datasets(
@@ -313,7 +321,7 @@ def tile_parameters(
     if counts not in COUNTS:
         raise InputError("counts", f"must be one of {COUNTS}, got {counts!r}")
     b = settings.band
-    gain = info[f"gain_{b}"] * info[f"nexp_{b}"]
+    gain = tutorial_gain(info, b)
     params = {
         "crpix_ra": info["CRPIX1"],
         "crpix_dec": info["CRPIX2"],
@@ -521,7 +529,7 @@ def run_simulation(
     settings = resolve_settings(tile, config, galaxy_model, posterior_index, seed)
     info = read_skymapinfo(run.skymapinfo_npy, settings.band)
     check_inputs(run, (int(info["NAXIS2"]), int(info["NAXIS1"])))
-    scale = star_noise_scale(run.skymapinfo_npy, settings.band, photon_noise)
+    scale = star_noise_scale(info, settings.band, photon_noise, run.skymapinfo_npy)
     kind = psf_measurement(measure_psf, config)
     fixed = {
         "sextractor_binary": sextractor_binary(),

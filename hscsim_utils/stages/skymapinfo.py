@@ -25,6 +25,7 @@ ufig configs read with ``np.load(path, allow_pickle=True)[0]``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,11 +144,17 @@ def measured_gain(calexp: Calexp, saturation: float) -> GainEstimate:
     return measure_effective_gain(calexp.image, calexp.variance, usable, saturation)
 
 
+def tutorial_gain(info: Mapping, band: str) -> float:
+    """The tutorial's effective gain of the coadd: the mean gain of one exposure
+    times the mean number of exposures (``gain_<b> * nexp_<b>``)."""
+    return float(info[f"gain_{band}"]) * float(info[f"nexp_{band}"])
+
+
 def gain_info(calexp: Calexp, band: str, saturation: float, info: dict) -> dict:
     """``gain_eff_tutorial_<b>``, ``gain_eff_<b>`` and ``gain_eff_err_<b>``."""
     est = measured_gain(calexp, saturation)
     return {
-        f"gain_eff_tutorial_{band}": info[f"gain_{band}"] * info[f"nexp_{band}"],
+        f"gain_eff_tutorial_{band}": tutorial_gain(info, band),
         f"gain_eff_{band}": float("nan") if est.gain is None else est.gain,
         f"gain_eff_err_{band}": float("nan") if est.error is None else est.error,
     }

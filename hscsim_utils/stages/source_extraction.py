@@ -57,6 +57,7 @@ from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.logs import quiet_loggers
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import registry
+from hscsim_utils.stages.skymapinfo import tutorial_gain
 
 STAGE = registry.spec("source_extraction")
 #: Names under which the SExtractor binary is installed (Debian, then upstream).
@@ -171,7 +172,7 @@ def settings_from_skymapinfo(
                 "use gain 'tutorial'",
             )
     else:
-        value = float(info[f"gain_{band}"]) * float(info[f"nexp_{band}"])
+        value = tutorial_gain(info, band)
     try:
         return ExtractionSettings(
             seeing_arcsec=float(info[f"seeing_{band}"]),
