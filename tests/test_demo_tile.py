@@ -45,11 +45,19 @@ def demo(tmp_path_factory):
     with h5py.File(spec.truth_dir / "sysmaps.h5") as fh:
         maps = {k: fh[k][()] for k in fh if k.startswith("map_")}
         n_pointings = fh["map_pointings"].attrs["n_pointings"]
+        chunks = fh["map_pointings"].chunks
     truth = json.loads((spec.truth_dir / "truth.json").read_text())
     return {
         "out": out, "spec": spec, "calexp": calexp, "maps": maps,
-        "n_pointings": n_pointings, "truth": truth,
+        "n_pointings": n_pointings, "truth": truth, "chunks": chunks,
     }  # fmt: skip
+
+
+def test_truth_visit_map_is_chunked_as_stage_01_writes_it(demo):
+    """So that stage 07 compares the two visit maps chunk by chunk."""
+    from hscsim_utils.stages.sky_and_sysmaps import pointings_chunks
+
+    assert demo["chunks"] == pointings_chunks(demo["calexp"].shape)
 
 
 def test_folder_layout_and_tile_yaml(demo):

@@ -422,3 +422,28 @@ def test_closure_comparisons():
     assert closure.detected_fraction(np.array([[1.0, 1.0]]), np.zeros((0, 2))) == 0.0
     with pytest.raises(InputError, match="no true object"):
         closure.detected_fraction(np.zeros((0, 2)), np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("truth_chunks", [(16, 32), (10, 10)])
+def test_dataset_mismatch_pixels_by_chunks(tmp_path, truth_chunks):
+    """Equal chunks are skipped by their stored bytes; differing ones and other
+    layouts (the second case: a truth written with other chunks) are compared
+    pixel by pixel, with the same count."""
+    from hscsim_utils.stages.sky_and_sysmaps import POINTINGS_DTYPE
+
+    rng = np.random.default_rng(3)
+    truth = np.zeros((40, 70), POINTINGS_DTYPE)
+    for name in POINTINGS_DTYPE.names:
+        truth[name] = rng.integers(0, 2**40, truth.shape, dtype=np.uint64)
+    est = truth.copy()
+    est["bit3"][5, 6] ^= 1  # one chunk
+    est["bit1"][33, 40:45] = 0  # another chunk (values were non-zero)
+    paths = tmp_path / "est.h5", tmp_path / "truth.h5"
+    for path, data, chunks in zip(
+        paths, (est, truth), ((16, 32), truth_chunks), strict=True
+    ):
+        with h5py.File(path, "w") as fh5:
+            fh5.create_dataset("map_pointings", data=data, chunks=chunks,
+                               compression="lzf")  # fmt: skip
+    assert closure.dataset_mismatch_pixels(*paths, "map_pointings") == 6
+    assert closure.dataset_mismatch_pixels(paths[1], paths[1], "map_pointings") == 0

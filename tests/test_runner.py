@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -101,6 +102,25 @@ def test_long_stages_show_their_progress(tmp_path, tile, capfd):
     runner.run_tile(tile, tmp_path / "run", notebook_dir=nbs, label="t1",
                     specs=SPECS[:1], products=PRODUCTS)  # fmt: skip
     assert "01_a: simulate 3/3" in capfd.readouterr().out
+
+
+def test_floor_calls_of_each_stage_are_recorded(tmp_path, tile):
+    timed = (
+        "\nimport time\nfrom hscsim_utils.calltimes import floor_call\n"
+        "with floor_call('simulation'):\n"
+        "    with floor_call('sextractor'):  # nested: counted once, as simulation\n"
+        "        time.sleep(0.3)\n"
+        "with floor_call('sextractor'):\n"
+        "    time.sleep(0.2)\n"
+        "time.sleep(0.3)  # the stage's own work\n"
+    )
+    nbs = _notebooks(tmp_path / "nb", extra={"02_b": timed})
+    state = _run(tile, tmp_path / "run", nbs)
+    calls = state["02_b"]["calls_s"]
+    assert set(calls) == {"simulation", "sextractor"}
+    assert 0.3 <= calls["simulation"] < 0.5 and 0.2 <= calls["sextractor"] < 0.4
+    assert state["02_b"]["wall_s"] > calls["simulation"] + calls["sextractor"] + 0.3
+    assert state["01_a"]["calls_s"] == {} and "HSCSIM_CALL_LOG" not in os.environ
 
 
 def test_progress_line_parsing():

@@ -146,6 +146,12 @@ def write_tile_yaml(out: Path, names: dict, name: str, truth: Path) -> Path:
     )
 
 
+#: HDF5 chunks of the truth's ``map_pointings``: those of stage 01's
+#: (``sky_and_sysmaps.pointings_chunks``), so that stage 07 compares the two
+#: maps chunk by chunk without decompressing equal chunks.
+POINTINGS_CHUNKS = (256, 512)
+
+
 def write_truth_sysmaps(
     path: Path, datasets: dict, visit_ids: np.ndarray, label: str
 ) -> Path:
@@ -157,7 +163,10 @@ def write_truth_sysmaps(
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         for name, (data, description) in datasets.items():
-            ds = fh.create_dataset(name, data=data, compression="lzf")
+            chunks = True
+            if name == "map_pointings":
+                chunks = tuple(int(c) for c in np.minimum(POINTINGS_CHUNKS, data.shape))
+            ds = fh.create_dataset(name, data=data, compression="lzf", chunks=chunks)
             ds.attrs["description"] = description
         fh["map_pointings"].attrs["n_pointings"] = len(visit_ids)
         fh.create_dataset("visit_ids", data=visit_ids)

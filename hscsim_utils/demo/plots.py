@@ -17,15 +17,18 @@ from matplotlib.figure import Figure
 
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.runfolder import read_dataset
+from hscsim_utils.thumbnail import thumbnail
 
 
 def plot_image(calexp: hsc_io.Calexp, label: str) -> Figure:
     """The IMAGE plane with an asinh stretch (NO_DATA pixels blank)."""
-    finite = calexp.image[np.isfinite(calexp.image)]
+    shown = thumbnail(calexp.image)
+    finite = shown.data[np.isfinite(shown.data)]
     vmin, vmax = PercentileInterval(99.5).get_limits(finite)
     norm = ImageNormalize(vmin=vmin, vmax=vmax, stretch=AsinhStretch(0.05))
     fig, ax = plt.subplots(figsize=(7, 6.5))
-    im = ax.imshow(calexp.image, origin="lower", cmap="gray", norm=norm)
+    im = ax.imshow(shown.data, extent=shown.extent, origin="lower", cmap="gray",
+                   norm=norm)  # fmt: skip
     fig.colorbar(im, ax=ax, label="ADU (zero point 27)")
     ax.set_xlabel("x [pixel]")
     ax.set_ylabel("y [pixel]")
@@ -38,8 +41,9 @@ def plot_exposure_with_frames(
 ) -> Figure:
     """True exposure-time map with the CCD frames of the archive CSV on top."""
     expt = read_dataset(sysmaps, "map_expt")
+    shown = thumbnail(expt / 3600.0)
     fig, ax = plt.subplots(figsize=(7, 6.5))
-    im = ax.imshow(expt / 3600.0, origin="lower", cmap="viridis")
+    im = ax.imshow(shown.data, extent=shown.extent, origin="lower", cmap="viridis")
     fig.colorbar(im, ax=ax, label="exposure time [h]")
     for k in range(min(len(frames), max_frames)):
         corners = ("ll", "ul", "ur", "lr", "ll")
@@ -60,9 +64,11 @@ def plot_mask(calexp: hsc_io.Calexp, label: str) -> Figure:
     code = np.zeros(calexp.shape, np.int8)
     for value, name in enumerate(planes, start=1):
         code[calexp.plane(name)] = value
+    shown = thumbnail(code, block=np.maximum)
     cmap = ListedColormap(["#202020", "#e6a23c", "#4a90d9", "#e8473f"])
     fig, ax = plt.subplots(figsize=(7, 6.5))
-    im = ax.imshow(code, origin="lower", cmap=cmap, vmin=-0.5, vmax=3.5)
+    im = ax.imshow(shown.data, extent=shown.extent, origin="lower", cmap=cmap,
+                   vmin=-0.5, vmax=3.5, interpolation="nearest")  # fmt: skip
     bar = fig.colorbar(im, ax=ax, ticks=range(4))
     bar.ax.set_yticklabels(["none", *planes])
     ax.set_title(f"{label}\nMASK planes")

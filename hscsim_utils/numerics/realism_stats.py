@@ -92,7 +92,6 @@ compares two half samples; :func:`data_floor` computes the floors;
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -161,6 +160,39 @@ class Statistic:
 # ---------------------------------------------------------------- basic statistics
 
 
+def median(values: np.ndarray) -> np.floating:
+    """``np.median`` of a flat float array, the same value, about twice as fast.
+
+    ``np.median`` partitions a float array at three places (the two middle
+    elements and the last, for its NaN check); one partition at the middle and
+    the largest element below it give the same two elements, and a NaN anywhere
+    gives NaN as in ``np.median``. The realism floors take 34 medians of ~3.5
+    million background pixels per simulation.
+    """
+    n = values.size
+    k = n // 2
+    part = np.partition(values, k)
+    upper = part[k]
+    middle = upper if n % 2 else (part[:k].max() + upper) / 2
+    if np.isnan(part[k:].max()) or np.isnan(part[:k].max() if k else upper):
+        return values.dtype.type(np.nan)
+    return middle
+
+
+def nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=-1)``, the same numbers (NaN for a row without
+    values, without the warning), from one sort instead of one median per row.
+    """
+    ordered = np.sort(values, axis=-1)  # NaN last
+    count = np.count_nonzero(~np.isnan(ordered), axis=-1)
+    hi = np.take_along_axis(ordered, (count // 2)[..., None], axis=-1)[..., 0]
+    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[..., None] // 2, axis=-1)[
+        ..., 0
+    ]
+    out = np.where(count % 2 == 1, hi, (lo + hi) / 2)
+    return np.where(count == 0, np.nan, out).astype(values.dtype, copy=False)
+
+
 def robust_std(values: np.ndarray) -> float | None:
     """1.4826 times the median absolute deviation (None for no values)."""
     values = np.asarray(values).ravel()
@@ -168,7 +200,7 @@ def robust_std(values: np.ndarray) -> float | None:
         values = values.astype(np.float64)
     if values.size == 0:
         return None
-    return float(MAD_TO_STD * np.median(np.abs(values - np.median(values))))
+    return float(MAD_TO_STD * median(np.abs(values - median(values))))
 
 
 def subsample(values: np.ndarray, n_max: int, seed: int = 0) -> np.ndarray:
@@ -395,10 +427,8 @@ def _acf_sums(
     nby, _, nbx, _ = values.shape
     flat = np.where(ok, values, np.nan).astype(np.float32)  # float32: half the work
     flat = flat.transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # blocks without pixels
-        centre = np.nanmedian(flat, axis=-1)
-        sigma = MAD_TO_STD * np.nanmedian(np.abs(flat - centre[..., None]), axis=-1)
+    centre = nanmedian_rows(flat)
+    sigma = MAD_TO_STD * nanmedian_rows(np.abs(flat - centre[..., None]))
     del flat
     centre = np.nan_to_num(centre)[:, None, :, None]
     sigma = np.nan_to_num(sigma)[:, None, :, None]

@@ -12,15 +12,17 @@ chain, leaves its executed notebook for inspection and names the failing cell.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hscsim_utils import calltimes
 from hscsim_utils.atomic import TMP_PREFIX, sweep_temporaries, write_json
 from hscsim_utils.errors import InputError, StageFailed
 from hscsim_utils.hsc.tile import TileSpec, load_tile
@@ -36,6 +38,8 @@ from hscsim_utils.stages.registry import STAGES, StageSpec
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 STATE_FILE = ".hscsim_state.json"
 DIGEST_FILE = ".hscsim_digests.json"
+#: Per-stage logs of the floor calls (:mod:`hscsim_utils.calltimes`).
+CALLS_DIR = ".hscsim_calls"
 #: Smallest DEMO tile (pixels per side) for the PSF stage and the stages after it:
 #: a 1000 x 1000 cut of the demo patch holds 8 usable Gaia stars where the PSF
 #: model needs 10; 2000 x 2000 is the size the notebook tests run the chain on.
@@ -172,6 +176,30 @@ def _run_notebook(
         raise
     os.replace(partial, out)
     return out
+
+
+@contextlib.contextmanager
+def _call_log(path: Path) -> Iterator[None]:
+    """Let the stage's kernel log its floor calls to ``path`` (a fresh file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    before = os.environ.get(calltimes.ENV)
+    os.environ[calltimes.ENV] = str(path)  # the kernel inherits it at start
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(calltimes.ENV, None)
+        else:
+            os.environ[calltimes.ENV] = before
+
+
+def _sum_calls(path: Path) -> dict[str, float]:
+    """Seconds spent in each kind of floor call (``calltimes``) of one stage."""
+    totals: dict[str, float] = {}
+    for call in calltimes.read_calls(path):
+        totals[call["call"]] = round(totals.get(call["call"], 0.0) + call["wall_s"], 3)
+    return totals
 
 
 def _load_json(path: Path) -> dict:
@@ -357,8 +385,9 @@ def _run_stages(bar, chain: _Chain, chosen: set[str], force: bool) -> None:
         t0 = time.perf_counter()
         status = "failed"
         mem = PeakMemory()
+        log = run.root / CALLS_DIR / f"{stage.name}.jsonl"
         try:
-            with mem:
+            with mem, _call_log(log):
                 _run_notebook(stage, params, run, StageProgress(bar, stage.name))
             status = "ok"
         finally:
@@ -367,6 +396,7 @@ def _run_stages(bar, chain: _Chain, chosen: set[str], force: bool) -> None:
                 "key": new["key"], "fingerprint": new, "status": status,
                 "reason": why, "wall_s": round(wall, 2),
                 "peak_rss_mb": round(mem.peak / 2**20, 1),
+                "calls_s": _sum_calls(log),
             }  # fmt: skip
             write_json(run.root / STATE_FILE, chain.state)
             update_metrics(

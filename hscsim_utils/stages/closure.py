@@ -54,6 +54,33 @@ def mismatch_pixels(estimate: np.ndarray, truth: np.ndarray) -> int:
     return int(np.count_nonzero(estimate != truth))
 
 
+def dataset_mismatch_pixels(estimate: Path, truth: Path, name: str) -> int:
+    """:func:`mismatch_pixels` of the HDF5 dataset ``name`` of two files.
+
+    Stored with the same chunks and filters, equal chunks have equal stored
+    bytes: only the chunks whose bytes differ are decompressed and compared.
+    The visit-bit map of a full patch is 700 MB in memory; when it closes, this
+    reads 2 x 35 MB of compressed chunks instead (seconds less in stage 07).
+    """
+    import h5py
+
+    with h5py.File(estimate, "r") as fe, h5py.File(truth, "r") as ft:
+        a, b = fe[name], ft[name]
+        same_layout = (
+            a.chunks is not None and a.shape == b.shape and a.chunks == b.chunks
+            and a.dtype == b.dtype and a.compression == b.compression
+            and a.compression_opts == b.compression_opts
+        )  # fmt: skip
+        if not same_layout:
+            return mismatch_pixels(a[()], b[()])
+        n = 0
+        for chunk in a.iter_chunks():
+            offset = tuple(s.start for s in chunk)
+            if a.id.read_direct_chunk(offset) != b.id.read_direct_chunk(offset):
+                n += mismatch_pixels(a[chunk], b[chunk])
+        return n
+
+
 def median_rel_err(estimate: np.ndarray, truth: np.ndarray) -> float:
     """Median of ``(estimate - truth) / truth`` where the truth is positive."""
     estimate, truth = _same_shape(estimate, truth)
@@ -128,8 +155,8 @@ def _sysmaps_closure(truth: Path, run: RunFolder) -> dict:
         "expt_map_max_abs_diff": max_abs_diff(
             _read(est, "map_expt"), _read(true, "map_expt")
         ),
-        "pointings_mismatch_pixels": mismatch_pixels(
-            _read(est, "map_pointings"), _read(true, "map_pointings")
+        "pointings_mismatch_pixels": dataset_mismatch_pixels(
+            est, true, "map_pointings"
         ),
         # Stage 01 measures the noise of the image, i.e. after ufig's Lanczos
         # resampling: compare with the realised rms, not the rms put into ufig.

@@ -9,6 +9,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from hscsim_utils.stages.masks import FLAGBIT_STAR
+from hscsim_utils.thumbnail import thumbnail
 
 
 def plot_mask(image: np.ndarray, mask: np.ndarray, label: str) -> Figure:
@@ -16,15 +17,17 @@ def plot_mask(image: np.ndarray, mask: np.ndarray, label: str) -> Figure:
     fig, axs = plt.subplots(
         1, 2, figsize=(12, 5.5), sharex=True, sharey=True, layout="constrained"
     )
-    finite = image[np.isfinite(image)]
+    shown = thumbnail(image)
+    finite = shown.data[np.isfinite(shown.data)]
     vmin, vmax = PercentileInterval(90).get_limits(finite)
     norm = ImageNormalize(vmin=vmin, vmax=vmax)
-    axs[0].imshow(image, origin="lower", cmap="gray", norm=norm)
+    axs[0].imshow(shown.data, extent=shown.extent, origin="lower", cmap="gray",
+                  norm=norm)  # fmt: skip
     axs[0].set_title("image")
     cmap = ListedColormap(["white", "tab:orange", "tab:blue", "tab:purple"])
-    im = axs[1].imshow(
-        mask >> FLAGBIT_STAR, origin="lower", cmap=cmap, vmin=-0.5, vmax=3.5
-    )
+    flags = thumbnail(mask >> FLAGBIT_STAR, block=np.bitwise_or)
+    im = axs[1].imshow(flags.data, extent=flags.extent, origin="lower", cmap=cmap,
+                       vmin=-0.5, vmax=3.5, interpolation="nearest")  # fmt: skip
     cbar = fig.colorbar(im, ax=axs[1], ticks=[0, 1, 2, 3], shrink=0.8)
     cbar.ax.set_yticklabels(["none", "star (2)", "survey (4)", "both (6)"])
     axs[1].set_title("ufig mask flags")

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from hscsim_utils.atomic import atomic_path, write_json
+from hscsim_utils.calltimes import floor_call
 from hscsim_utils.compat.ufig_psf import (
     ERR_VAL,
     SelectionRecord,
@@ -453,6 +454,7 @@ def estimate_psf(
             run.sextractor_cat,
             stage_polynomial_model(ridge_alpha == "cv", priors),
         ) as record,
+        floor_call("psf estimation"),
     ):
         from ufig.psf_estimation import PSFEstimationPipeline
 

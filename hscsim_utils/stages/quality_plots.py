@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from hscsim_utils.stages.quality import TRIANGLE_RANGES, number_counts, robust_std
-
-MAX_SHOWN_PIXELS = 1500  # per axis; larger images are shown every n-th pixel
+from hscsim_utils.thumbnail import thumbnail
 
 
 def plot_images(sim_image: np.ndarray, data_image: np.ndarray, label: str):
@@ -17,17 +16,16 @@ def plot_images(sim_image: np.ndarray, data_image: np.ndarray, label: str):
     import matplotlib.pyplot as plt
     from astropy.visualization import ImageNormalize, PercentileInterval
 
-    step = max(1, max(data_image.shape) // MAX_SHOWN_PIXELS)
-    shown = [img[::step, ::step] for img in (sim_image, data_image)]
-    finite = shown[1][np.isfinite(shown[1])]
+    shown = [thumbnail(img) for img in (sim_image, data_image)]
+    finite = shown[1].data[np.isfinite(shown[1].data)]
     vmin, vmax = PercentileInterval(90).get_limits(finite)
     norm = ImageNormalize(vmin=vmin, vmax=vmax)
     fig, axes = plt.subplots(1, 2, figsize=(12, 6), constrained_layout=True)
     titles = ("Simulation (GalSBI + UFig)", "Data")
     for ax, img, title in zip(axes, shown, titles, strict=True):
-        ax.imshow(img, origin="lower", cmap="gray", norm=norm)
+        ax.imshow(img.data, extent=img.extent, origin="lower", cmap="gray", norm=norm)
         ax.set_title(title)
-        ax.set_xlabel(f"x [{step} px]" if step > 1 else "x [px]")
+        ax.set_xlabel("x [px]")
     fig.suptitle(f"{label}: simulated versus data image")
     return fig
 

@@ -41,6 +41,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from hscsim_utils.atomic import atomic_path
+from hscsim_utils.calltimes import floor_call
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.files import read_calexp, read_coadd_metadata, read_frame_metadata
 from hscsim_utils.hsc.tile import TileSpec
@@ -417,15 +418,16 @@ def _background2d(
     exclude_percentile: float,
 ) -> Background2D:
     try:
-        return Background2D(
-            image,
-            box_size,
-            mask=mask,
-            filter_size=BKG_FILTER,
-            sigma_clip=SigmaClip(sigma=3.0),
-            bkg_estimator=SExtractorBackground(),
-            exclude_percentile=exclude_percentile,
-        )
+        with floor_call("background2d"):
+            return Background2D(
+                image,
+                box_size,
+                mask=mask,
+                filter_size=BKG_FILTER,
+                sigma_clip=SigmaClip(sigma=3.0),
+                bkg_estimator=SExtractorBackground(),
+                exclude_percentile=exclude_percentile,
+            )
     except ValueError as err:
         raise InputError(source, f"background estimation failed: {err}") from None
 
@@ -494,12 +496,18 @@ def write_sysmaps(
     return path
 
 
+def pointings_chunks(shape: tuple[int, int]) -> tuple[int, int]:
+    """HDF5 chunks of ``map_pointings``: the stage's and the DEMO truth's are the
+    same, so that stage 07 compares them chunk by chunk without decompressing."""
+    return (min(ROW_BLOCK, shape[0]), min(512, shape[1]))
+
+
 def _write_pointings(fh5: h5py.File, maps: ExposureMaps) -> None:
     """``map_pointings`` (+ attribute ``n_pointings``), written in row blocks."""
-    ny, nx = maps.expt.shape
+    shape = maps.expt.shape
     dset = fh5.create_dataset(
-        "map_pointings", shape=(ny, nx), dtype=POINTINGS_DTYPE, compression="lzf",
-        chunks=(min(ROW_BLOCK, ny), min(512, nx)),
+        "map_pointings", shape=shape, dtype=POINTINGS_DTYPE, compression="lzf",
+        chunks=pointings_chunks(shape),
     )  # fmt: skip
     for first, stop, rows in maps.pointings_blocks():
         dset[first:stop] = rows
@@ -519,7 +527,8 @@ def make_sky_and_sysmaps(
         frames = read_frame_metadata(tile.frame_metadata)
         coadd = read_coadd_metadata(tile.coadd_metadata)
         steps.update()
-        maps = exposure_maps(frames, calexp.wcs, calexp.shape, tile.frame_metadata)
+        with floor_call("exposure maps"):
+            maps = exposure_maps(frames, calexp.wcs, calexp.shape, tile.frame_metadata)
         steps.update()
         no_data = calexp.plane("NO_DATA")
         background = background_maps(

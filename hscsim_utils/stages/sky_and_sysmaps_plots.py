@@ -7,6 +7,8 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
+from hscsim_utils.thumbnail import thumbnail
+
 
 def coadd_outline(shape: tuple[int, int]) -> tuple[list[float], list[float]]:
     """Closed outline of the patch: the outer pixel edges, x then y."""
@@ -34,7 +36,9 @@ def plot_frames(corners: np.ndarray, shape: tuple[int, int], label: str) -> Figu
 def plot_map(data: np.ndarray, label: str, what: str, unit: str) -> Figure:
     """One per-pixel map (e.g. exposure time) with a colour bar."""
     fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
-    im = ax.imshow(data, origin="lower", cmap="viridis", interpolation="nearest")
+    shown = thumbnail(data)
+    im = ax.imshow(shown.data, extent=shown.extent, origin="lower", cmap="viridis",
+                   interpolation="nearest")  # fmt: skip
     fig.colorbar(im, ax=ax, label=unit)
     ax.set_xlabel("x [pixel]")
     ax.set_ylabel("y [pixel]")

@@ -51,6 +51,7 @@ import numpy as np
 from astropy.io import fits
 
 from hscsim_utils.atomic import TMP_PREFIX, atomic_path
+from hscsim_utils.calltimes import floor_call
 from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.files import Calexp, read_calexp
 from hscsim_utils.hsc.tile import TileSpec
@@ -303,7 +304,10 @@ def build_command(
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        with floor_call("sextractor"):
+            proc = subprocess.run(
+                cmd, cwd=cwd, capture_output=True, text=True, check=False
+            )
     except OSError as err:
         raise ToolError(f"cannot start {shlex.join(cmd)}: {err}") from None
     if proc.returncode != 0:

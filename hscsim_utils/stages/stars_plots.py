@@ -8,6 +8,8 @@ from astropy.visualization import ImageNormalize, PercentileInterval
 from astropy.wcs import WCS
 from matplotlib.figure import Figure
 
+from hscsim_utils.thumbnail import thumbnail
+
 
 def besancon_gaia_g(cat: np.ndarray) -> np.ndarray:
     """Gaia G of Besançon stars, with the colour transformation ufig uses."""
@@ -44,20 +46,16 @@ def plot_gaia_on_image(
     image: np.ndarray, wcs: WCS, gaia: np.ndarray, label: str
 ) -> Figure:
     """Gaia positions over the image, marker size by G magnitude."""
-    step = max(1, max(image.shape) // 1500)
-    view = image[::step, ::step]
-    vmin, vmax = PercentileInterval(90).get_limits(view[np.isfinite(view)])
+    shown = thumbnail(image)
+    vmin, vmax = PercentileInterval(90).get_limits(shown.data[np.isfinite(shown.data)])
     x, y = wcs.all_world2pix(gaia["ra"], gaia["dec"], 0)
     size = np.clip(2.0 ** (21 - gaia["phot_g_mean_mag"]), 4, 300)
     fig, ax = plt.subplots(figsize=(7, 7), constrained_layout=True)
-    ax.imshow(
-        view, origin="lower", cmap="gray", norm=ImageNormalize(vmin=vmin, vmax=vmax)
-    )
-    ax.scatter(
-        x / step, y / step, s=size, facecolors="none", edgecolors="tab:red", lw=0.8
-    )
-    ax.set_xlim(-0.5, view.shape[1] - 0.5)
-    ax.set_ylim(-0.5, view.shape[0] - 0.5)
-    ax.set_xlabel(f"x [{step} px]" if step > 1 else "x [px]")
+    ax.imshow(shown.data, extent=shown.extent, origin="lower", cmap="gray",
+              norm=ImageNormalize(vmin=vmin, vmax=vmax))  # fmt: skip
+    ax.scatter(x, y, s=size, facecolors="none", edgecolors="tab:red", lw=0.8)
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(-0.5, image.shape[0] - 0.5)
+    ax.set_xlabel("x [px]")
     ax.set_title(f"{label}: {len(gaia)} Gaia DR3 stars")
     return fig
