@@ -137,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4200])
     parser.add_argument("--tile", type=Path, default=None, help="run this tile instead")
+    parser.add_argument(
+        "--generator",
+        choices=("galsim", "ufig"),
+        default="galsim",
+        help="DEMO generator (hscsim demo-tile's default: galsim)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="hscsim-bench-chain-"))
@@ -150,11 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         results["tile"] = chain(args.tile.resolve(), out / "run")
         print_chain(str(args.tile), results["tile"])
     else:
-        from hscsim_utils.demo.build import build_demo_tile
+        from hscsim_utils.demo.generate import build_tile
         from hscsim_utils.pipeline.runner import MIN_DEMO_SIZE
 
         for n in args.sizes:
-            tile = build_demo_tile(out / f"input_{n}", size=(n, n), seed=20240611)
+            print(f"building the DEMO tile of {n} x {n} px ({args.generator}) ...")
+            tile = build_tile(out / f"input_{n}", (n, n), generator=args.generator)
             stages = None if n >= MIN_DEMO_SIZE else "01-04"
             results[n] = chain(tile, out / f"run_{n}", stages)
             print_chain(f"DEMO {n} x {n}" + (" (stages 01-04)" if stages else ""),

@@ -299,6 +299,17 @@ def test_other_sections_are_never_touched(tmp_path):
     }  # fmt: skip
 
 
+def test_data_side_read_once_gives_the_same_realism(tmp_path):
+    """Stage 09 reads the data once for four simulations: same numbers."""
+    tile, run = write_products(tmp_path, np.random.default_rng(7))
+    first = quality.load_inputs(tile, run)
+    expected = first.realism()
+    again = quality.load_inputs(tile, run, None, first.data_side(), first.reference())
+    assert again.data_image is first.data_image
+    assert again.realism() == expected
+    assert quality.load_inputs(tile, run).realism() == expected
+
+
 def test_plots_say_what_the_data_is(tmp_path):
     rng = np.random.default_rng(7)
     tile, run = write_products(tmp_path, rng)

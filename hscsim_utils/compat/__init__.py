@@ -10,6 +10,8 @@ installed version. The mend may then be unneeded or wrong; its test under
 - :mod:`~hscsim_utils.compat.ufig_render`: ufig's threaded photon rendering;
 - :mod:`~hscsim_utils.compat.ufig_gaia`: ufig's positions of Gaia stars;
 - :mod:`~hscsim_utils.compat.ufig_counts`: ufig's ``gain_map`` photon counts;
+- :mod:`~hscsim_utils.compat.ufig_numba`: ufig's numba functions, compiled in
+  every process;
 - :mod:`~hscsim_utils.compat.galsbi`: galsbi's hand-over of a posterior sample;
 - :mod:`~hscsim_utils.compat.cosmo_torrent`: cosmo_torrent's downloads without
   a timeout;

@@ -325,6 +325,7 @@ class _Steps:
     blocks: dict[str, dict]
     backgrounds: dict[str, np.ndarray]
     data_bkg: np.ndarray | None = None
+    data: dict | None = None  # the data side of the inputs, read once
     reference: quality.RealismReference | None = None
 
     def add(
@@ -332,12 +333,10 @@ class _Steps:
     ) -> quality.QualityInputs:
         """Realism block (scoring half) of the simulation in ``folder``; returns
         its inputs."""
-        inputs = quality.load_inputs(tile, run, folder)
-        self.blocks[name] = quality.described_realism(
-            tile, run, inputs, reference=self.reference
-        )
-        self.reference = inputs.reference()
+        inputs = quality.load_inputs(tile, run, folder, self.data, self.reference)
+        self.blocks[name] = quality.described_realism(tile, run, inputs)
         self.backgrounds[name], self.data_bkg = inputs.background(SCORING)
+        self.data, self.reference = inputs.data_side(), inputs.reference()
         return inputs
 
 

@@ -70,6 +70,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -343,6 +344,12 @@ class QualityInputs:
     def shape(self) -> tuple[int, int]:
         return tuple(self.data_image.shape)
 
+    def data_side(self) -> dict[str, Any]:
+        """The data fields (for :func:`load_inputs`' ``data``)."""
+        names = ("data_image", "data_segmentation", "data_catalog", "masked",
+                 "data_truth")  # fmt: skip
+        return {name: getattr(self, name) for name in names}
+
     def background(self, half: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Background pixels of simulation and data (in ``half``; None: all)."""
         return (
@@ -428,20 +435,28 @@ def read_segmentation(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def load_inputs(
-    tile: TileSpec, run: RunFolder, simulation: str | os.PathLike | None = None
+    tile: TileSpec,
+    run: RunFolder,
+    simulation: str | os.PathLike | None = None,
+    data: Mapping[str, Any] | None = None,
+    reference: RealismReference | None = None,
 ) -> QualityInputs:
     """Read the data (calexp, stage 02/03 products) and the simulation in the
-    folder ``simulation`` (default: stage 06's ``sim_baseline``)."""
-    from hscsim_utils.hsc.files import read_calexp
+    folder ``simulation`` (default: stage 06's ``sim_baseline``).
+
+    ``data`` (:meth:`QualityInputs.data_side` of another simulation of the same
+    tile and run) and ``reference`` (its :meth:`QualityInputs.reference`) are
+    taken instead of being read and computed again: stage 09 compares four
+    simulations with the same data.
+    """
     from hscsim_utils.stages import simulate
-    from hscsim_utils.stages.source_extraction import read_catalog
 
     folder = Path(simulation) if simulation is not None else run.sim_baseline
     sim = simulate.load_simulation(folder)
     images = sim.load_images()
     catalogs = sim.load_catalogs()
-    calexp = read_calexp(tile.calexp, tile.band)
-    shape = calexp.shape
+    data = dict(data) if data is not None else _data_side(tile, run)
+    shape = data["data_image"].shape
     if images["image"].shape != shape:
         raise InputError(sim.image_path, f"shape {images['image'].shape} is not "
                          f"the calexp's {shape}")  # fmt: skip
@@ -450,27 +465,40 @@ def load_inputs(
         from cosmic_toolbox import arraytools as at
 
         psf_cat = at.load_hdf_cols(str(sim.psf_catalog_path))
-    masked = read_pixel_mask(run.mask, shape) | ~np.isfinite(calexp.image)
     sim_truth = None
     if "ucat galaxies" in catalogs or "ucat stars" in catalogs:
         sim_truth = tm.true_objects(
             catalogs.get("ucat galaxies"), catalogs.get("ucat stars")
         )
-    return QualityInputs(
+    inputs = QualityInputs(
         label=tile.label,
         sim_image=images["image"],
         sim_segmentation=images["segmentation"],
         sim_catalog=catalogs["sextractor"],
-        data_image=calexp.image,
-        data_segmentation=read_segmentation(run.sextractor_seg, shape),
-        data_catalog=read_catalog(run.sextractor_cat),
-        masked=masked,
         pixscale=float(sim.parameters.get("pixscale", PIXEL_SCALE_ARCSEC)),
         psf_catalog=psf_cat,
         simulation=folder,
         sim_truth=sim_truth,
-        data_truth=read_demo_truth(tile),
+        **data,
     )
+    inputs._reference = reference
+    return inputs
+
+
+def _data_side(tile: TileSpec, run: RunFolder) -> dict:
+    """The data fields of :class:`QualityInputs`, read from the tile and run."""
+    from hscsim_utils.hsc.files import read_calexp
+    from hscsim_utils.stages.source_extraction import read_catalog
+
+    calexp = read_calexp(tile.calexp, tile.band)
+    shape = calexp.shape
+    return {
+        "data_image": calexp.image,
+        "data_segmentation": read_segmentation(run.sextractor_seg, shape),
+        "data_catalog": read_catalog(run.sextractor_cat),
+        "masked": read_pixel_mask(run.mask, shape) | ~np.isfinite(calexp.image),
+        "data_truth": read_demo_truth(tile),
+    }
 
 
 def read_demo_truth(tile: TileSpec) -> np.ndarray | None:

@@ -537,6 +537,7 @@ def run_simulation(
     ``photon_noise`` one of :data:`PHOTON_NOISE`.
     """
     from hscsim_utils.compat.ufig_counts import unbiased_gain_map_counts
+    from hscsim_utils.compat.ufig_numba import cache_compiled_functions
     from hscsim_utils.compat.ufig_photon_noise import pixel_star_noise
     from hscsim_utils.compat.ufig_psf import import_psf_estimation
     from hscsim_utils.compat.ufig_render import deterministic_threaded_rendering
@@ -557,6 +558,7 @@ def run_simulation(
     # TensorFlow (seconds, ~1 GB, and tf.disable_v2_behavior() for the whole
     # process); imported this way TensorFlow loads only if the CNN runs.
     import_psf_estimation()
+    cache_compiled_functions()  # compiled once per machine, not per process
     steps.set_postfix_str("inputs checked")
     steps.update()
     out = Path(out) if out is not None else run.sim_baseline

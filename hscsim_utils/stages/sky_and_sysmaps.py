@@ -390,18 +390,19 @@ def background_maps(
     With ``mask_sources`` a second pass also leaves out the pixels of detected
     sources (see ``source_mask``): the light of galaxies raises the sigma-clipped
     RMS of a deep field by ~10 % above the noise. If no box keeps enough pixels,
-    the first pass is used.
+    the first pass is used. The whole estimate is one floor call (``calltimes``).
     """
-    bkg = _background2d(image, no_data, source, box_size, BKG_EXCLUDE_PERCENTILE)
-    if mask_sources:
-        sources = source_mask(image, no_data, bkg, box_size)
-        try:
-            bkg = _background2d(
-                image, no_data | sources, source, box_size, BKG_EXCLUDE_MASKED
-            )
-        except InputError:
-            pass
-    rms = np.asarray(bkg.background_rms, np.float32)
+    with floor_call("background2d"):
+        bkg = _background2d(image, no_data, source, box_size, BKG_EXCLUDE_PERCENTILE)
+        if mask_sources:
+            sources = source_mask(image, no_data, bkg, box_size)
+            try:
+                bkg = _background2d(
+                    image, no_data | sources, source, box_size, BKG_EXCLUDE_MASKED
+                )
+            except InputError:
+                pass
+        rms = np.asarray(bkg.background_rms, np.float32)
     good = ~no_data & np.isfinite(image)
     return BackgroundMaps(
         rms=rms,
@@ -418,16 +419,15 @@ def _background2d(
     exclude_percentile: float,
 ) -> Background2D:
     try:
-        with floor_call("background2d"):
-            return Background2D(
-                image,
-                box_size,
-                mask=mask,
-                filter_size=BKG_FILTER,
-                sigma_clip=SigmaClip(sigma=3.0),
-                bkg_estimator=SExtractorBackground(),
-                exclude_percentile=exclude_percentile,
-            )
+        return Background2D(
+            image,
+            box_size,
+            mask=mask,
+            filter_size=BKG_FILTER,
+            sigma_clip=SigmaClip(sigma=3.0),
+            bkg_estimator=SExtractorBackground(),
+            exclude_percentile=exclude_percentile,
+        )
     except ValueError as err:
         raise InputError(source, f"background estimation failed: {err}") from None
 
