@@ -40,11 +40,10 @@ preset = "ud"  # galsim tiles: ud (UltraDeep) or deep
 # %%
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from hscsim_utils.demo import files as demo_files
 from hscsim_utils.demo import plots as demo_plots
 from hscsim_utils.demo.generate import build_tile
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc.tile import default_demo_dir, load_tile
 
@@ -73,8 +72,7 @@ print(tile.label, calexp.shape, f"{len(frames)} CCD frames")
 
 # %%
 fig = demo_plots.plot_image(calexp, tile.label)
-fig.savefig(plots / "00_image.png", dpi=100)
-plt.show()
+save_and_show(fig, plots / "00_image.png", dpi=100)
 
 # %% [markdown]
 # ## Exposure time and CCD frames
@@ -86,8 +84,7 @@ plt.show()
 fig = demo_plots.plot_exposure_with_frames(
     tile.truth_dir / "sysmaps.h5", frames, calexp.wcs, tile.label
 )
-fig.savefig(plots / "00_exposure_frames.png", dpi=100)
-plt.show()
+save_and_show(fig, plots / "00_exposure_frames.png", dpi=100)
 
 # %% [markdown]
 # ## Mask
@@ -97,8 +94,7 @@ plt.show()
 
 # %%
 fig = demo_plots.plot_mask(calexp, tile.label)
-fig.savefig(plots / "00_mask.png", dpi=100)
-plt.show()
+save_and_show(fig, plots / "00_mask.png", dpi=100)
 
 # %% [markdown]
 # ## True PSF
@@ -108,5 +104,4 @@ plt.show()
 
 # %%
 fig = demo_plots.plot_psf_fwhm(tile.truth_dir / "psf_model.h5", tile.label)
-fig.savefig(plots / "00_psf_fwhm.png", dpi=100)
-plt.show()
+save_and_show(fig, plots / "00_psf_fwhm.png", dpi=100)

@@ -36,8 +36,7 @@ band = ""  # empty: the band of the tile file
 mask_sources = True  # False: background RMS with sigma clipping only (tutorial)
 
 # %%
-import matplotlib.pyplot as plt
-
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
@@ -83,20 +82,17 @@ print(f"visits: {result.maps.n_visits}, frames: {len(result.maps.corners)}")
 
 # %%
 fig = plots.plot_frames(result.maps.corners, result.shape, tile.label)
-fig.savefig(run.plot("01_frames.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("01_frames.png"), dpi=120)
 
 # %% [markdown]
 # ## Exposure time and background RMS
 
 # %%
 fig = plots.plot_map(result.maps.expt, tile.label, "exposure time map", "s")
-fig.savefig(run.plot("01_exposure_time.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("01_exposure_time.png"), dpi=120)
 
 # %%
 fig = plots.plot_map(
     result.background.rms, tile.label, "background RMS (Background2D)", "image units"
 )
-fig.savefig(run.plot("01_background_rms.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("01_background_rms.png"), dpi=120)

@@ -34,9 +34,9 @@ star_planes = "BRIGHT_OBJECT"  # comma-separated MASK planes -> ufig star flag
 survey_planes = "NO_DATA"  # comma-separated MASK planes -> ufig survey flag
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import masks, masks_plots
@@ -55,5 +55,4 @@ print(f"written: {run.mask}, {run.overlap}")
 
 # %%
 fig = masks_plots.plot_mask(result.image, result.mask, tile.label)
-fig.savefig(run.plot("02_mask.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("02_mask.png"), dpi=120)

@@ -41,9 +41,9 @@ blank_planes = "NO_DATA"  # comma-separated MASK planes treated as no data
 gain = "tutorial"  # tutorial: mean gain x mean n_exp; measured: from VARIANCE
 
 # %%
-import matplotlib.pyplot as plt
 from astropy.io import fits
 
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import source_extraction as extraction
@@ -102,8 +102,7 @@ fig = plots.plot_checkimages(
     fits.getdata(run.sextractor_bkg),
     tile.label,
 )
-fig.savefig(run.plot("03_checkimages.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("03_checkimages.png"), dpi=120)
 
 # %% [markdown]
 # ## Catalogue
@@ -113,5 +112,4 @@ plt.show()
 
 # %%
 fig = plots.plot_catalog_triangle(result.catalog, tile.label)
-fig.savefig(run.plot("03_catalog_triangle.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("03_catalog_triangle.png"), dpi=120)

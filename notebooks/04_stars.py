@@ -38,8 +38,7 @@ gaia_table = ""  # local Gaia table; empty: the gaia_table of the tile file
 gaia_timeout = 10.0  # seconds before VizieR counts as unreachable
 
 # %%
-import matplotlib.pyplot as plt
-
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import stars, stars_plots
@@ -119,13 +118,11 @@ fig = stars_plots.plot_star_counts(
     besancon["centre_pixel"],
     tile.label,
 )
-fig.savefig(run.plot("04_star_counts.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("04_star_counts.png"), dpi=120)
 
 # %% [markdown]
 # ## Gaia stars on the image
 
 # %%
 fig = stars_plots.plot_gaia_on_image(calexp.image, calexp.wcs, gaia, tile.label)
-fig.savefig(run.plot("04_gaia_on_image.png"), dpi=120)
-plt.show()
+save_and_show(fig, run.plot("04_gaia_on_image.png"), dpi=120)

@@ -54,8 +54,7 @@ ridge_alpha = "cv"  # cv (cross-validated) or ufig (ufig's fixed values)
 seeing_prior = True  # per-visit FWHM prior from the frame metadata
 
 # %%
-import matplotlib.pyplot as plt
-
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import psf, psf_plots
@@ -108,21 +107,18 @@ print("seeing prior:", f"FWHM = {scale:.3f} x visit seeing" if scale else "not u
 grid = psf.read_grid(run.psf_model)
 cat = psf.read_star_catalog(run.psf_catalog)
 fig = psf_plots.plot_psf_maps(grid, cat, tile.label)
-fig.savefig(run.plot("05_psf_fwhm_e1_e2.png"))
-plt.show()
+save_and_show(fig, run.plot("05_psf_fwhm_e1_e2.png"), dpi=100)
 
 # %%
 fig = psf_plots.plot_psf_maps(
     grid, cat, tile.label,
     params=("psf_flux_ratio", "psf_f1", "psf_f2", "psf_g1", "psf_g2"),
 )  # fmt: skip
-fig.savefig(run.plot("05_psf_ratio_flexion.png"))
-plt.show()
+save_and_show(fig, run.plot("05_psf_ratio_flexion.png"), dpi=100)
 
 # %%
 fig = psf_plots.plot_whiskers(grid, cat, tile.label)
-fig.savefig(run.plot("05_psf_whiskers.png"))
-plt.show()
+save_and_show(fig, run.plot("05_psf_whiskers.png"), dpi=100)
 
 # %% [markdown]
 # ## Stamps of typical stars
@@ -132,8 +128,7 @@ plt.show()
 
 # %%
 fig = psf_plots.plot_star_stamps(result, tile.label)
-fig.savefig(run.plot("05_psf_stamps.png"))
-plt.show()
+save_and_show(fig, run.plot("05_psf_stamps.png"), dpi=100)
 
 # %% [markdown]
 # ## Against the truth (simulated tiles only)
@@ -149,8 +144,7 @@ else:
     for name, stats in result.summary["truth"].items():
         print(f"{name:15s} bias {stats['bias']:+.4f}  rms {stats['rms']:.4f}")
     fig = psf_plots.plot_truth_comparison(grid, truth, tile.label)
-    fig.savefig(run.plot("05_psf_vs_truth.png"))
-    plt.show()
+    save_and_show(fig, run.plot("05_psf_vs_truth.png"), dpi=100)
 
 # %%
 print(f"written: {run.psf_model}, {run.psf_catalog}, {run.psf_summary}")

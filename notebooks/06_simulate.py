@@ -43,8 +43,7 @@ counts = "variable"  # magnitudes to photons: constant, variable (tutorial), gai
 photon_noise = "tutorial"  # tutorial; measured: stars at stage 01's measured gain
 
 # %%
-import matplotlib.pyplot as plt
-
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.files import read_calexp
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
@@ -111,5 +110,4 @@ for key, value in {**images, **catalogs}.items():
 # %%
 data = read_calexp(tile.calexp, tile.band)
 fig = simulate_plots.plot_sim_vs_data(images["image"], data.image, tile.label)
-fig.savefig(run.plot("06_sim_vs_data.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("06_sim_vs_data.png"), dpi=100)

@@ -45,8 +45,7 @@ run_dir = ""  # run folder; empty means the demo run folder
 simulation = ""  # folder relative to the run folder; empty means sim/baseline
 
 # %%
-import matplotlib.pyplot as plt
-
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import quality, quality_plots
@@ -65,8 +64,7 @@ print(f"simulation {result.simulation} against the {result.realism['data']} data
 
 # %%
 fig = quality_plots.plot_images(inputs.sim_image, inputs.data_image, tile.label)
-fig.savefig(run.plot("07_images.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("07_images.png"), dpi=100)
 
 # %% [markdown]
 # ## Background noise
@@ -79,8 +77,7 @@ plt.show()
 # %%
 sim_bkg, data_bkg = inputs.background("scoring")
 fig = quality_plots.plot_background_histograms(sim_bkg, data_bkg, tile.label)
-fig.savefig(run.plot("07_background.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("07_background.png"), dpi=100)
 
 # %% [markdown]
 # ## Detected objects
@@ -92,15 +89,13 @@ plt.show()
 # %%
 sim_obj, data_obj = inputs.objects("scoring")
 fig = quality_plots.plot_triangles(sim_obj, data_obj, tile.label)
-fig.savefig(run.plot("07_triangle.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("07_triangle.png"), dpi=100)
 
 # %%
 fig = quality_plots.plot_number_counts(
     sim_obj["MAG_AUTO"], data_obj["MAG_AUTO"], result.area_deg2, tile.label
 )
-fig.savefig(run.plot("07_number_counts.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("07_number_counts.png"), dpi=100)
 
 # %% [markdown]
 # ## Realism statistics and their noise floors
@@ -132,11 +127,9 @@ if result.truth is None:
 else:
     print(result.truth_table())
     fig = quality_plots.plot_completeness_purity(result.truth, tile.label)
-    fig.savefig(run.plot("07_completeness_purity.png"), dpi=100)
-    plt.show()
+    save_and_show(fig, run.plot("07_completeness_purity.png"), dpi=100)
     fig = quality_plots.plot_mag_offsets(result.truth, tile.label)
-    fig.savefig(run.plot("07_mag_offsets.png"), dpi=100)
-    plt.show()
+    save_and_show(fig, run.plot("07_mag_offsets.png"), dpi=100)
 
 # %% [markdown]
 # ## Metrics

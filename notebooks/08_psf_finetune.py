@@ -50,8 +50,7 @@ slope_z = 2.0  # slopes within this many standard errors of 1 become 1
 min_r2 = 0.8  # slopes of looser relations than this squared correlation become 1
 
 # %%
-import matplotlib.pyplot as plt
-
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import psf_finetune, psf_finetune_plots
@@ -92,8 +91,7 @@ print(f"{before.estimator} estimator; stars with measured and input PSF: "
 # %%
 print(psf_finetune.fits_table(result.fits))
 fig = psf_finetune_plots.plot_adjustment_fits(tuning, result.fits, tile.label)
-fig.savefig(run.plot("08_psf_adjustment_fit.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("08_psf_adjustment_fit.png"), dpi=100)
 
 # %% [markdown]
 # ## 3. The data's PSF again, with the adjustment
@@ -131,8 +129,7 @@ print(result.budget_table())
 
 # %%
 fig = psf_finetune_plots.plot_diffs(before.stars(), result.after.stars(), tile.label)
-fig.savefig(run.plot("08_psf_max_diff.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("08_psf_max_diff.png"), dpi=100)
 
 # %% [markdown]
 # ## Metrics

@@ -41,8 +41,7 @@ run_dir = ""  # run folder; empty means the demo run folder
 account_photon_noise = True  # keep shot noise of undetected galaxies out of the scaling
 
 # %%
-import matplotlib.pyplot as plt
-
+from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
 from hscsim_utils.stages import background_finetune, background_finetune_plots
@@ -94,8 +93,7 @@ print(f"std correction {result.std_correction:.4f} (plain ratio "
 fig = background_finetune_plots.plot_background_steps(
     result.data_bkg, result.backgrounds, tile.label
 )
-fig.savefig(run.plot("09_background_histograms.png"), dpi=100)
-plt.show()
+save_and_show(fig, run.plot("09_background_histograms.png"), dpi=100)
 
 # %% [markdown]
 # ## Metrics

@@ -49,6 +49,10 @@ def test_patch_9813_7_2_geometry_and_paths():
     assert req.calexp_path("i") == (
         "pdr3_dud/deepCoadd-results/HSC-I/9813/7,2/calexp-HSC-I-9813-7,2.fits"
     )
+    assert archive.FILE_TREE + req.calexp_path("i") == (
+        "https://hsc-release.mtk.nao.ac.jp/archive/filetree/pdr3_dud/"
+        "deepCoadd-results/HSC-I/9813/7,2/calexp-HSC-I-9813-7,2.fits"
+    )
     assert "frm.filter01 = 'HSC-G')" in req.frames_sql("g")
     assert "band = 'HSC-G'" in req.mosaic_sql("g")
     assert [p for p, _, _ in req.pixels] == [381]

@@ -8,6 +8,13 @@ catalogues the simulation reads for the patch, with the web-service settings of
 the tutorial, and a tile file per band that points at where each download is
 expected; ``README.txt`` says what to do in which order.
 
+The file-tree URL is ``FILE_TREE + <release>/deepCoadd-results/<filter>/<tract>/
+<x>,<y>/calexp-<filter>-<tract>-<x>,<y>.fits``: the layout the HSC archives give
+for coadds ("deepCoadd-results/[filter]/[tract]/[patch]/calexp-[filter]-[tract]-
+[patch].fits, if you follow the file tree", HSC Legacy Archive data page) under
+the PDR3 file tree at ``https://hsc-release.mtk.nao.ac.jp/archive/filetree/
+pdr3_dud/deepCoadd-results/HSC-I/...`` (the prefix public download scripts use).
+
 All of it follows from the geometry of the HSC rings sky map (120 declination
 rings of tracts, 9 x 9 patches of 4000 px plus a 100 px border, 0.168"/px; see
 :mod:`hscsim_utils.hsc.skymap`), so it needs no network. ``skymap_id`` is
