@@ -623,15 +623,21 @@ class Floor:
 def data_floor(data: ImageSample, max_pixels: int = MAX_KS_PIXELS) -> dict[str, Floor]:
     """Floors of every statistic: the data's tuning half against its scoring
     half, and the same for the checkerboard moved by whole cells (module
-    docstring)."""
-    runs = [
-        statistics(
+    docstring). The halvings are independent: they run on the tile's threads
+    (numpy's sorts and selections release the GIL), in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hscsim_utils.threads import n_threads
+
+    def one(shift: tuple[int, int]) -> dict[str, Statistic]:
+        return statistics(
             data.half(halves.TUNING, shift),
             data.half(halves.SCORING, shift),
             max_pixels=max_pixels,
-        )  # fmt: skip
-        for shift in data.shifts()
-    ]
+        )
+
+    with ThreadPoolExecutor(max_workers=n_threads()) as pool:
+        runs = list(pool.map(one, data.shifts()))
     out = {}
     for name in KINDS:
         devs = [r[name].deviation for r in runs]

@@ -117,7 +117,10 @@ def saturation_level(calexp: Calexp) -> float:
         sat = calexp.plane("SAT") & np.isfinite(image)
         if sat.any():
             labels, n = ndimage.label(sat)
-            peaks = ndimage.maximum(image, labels, index=np.arange(1, n + 1))
+            inside = labels > 0  # the SAT pixels only: ndimage sorts what it gets
+            peaks = ndimage.maximum(
+                image[inside], labels[inside], index=np.arange(1, n + 1)
+            )
             return float(np.median(peaks))
     return float(np.nanmax(image))
 
