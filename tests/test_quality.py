@@ -436,7 +436,7 @@ def test_closure_comparisons():
 
 
 @pytest.mark.parametrize("truth_chunks", [(16, 32), (10, 10)])
-def test_dataset_mismatch_pixels_by_chunks(tmp_path, truth_chunks):
+def test_dataset_mismatch_pixels_by_chunks(tmp_path, monkeypatch, truth_chunks):
     """Equal chunks are skipped by their stored bytes; differing ones and other
     layouts (the second case: a truth written with other chunks) are compared
     pixel by pixel, with the same count."""
@@ -456,5 +456,17 @@ def test_dataset_mismatch_pixels_by_chunks(tmp_path, truth_chunks):
         with h5py.File(path, "w") as fh5:
             fh5.create_dataset("map_pointings", data=data, chunks=chunks,
                                compression="lzf")  # fmt: skip
+    compared = []
+    count = closure.mismatch_pixels
+
+    def counting(a, b):
+        compared.append(a.shape)
+        return count(a, b)
+
+    monkeypatch.setattr(closure, "mismatch_pixels", counting)
     assert closure.dataset_mismatch_pixels(*paths, "map_pointings") == 6
+    # same layout: only the two differing chunks of 3 x 3 are decompressed
+    assert len(compared) == (2 if truth_chunks == (16, 32) else 1)
     assert closure.dataset_mismatch_pixels(paths[1], paths[1], "map_pointings") == 0
+    with pytest.raises(InputError, match="no dataset"):
+        closure.dataset_mismatch_pixels(*paths, "map_expt")

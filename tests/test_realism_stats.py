@@ -253,3 +253,33 @@ def test_median_shift_has_a_sign_where_the_chi2_has_none():
     chi_high = rs.median_relation(x, below + 0.08, ref_x, ref_y).value
     assert chi_high == pytest.approx(chi_low, rel=0.3)
     assert rs.median_shift(x[:3], below[:3], ref_x, ref_y).value is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 601, 1_000_001])
+def test_median_is_numpys(n, dtype):
+    values = np.random.default_rng(n).normal(0.01, 0.02, n).astype(dtype)
+    got, expected = rs.median(values), np.median(values)
+    assert got == expected and type(got) is type(expected)
+    values[n // 3] = np.nan
+    assert np.isnan(rs.median(values))
+    assert np.isnan(rs.median(np.array([], dtype)))
+
+
+def test_nanmedian_rows_is_numpys():
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(6, 7, 900)).astype(np.float32)
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[0, 0] = np.nan  # a block without pixels
+    values[0, 1, :-1] = np.nan  # one pixel
+    values[0, 2, :-2] = np.nan  # two pixels
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nanmedian(values, axis=-1)
+    got = rs.nanmedian_rows(values)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_floors_on_threads_are_the_sequential_ones(data, floors, monkeypatch):
+    monkeypatch.setattr(rs, "MAX_FLOOR_THREADS", 1)
+    assert rs.data_floor(data) == floors

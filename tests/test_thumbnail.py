@@ -1,6 +1,7 @@
 """Images reduced for display keep their pixel coordinates and thin flags."""
 
 import numpy as np
+import pytest
 
 from hscsim_utils.thumbnail import MAX_SIDE, thumbnail
 
@@ -14,8 +15,7 @@ def test_small_image_is_shown_as_is():
 
 def test_stride_keeps_pixel_coordinates():
     ny, nx = 4200, 3000
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    shown = thumbnail(xx.astype(float))
+    shown = thumbnail(np.broadcast_to(np.arange(nx, dtype=float), (ny, nx)))
     assert shown.step == 5 and max(shown.data.shape) <= MAX_SIDE
     # the centre of shown column k, in full-image pixels, is the pixel it shows
     x0, x1 = shown.extent[:2]
@@ -24,7 +24,8 @@ def test_stride_keeps_pixel_coordinates():
     np.testing.assert_allclose(centres, shown.data[0])
     y0, y1 = shown.extent[2:]
     assert (y1 - y0) / shown.data.shape[0] == shown.step
-    del yy
+    with pytest.raises(ValueError, match="2-D"):
+        thumbnail(np.zeros(5))
 
 
 def test_block_reduction_keeps_one_pixel_flags():

@@ -325,7 +325,7 @@ class _Steps:
     blocks: dict[str, dict]
     backgrounds: dict[str, np.ndarray]
     data_bkg: np.ndarray | None = None
-    data: dict | None = None  # the data side of the inputs, read once
+    data: dict | None = None  # the data side of the inputs (read again after None)
     reference: quality.RealismReference | None = None
 
     def add(
@@ -363,6 +363,7 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
               "background_pixels": float(np.median(bsig[good]))}  # fmt: skip
     del old, good
     choices = simulate.baseline_choices(run)  # stage 06's model, seed, noise
+    steps.data = None  # ~160 MB: not held while UFig renders
     masked_sim = simulate_with_sysmaps(tile, run, MASKED_SIM, **choices)
     inputs = steps.add(tile, run, masked_sim.directory, MASKED_SIM)
     # 2. the correction of the width, on the tuning half
@@ -374,6 +375,7 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     write_improved_sysmaps(sysmaps_path(run, MASKED_SIM), sysmaps_path(run, TUNED_SIM),
                            np.asarray(bsig, np.float64) * correction)  # fmt: skip
     # 3. the last simulation
+    steps.data = None
     tuned_sim = simulate_with_sysmaps(tile, run, TUNED_SIM, **choices)
     steps.add(tile, run, tuned_sim.directory, TUNED_SIM)
     section = {

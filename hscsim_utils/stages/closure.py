@@ -65,11 +65,16 @@ def dataset_mismatch_pixels(estimate: Path, truth: Path, name: str) -> int:
     import h5py
 
     with h5py.File(estimate, "r") as fe, h5py.File(truth, "r") as ft:
+        for path, fh in ((estimate, fe), (truth, ft)):
+            if name not in fh:
+                raise InputError(path, f"has no dataset {name!r}")
         a, b = fe[name], ft[name]
+        filters = ("compression", "compression_opts", "shuffle", "fletcher32",
+                   "scaleoffset")  # fmt: skip
         same_layout = (
             a.chunks is not None and a.shape == b.shape and a.chunks == b.chunks
-            and a.dtype == b.dtype and a.compression == b.compression
-            and a.compression_opts == b.compression_opts
+            and a.dtype == b.dtype
+            and all(getattr(a, f) == getattr(b, f) for f in filters)
         )  # fmt: skip
         if not same_layout:
             return mismatch_pixels(a[()], b[()])

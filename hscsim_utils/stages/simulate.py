@@ -481,8 +481,9 @@ class Simulation:
         return out
 
     def load_catalogs(self) -> dict[str, np.ndarray]:
-        """``sextractor``, ``ucat galaxies`` and ``ucat stars`` of the band (those
-        present; the files and keys of GalSBI's ``load_catalogs``)."""
+        """``sextractor``, ``ucat galaxies``, ``ucat stars`` and ``ucat galaxies
+        seds`` (those present: GalSBI's ``load_catalogs`` files and keys, without
+        the SED catalogue of its SPS models)."""
         from cosmic_toolbox import arraytools as at
 
         files = {"ucat galaxies": self._file("_ucat.gal.cat"),
