@@ -470,7 +470,7 @@ def load_inputs(
         sim_truth = tm.true_objects(
             catalogs.get("ucat galaxies"), catalogs.get("ucat stars")
         )
-    inputs = QualityInputs(
+    return QualityInputs(
         label=tile.label,
         sim_image=images["image"],
         sim_segmentation=images["segmentation"],
@@ -479,10 +479,9 @@ def load_inputs(
         psf_catalog=psf_cat,
         simulation=folder,
         sim_truth=sim_truth,
+        _reference=reference,
         **data,
     )
-    inputs._reference = reference
-    return inputs
 
 
 def _data_side(tile: TileSpec, run: RunFolder) -> dict:
@@ -596,15 +595,15 @@ def described_realism(
     run: RunFolder,
     inputs: QualityInputs,
     seed: int = 0,
-    reference: RealismReference | None = None,
 ) -> dict:
     """The realism metrics of ``inputs`` (scoring half) as a block of
     ``metrics.json``: which simulation (relative to the run folder) against
-    which data (DEMO or REAL). ``reference``: see :meth:`QualityInputs.realism`."""
+    which data (DEMO or REAL); a data reference ``inputs`` already hold (see
+    :func:`load_inputs`) is used, not computed again."""
     if inputs.simulation is None:
         raise ValueError("the inputs do not say which simulation they hold")
     return realism_block(run.root, inputs.simulation, tile.is_demo,
-                         inputs.realism(seed, reference))  # fmt: skip
+                         inputs.realism(seed))  # fmt: skip
 
 
 # ---------------------------------------------------------------- metrics.json
