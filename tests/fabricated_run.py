@@ -49,8 +49,20 @@ def patch_wcs(shape: tuple[int, int], ra0: float = RA0, dec0: float = DEC0) -> W
     return wcs
 
 
-def skymapinfo(shape: tuple[int, int], bsig: float, wcs: WCS) -> dict[str, float]:
+def skymapinfo(
+    shape: tuple[int, int], bsig: float, wcs: WCS, band: str = "i"
+) -> dict[str, float]:
     ny, nx = shape
+    per_band = {
+        "seeing": 0.6,
+        "magzero": 27.0,
+        "satur": 1500.0,
+        "gain": GAIN,
+        "nexp": N_EXP,
+        "exptime": N_EXP * EXPTIME,
+        "bkg_mean": 0.0,
+        "bkg_rms": bsig,
+    }
     return {
         "pixscale": PIXSCALE,
         "CRPIX1": float(wcs.wcs.crpix[0]),
@@ -59,19 +71,12 @@ def skymapinfo(shape: tuple[int, int], bsig: float, wcs: WCS) -> dict[str, float
         "CRVAL2": float(wcs.wcs.crval[1]),
         "NAXIS1": nx,
         "NAXIS2": ny,
-        "seeing_i": 0.6,
-        "magzero_i": 27.0,
-        "satur_i": 1500.0,
-        "gain_i": GAIN,
-        "nexp_i": N_EXP,
-        "exptime_i": N_EXP * EXPTIME,
-        "bkg_mean_i": 0.0,
-        "bkg_rms_i": bsig,
+        **{f"{key}_{band}": value for key, value in per_band.items()},
         "ra2000": float(wcs.wcs.crval[0]),
         "dec2000": float(wcs.wcs.crval[1]),
-        "gain_eff_tutorial_i": GAIN * N_EXP,
-        "gain_eff_i": MEASURED_GAIN_FACTOR * GAIN * N_EXP,
-        "gain_eff_err_i": 0.01 * MEASURED_GAIN_FACTOR * GAIN * N_EXP,
+        f"gain_eff_tutorial_{band}": GAIN * N_EXP,
+        f"gain_eff_{band}": MEASURED_GAIN_FACTOR * GAIN * N_EXP,
+        f"gain_eff_err_{band}": 0.01 * MEASURED_GAIN_FACTOR * GAIN * N_EXP,
     }
 
 
@@ -154,15 +159,16 @@ def make_run_folder(
     bsig: float = 0.03,
     fwhm_px: float = 3.6,
     star_grid_step: int = 0,
+    band: str = "i",
 ) -> RunFolder:
-    """A run folder holding the outputs of stages 01-05 for a flat patch.
+    """A run folder holding the outputs of stages 01-05 for a flat patch in ``band``.
 
     ``star_grid_step`` > 0 adds G = 18.5 stars every that many pixels to the
     real Gaia stars (a small patch has too few for a PSF model).
     """
     run = RunFolder(Path(root))
     wcs = patch_wcs(shape)
-    write_skymapinfo(run, skymapinfo(shape, bsig, wcs))
+    write_skymapinfo(run, skymapinfo(shape, bsig, wcs, band))
     write_sysmaps(run, shape, bsig)
     write_masks(run, shape)
     extra = grid_stars(wcs, shape, star_grid_step, 18.5) if star_grid_step else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
 import sys
 from importlib.resources import files
 
@@ -48,8 +50,10 @@ def test_outputs_in_place_and_loadable(simulated):
     leftovers = [p.name for p in sim_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []
     manifest = json.loads((sim.directory / simulate.MANIFEST).read_text())
-    assert manifest["settings"] == {"galaxy_model": "Moser+24", "posterior_index": 0,
-                                    "seed": SEED, "band": "i"}  # fmt: skip
+    assert manifest["settings"] == {
+        "galaxy_model": "Moser+24", "posterior_index": 0, "seed": SEED, "band": "i",
+        "bands": ["i"],
+    }  # fmt: skip
     assert str(sim.directory) in manifest["parameters"]["filepath_psfmodel_output"]
     images = simulate.load_simulation(run.sim_baseline).load_images()
     assert {k: v.shape for k, v in images.items()} == dict.fromkeys(
@@ -303,9 +307,10 @@ def test_bad_skymapinfo(tmp_path):
 
 def test_tile_parameters(tmp_path):
     run = make_run_folder(tmp_path, (100, 120))
-    info = simulate.read_skymapinfo(run.skymapinfo_npy, "i")
+    bands = simulate.read_band_inputs({"i": run})
+    info = bands["i"].info
     settings = simulate.SimulationSettings("Moser+24", 0, 5, "i")
-    p = simulate.tile_parameters(info, run, settings, {"x": 1}, tmp_path)
+    p = simulate.tile_parameters(bands, run, settings, {"x": 1}, tmp_path)
     assert (p["size_x"], p["size_y"]) == (120, 100)
     assert (p["crpix_ra"], p["crpix_dec"]) == (info["CRPIX1"], info["CRPIX2"])
     assert p["filepath_gaia"] == str(tmp_path / simulate.GAIA_UFIG)
@@ -313,6 +318,57 @@ def test_tile_parameters(tmp_path):
     assert p["bkg_noise_amp_dict"]["i"] == 0.0  # GalSBI renders the faint light
     assert p["seed"] == 5 and p["x"] == 1
     assert p["render_stars_accuracy"] == pytest.approx(0.1 * 0.03)  # 0.1 x bsig
+
+
+def test_tile_parameters_of_several_bands(tmp_path):
+    """Every per-band entry holds each band's own value; detection in r."""
+    runs = {
+        "g": make_run_folder(tmp_path / "g", (100, 120), bsig=0.02, band="g"),
+        "r": make_run_folder(tmp_path / "r", (100, 120), bsig=0.05, band="r"),
+    }
+    rec = np.load(runs["g"].skymapinfo_npy)
+    rec["magzero_g"] = 26.5
+    np.save(runs["g"].skymapinfo_npy, rec)
+    bands = simulate.read_band_inputs(runs)
+    settings = simulate.SimulationSettings("Moser+24", 0, 5, "r", ("g", "r"))
+    p = simulate.tile_parameters(bands, runs["r"], settings, {}, tmp_path)
+    assert p["filters"] == ["g", "r"]
+    assert p["reference_band"] == "r"
+    assert p["sextractor_forced_photo_detection_bands"] == ["r"]
+    assert p["magzero_dict"] == {"g": 26.5, "r": 27.0}
+    assert p["filepath_sysmaps_dict"] == {b: str(runs[b].sysmaps) for b in runs}
+    assert p["filepath_psfmodel_input_dict"] == {
+        b: str(runs[b].psf_model) for b in runs
+    }
+    assert p["sextractor_mask_name_dict"] == {b: str(runs[b].mask) for b in runs}
+    assert p["filepath_overlapblock"] == str(runs["r"].overlap)
+    # star profiles are integrated down to the quieter band's noise
+    assert p["render_stars_accuracy"] == pytest.approx(0.1 * 0.02)
+    with pytest.raises(InputError, match=r"no inputs for bands \['z'\]"):
+        simulate.tile_parameters(
+            bands, runs["r"], dataclasses.replace(settings, bands=("r", "z")), {},
+            tmp_path,
+        )  # fmt: skip
+
+
+def test_bands_must_share_one_pixel_grid(tmp_path):
+    g = make_run_folder(tmp_path / "g", (100, 120), band="g")
+    r = make_run_folder(tmp_path / "r", (100, 120), band="r")
+    rec = np.load(r.skymapinfo_npy)
+    rec["CRVAL1"] += 1e-3
+    np.save(r.skymapinfo_npy, rec)
+    with pytest.raises(InputError, match=r"band r's \['CRVAL1'\] differ from band g"):
+        simulate.read_band_inputs({"g": g, "r": r})
+
+
+def test_settings_name_the_detection_band_among_the_bands():
+    s = simulate.SimulationSettings("Moser+24", 0, 1, "i")
+    assert s.bands == ("i",)
+    assert simulate.SimulationSettings("M", 0, 1, "i", ["g", "i"]).bands == ("g", "i")
+    with pytest.raises(InputError, match="must be distinct and hold band 'i'"):
+        simulate.SimulationSettings("M", 0, 1, "i", ("g", "r"))
+    with pytest.raises(InputError, match="must be distinct"):
+        simulate.SimulationSettings("M", 0, 1, "i", ("i", "i"))
 
 
 def test_psf_measurement_choice(config, monkeypatch):
@@ -325,6 +381,9 @@ def test_psf_measurement_choice(config, monkeypatch):
         simulate.psf_measurement("always", config)
     monkeypatch.setattr(config, "filepath_cnn", "/cache/psf_cnn/pretrained")
     assert simulate.psf_measurement("auto", config) == "cnn"
+    assert simulate.psf_measurement("auto", config, n_bands=2) == "none"
+    with pytest.raises(InputError, match="single-band runs only"):
+        simulate.psf_measurement("direct", config, n_bands=2)
 
 
 def test_posterior_row_with_psf_betas(monkeypatch):
@@ -343,6 +402,32 @@ def test_posterior_row_with_psf_betas(monkeypatch):
     assert "moffat_beta1" not in captured and "psf_beta" not in captured
     assert captured["lum_fct_alpha_red"] == 0.0
     assert type(captured["lum_fct_alpha_red"]) is float
+
+
+IMPORTS_TORCH = """
+import sys
+{setup}
+import galsbi.ucat.config.common, ufig.config.common
+from galsbi import GalSBI, load
+import galsbi.ucat.plugins.sample_galaxies
+print("torch" in sys.modules)
+import torch
+print(hasattr(torch, "Tensor"))
+"""
+
+
+MENDED = "from hscsim_utils.compat.galsbi import import_galsbi; import_galsbi()"
+
+
+@pytest.mark.parametrize(("setup", "loaded"), [("", "True"), (MENDED, "False")])
+def test_galsbi_imports_torch_unless_mended(setup, loaded):
+    """galsbi's import loads PyTorch; after import_galsbi the Moser+24 chain's
+    modules load without it, and a later ``import torch`` gets the real one."""
+    code = IMPORTS_TORCH.format(setup=setup)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [loaded, "True"]
 
 
 @pytest.mark.parametrize("counts", simulate.COUNTS)

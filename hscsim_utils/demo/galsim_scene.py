@@ -108,6 +108,9 @@ def sample_galaxies(
 
     Only galsbi's catalogue sampler runs (no ufig plugin, nothing written).
     """
+    from hscsim_utils.compat.galsbi import import_galsbi
+
+    import_galsbi()
     import galsbi.ucat.plugins.sample_galaxies_photo  # noqa: F401 (its filters first)
     from galsbi import GalSBI
 

@@ -76,9 +76,11 @@ def ufig_parameters(geom: PatchGeometry, inputs: RenderInputs) -> dict:
 
 def render(geom: PatchGeometry, inputs: RenderInputs, work_dir: Path) -> RenderResult:
     """Run GalSBI + ufig for the patch; read back the image and catalogues."""
-    from galsbi import GalSBI
-
+    from hscsim_utils.compat.galsbi import import_galsbi
     from hscsim_utils.compat.ufig_psf import import_psf_estimation
+
+    import_galsbi()
+    from galsbi import GalSBI
 
     import_psf_estimation()  # add_psf imports it: keep TensorFlow out
 

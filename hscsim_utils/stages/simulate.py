@@ -28,6 +28,7 @@ simulation beside the tile's ``calexp``) is in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -45,7 +46,7 @@ from tqdm.auto import tqdm
 
 from hscsim_utils.atomic import atomic_dir, write_json
 from hscsim_utils.calltimes import floor_call
-from hscsim_utils.compat.galsbi import mended_galsbi_class
+from hscsim_utils.compat.galsbi import import_galsbi, mended_galsbi_class
 from hscsim_utils.compat.ufig_gaia import shift_gaia_for_ufig
 from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.tile import TileSpec
@@ -110,12 +111,26 @@ class Params:
 
 @dataclass(frozen=True)
 class SimulationSettings:
-    """The choices that make one simulation of a patch."""
+    """The choices that make one simulation of a patch.
+
+    ``bands`` are the simulated bands, one galaxy population for all (``()``:
+    ``band`` alone); ``band`` is the detection band of the forced photometry
+    and the band whose files a :class:`Simulation` names.
+    """
 
     galaxy_model: str
     posterior_index: int
     seed: int
     band: str
+    bands: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bands = tuple(self.bands) or (self.band,)
+        if self.band not in bands or len(set(bands)) != len(bands):
+            raise InputError(
+                "bands", f"{list(bands)} must be distinct and hold band {self.band!r}"
+            )
+        object.__setattr__(self, "bands", bands)
 
 
 # ---------------------------------------------------------------- config
@@ -126,6 +141,7 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG) -> types.ModuleType:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "simulation config not found")
+    import_galsbi()  # the config imports galsbi: without PyTorch
     spec = importlib.util.spec_from_file_location(f"_hscsim_cfg_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -155,6 +171,7 @@ def known_galaxy_models(config: types.ModuleType | str | os.PathLike) -> list[st
 
 def load_posterior(model: str) -> np.ndarray:
     """ABC posterior samples of ``model`` (cosmo_torrent cache, else download)."""
+    import_galsbi()
     from galsbi import load
 
     try:
@@ -180,10 +197,12 @@ def resolve_settings(
     galaxy_model: str = "",
     posterior_index: int = -1,
     seed: int = -1,
+    bands: tuple[str, ...] = (),
 ) -> SimulationSettings:
     """Model, posterior sample and seed: the arguments, else the tile's values.
 
-    ``""`` and ``-1`` mean "take it from the tile file".
+    ``""`` and ``-1`` mean "take it from the tile file". ``bands`` are the
+    simulated bands (``()``: the tile's band alone), detected in the tile's band.
     """
     model = galaxy_model or tile.galaxy_model
     known = known_galaxy_models(config)
@@ -199,7 +218,7 @@ def resolve_settings(
     seed = int(seed) if seed != -1 else tile.seed
     if seed < 0:
         raise InputError("seed", f"must be a non-negative integer, got {seed}")
-    return SimulationSettings(model, index, seed, tile.band)
+    return SimulationSettings(model, index, seed, tile.band, bands)
 
 
 # ---------------------------------------------------------------- inputs
@@ -309,20 +328,57 @@ def sextractor_binary() -> str:
     return find_sextractor()
 
 
+@dataclass(frozen=True)
+class BandInputs:
+    """What the simulation reads of one band: stage 01's patch record
+    (:func:`read_skymapinfo`) and the run folder holding the band's sysmaps,
+    mask, overlap and PSF model (stages 01, 02 and 05)."""
+
+    band: str
+    run: RunFolder
+    info: dict[str, float]
+
+
+def read_band_inputs(band_runs: Mapping[str, RunFolder]) -> dict[str, BandInputs]:
+    """Each band's inputs, checked: present, of the patch's shape, and on one
+    pixel grid (HSC coadds of all bands share the tract's WCS)."""
+    inputs = {}
+    for band, run in band_runs.items():
+        info = read_skymapinfo(run.skymapinfo_npy, band)
+        check_inputs(run, (int(info["NAXIS2"]), int(info["NAXIS1"])))
+        inputs[band] = BandInputs(band, run, info)
+    first_band, first = next(iter(inputs.items()))
+    for band, other in inputs.items():
+        moved = [k for k in SKYMAPINFO_FIELDS if other.info[k] != first.info[k]]
+        if moved:
+            raise InputError(
+                other.run.skymapinfo_npy,
+                f"band {band}'s {moved} differ from band {first_band}'s: "
+                "the bands of one simulation must share one pixel grid",
+            )
+    return inputs
+
+
 def tile_parameters(
-    info: dict[str, float],
-    run: RunFolder,
+    bands: Mapping[str, BandInputs],
+    shared: RunFolder,
     settings: SimulationSettings,
     model_settings: dict[str, Any],
     out_dir: Path,
     counts: str = "variable",
 ) -> dict[str, Any]:
-    """Keyword arguments for GalSBI that make the config simulate this patch;
+    """Keyword arguments for GalSBI that make the config simulate this patch in
+    ``settings.bands``, detected in ``settings.band``; ``bands`` holds each
+    band's inputs, ``shared`` the run folder of the stars (stage 04);
     ``counts`` is ufig's conversion of magnitudes into photons (:data:`COUNTS`)."""
     if counts not in COUNTS:
         raise InputError("counts", f"must be one of {COUNTS}, got {counts!r}")
-    b = settings.band
-    gain = tutorial_gain(info, b)
+    missing = [b for b in settings.bands if b not in bands]
+    if missing:
+        raise InputError("bands", f"no inputs for bands {missing}")
+    detection = bands[settings.band]
+    info = detection.info
+    per_band = {b: _band_parameters(bands[b]) for b in settings.bands}
     params = {
         "crpix_ra": info["CRPIX1"],
         "crpix_dec": info["CRPIX2"],
@@ -331,47 +387,61 @@ def tile_parameters(
         "pixscale": info["pixscale"],
         "size_x": int(info["NAXIS1"]),
         "size_y": int(info["NAXIS2"]),
-        "filters": [b],
-        "reference_band": b,
-        "sextractor_forced_photo_detection_bands": [b],
-        "magzero_dict": {b: info[f"magzero_{b}"]},
+        "filters": list(settings.bands),
+        # magnitude limits of the galaxies and stars apply in the detection band
+        "reference_band": settings.band,
+        "sextractor_forced_photo_detection_bands": [settings.band],
+        **{
+            key: {b: p[key] for b, p in per_band.items()}
+            for key in per_band[settings.band]
+        },
+        "filepath_overlapblock": str(detection.run.overlap),
+        "besancon_map_path": str(shared.besancon),
+        # draw_stars places the Gaia stars from filepath_gaia (the shifted copy,
+        # see ufig_gaia_file); single_band_setup then sets filepath_gaia from
+        # this per-band entry, so the PSF estimation matches the true positions.
+        "filepath_gaia": str(out_dir / GAIA_UFIG),
+        "filepath_gaia_dict": {b: str(shared.gaia) for b in settings.bands},
+        "filepath_psfmodel_output": str(out_dir / PSF_MODEL),
+        "filepath_psfmodel_output_catalog": str(out_dir / PSF_CATALOG),
+        "seed": settings.seed,
+        # bright stars rendered on pixels: profiles out to 0.1 sigma of the
+        # noise of the quietest band (one value for all bands)
+        "render_stars_accuracy": STAR_WING_FRACTION
+        * min(background_noise(bands[b].run.sysmaps) for b in settings.bands),
+    }
+    if counts == "constant":
+        # round(Poisson(flux x gain x n_exp) / n_exp) photons with the mean n_exp
+        params["n_exp_dict"] = {b: bands[b].info[f"nexp_{b}"] for b in settings.bands}
+    params["exp_time_type"] = counts
+    params.update(model_settings)
+    return params
+
+
+def _band_parameters(inputs: BandInputs) -> dict[str, Any]:
+    """The ``<name>_dict`` entries of one band (keys without ``_dict``)."""
+    info, run, band = inputs.info, inputs.run, inputs.band
+    return {
+        "magzero_dict": info[f"magzero_{band}"],
         # Effective gain of the averaged coadd (electrons per coadd ADU), the
         # value SExtractor gets in stage 03.
-        "gain_dict": {b: gain},
+        "gain_dict": tutorial_gain(info, band),
         # ufig's "variable" exposure mode counts exposures as map_expt // this;
         # its default (90 s, a DES exposure) does not fit HSC.
-        "exposure_time_dict": {b: info[f"exptime_{b}"] / info[f"nexp_{b}"]},
-        "exp_time_type": counts,
+        "exposure_time_dict": info[f"exptime_{band}"] / info[f"nexp_{band}"],
         # Not in the tutorial's config, so ufig's default (a DES value) was used.
-        "saturation_level_dict": {b: info[f"satur_{b}"]},
+        "saturation_level_dict": info[f"satur_{band}"],
         # No constant level: a coadd is sky-subtracted, and the level measured on
         # it (skymapinfo bkg_mean) is the light of undetected galaxies, which
         # GalSBI renders itself (down to gals_mag_max). Adding it counts that
         # light twice (demo tile: background-pixel KS 0.063 instead of 0.004).
         # The tutorial passed bkg_mean in ADU where ufig expects electrons (it
         # is added before the division by the gain), i.e. almost nothing.
-        "bkg_noise_amp_dict": {b: 0.0},
-        "filepath_sysmaps_dict": {b: str(run.sysmaps)},
-        "filepath_psfmodel_input_dict": {b: str(run.psf_model)},
-        "sextractor_mask_name_dict": {b: str(run.mask)},
-        "filepath_overlapblock": str(run.overlap),
-        "besancon_map_path": str(run.besancon),
-        # draw_stars places the Gaia stars from filepath_gaia (the shifted copy,
-        # see ufig_gaia_file); single_band_setup then sets filepath_gaia from
-        # this per-band entry, so the PSF estimation matches the true positions.
-        "filepath_gaia": str(out_dir / GAIA_UFIG),
-        "filepath_gaia_dict": {b: str(run.gaia)},
-        "filepath_psfmodel_output": str(out_dir / PSF_MODEL),
-        "filepath_psfmodel_output_catalog": str(out_dir / PSF_CATALOG),
-        "seed": settings.seed,
-        # bright stars rendered on pixels: profiles out to 0.1 sigma of the noise
-        "render_stars_accuracy": STAR_WING_FRACTION * background_noise(run.sysmaps),
+        "bkg_noise_amp_dict": 0.0,
+        "filepath_sysmaps_dict": str(run.sysmaps),
+        "filepath_psfmodel_input_dict": str(run.psf_model),
+        "sextractor_mask_name_dict": str(run.mask),
     }
-    if counts == "constant":
-        # round(Poisson(flux x gain x n_exp) / n_exp) photons with the mean n_exp
-        params["n_exp_dict"] = {b: info[f"nexp_{b}"]}
-    params.update(model_settings)
-    return params
 
 
 def ufig_gaia_file(gaia_path: Path, info: dict[str, float], out: Path) -> Path:
@@ -391,17 +461,22 @@ def ufig_gaia_file(gaia_path: Path, info: dict[str, float], out: Path) -> Path:
 # ---------------------------------------------------------------- running
 
 
-def psf_measurement(choice: str, config: types.ModuleType) -> str:
+def psf_measurement(choice: str, config: types.ModuleType, n_bands: int = 1) -> str:
     """Estimator of the simulation's PSF: ``"cnn"``, ``"direct"`` or ``"none"``.
 
     ``"auto"`` is the CNN when its weights are in the cache, else no measurement
     (the tutorial's chain). ``"direct"`` is stage 05's direct fit standing in for
-    the CNN inside ufig's ``estimate_psf`` plugin.
+    the CNN inside ufig's ``estimate_psf`` plugin. A simulation of ``n_bands``
+    > 1 bands is not measured (``"auto"`` is ``"none"``).
     """
     if choice not in PSF_MEASUREMENTS:
         raise InputError("measure_psf", f"{choice!r} is not one of {PSF_MEASUREMENTS}")
+    if n_bands > 1 and choice in ("cnn", "direct"):
+        raise InputError(
+            "measure_psf", f"{choice!r}: the PSF is measured on single-band runs only"
+        )
     if choice == "auto":
-        return "cnn" if config.filepath_cnn else "none"
+        return "cnn" if config.filepath_cnn and n_bands == 1 else "none"
     if choice == "cnn" and not config.filepath_cnn:
         raise InputError(
             "measure_psf", "the PSF CNN weights are not cached; use 'direct' or 'none'"
@@ -435,6 +510,17 @@ class Simulation:
     settings: SimulationSettings
     parameters: dict[str, Any] = field(default_factory=dict)
     wall_s: float | None = None
+
+    def for_band(self, band: str) -> Simulation:
+        """The same simulation seen from ``band``: its paths name that band's
+        image, catalogue and segmentation map."""
+        if band not in self.settings.bands:
+            raise InputError(
+                self.directory,
+                f"has no band {band!r}; simulated bands: {list(self.settings.bands)}",
+            )
+        settings = dataclasses.replace(self.settings, band=band)
+        return Simulation(self.directory, settings, self.parameters, self.wall_s)
 
     def _file(self, suffix: str) -> Path:
         s = self.settings
@@ -524,6 +610,7 @@ def run_simulation(
     verbosity: str = "warning",
     counts: str = "variable",
     photon_noise: str = "tutorial",
+    band_runs: Mapping[str, RunFolder] | None = None,
 ) -> Simulation:
     """Simulate the patch into the folder ``out`` and return the result.
 
@@ -536,6 +623,13 @@ def run_simulation(
     ``measure_psf`` is one of :data:`PSF_MEASUREMENTS` (see
     :func:`psf_measurement`); ``counts`` one of :data:`COUNTS`;
     ``photon_noise`` one of :data:`PHOTON_NOISE`.
+
+    ``band_runs`` maps every band to simulate to the run folder of its
+    per-band products (stages 01, 02, 05); the default is the tile's band in
+    ``run``. All bands are drawn from one galaxy population in one GalSBI/UFig
+    run and measured by SExtractor in dual-image mode, detected in the tile's
+    band; ``run`` holds the stars (stage 04). With several bands the
+    simulation's PSF is not measured and the photon noise is the tutorial's.
     """
     from hscsim_utils.compat.ufig_counts import unbiased_gain_map_counts
     from hscsim_utils.compat.ufig_numba import cache_compiled_functions
@@ -546,11 +640,17 @@ def run_simulation(
     config_path = Path(config_path).resolve()
     steps = tqdm(total=3, desc="simulate", unit="step", file=sys.stdout)
     config = load_config(config_path)
-    settings = resolve_settings(tile, config, galaxy_model, posterior_index, seed)
-    info = read_skymapinfo(run.skymapinfo_npy, settings.band)
-    check_inputs(run, (int(info["NAXIS2"]), int(info["NAXIS1"])))
-    scale = star_noise_scale(info, settings.band, photon_noise, run.skymapinfo_npy)
-    kind = psf_measurement(measure_psf, config)
+    band_runs = dict(band_runs or {tile.band: run})
+    settings = resolve_settings(
+        tile, config, galaxy_model, posterior_index, seed, tuple(band_runs)
+    )
+    bands = read_band_inputs(band_runs)
+    info = bands[settings.band].info
+    source = bands[settings.band].run.skymapinfo_npy
+    scale = star_noise_scale(info, settings.band, photon_noise, source)
+    kind = psf_measurement(measure_psf, config, len(settings.bands))
+    if photon_noise == "measured" and len(settings.bands) > 1:
+        raise InputError("photon_noise", "'measured' needs a single band")
     fixed = {
         "sextractor_binary": sextractor_binary(),
         "filepath_cnn": config.filepath_cnn if kind == "cnn" else None,
@@ -565,7 +665,7 @@ def run_simulation(
     out = Path(out) if out is not None else run.sim_baseline
     with atomic_dir(out) as tmp:
         params = tile_parameters(
-            info, run, settings, config.GALAXY_MODELS[settings.galaxy_model], tmp,
+            bands, run, settings, config.GALAXY_MODELS[settings.galaxy_model], tmp,
             counts,
         )  # fmt: skip
         params.update(fixed)
