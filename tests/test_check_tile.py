@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
 
 from hscsim_utils.data.provision import ufig_test_resource
 from hscsim_utils.demo import stars as demo_stars
 from hscsim_utils.hsc import files as hsc_io
-from hscsim_utils.hsc.tile import load_tile, write_tile
+from hscsim_utils.hsc.tile import BandFiles, load_tile, write_tile
 from hscsim_utils.pipeline.check_tile import check_tile
 from tests import synthetic
 
@@ -32,20 +34,25 @@ def good(tmp_path) -> Path:
     demo_stars.write_besancon(folder / "b.header", folder / "b.fits", cat, area)
     gaia = demo_stars.load_gaia(ufig_test_resource("gaiadr3.cat"))
     demo_stars.write_gaia_votable(folder / "gaia.vot", gaia)
-    fields = load_tile(made.tile_file).__dict__ | {
+    fields = _fields(made.tile_file) | {
         "besancon_headers": [folder / "b.header"],
         "besancon_catalogs": [folder / "b.fits"],
         "gaia_table": folder / "gaia.vot",
         "truth_dir": None,
     }
-    fields.pop("extra")
     return write_tile(made.tile_file, fields)
 
 
+def _fields(tile_file: Path) -> dict:
+    """The tile's fields in the single-band form of the file."""
+    fields = dict(load_tile(tile_file).__dict__)
+    for key in ("extra", "bands", "detection_band"):
+        fields.pop(key)
+    return fields
+
+
 def _edit(tile_file: Path, **values) -> Path:
-    fields = load_tile(tile_file).__dict__ | values
-    fields.pop("extra")
-    return write_tile(tile_file, fields)
+    return write_tile(tile_file, _fields(tile_file) | values)
 
 
 def test_a_good_tile_has_no_problem(good):
@@ -66,8 +73,8 @@ def test_every_problem_is_one_line_and_all_are_reported_at_once(good):
     problems = check_tile(good)
     expected = [
         "galaxy_model: 'Foo+99' is not one of",
-        f"{spec.frame_metadata}: none of its",
-        f"{spec.coadd_metadata}: its patch centre",
+        f"band i: {spec.frame_metadata}: none of its",
+        f"band i: {spec.coadd_metadata}: its patch centre",
         "besancon_headers: no Besançon output covers HEALPix (nside 8) pixel 403",
         f"{spec.gaia_table}:",
     ]
@@ -94,6 +101,43 @@ def test_calexp_problems(good, break_it, fragment):
     problems = check_tile(good)
     assert len(problems) == 1 and str(spec.calexp) in problems[0], problems
     assert fragment in problems[0]
+
+
+def _add_band_g(good: Path, **calexp_kwargs) -> Path:
+    """``good`` as a tile of bands g and i, band g's files in ``in/g``."""
+    spec = load_tile(good)
+    wcs = WCS(fits.getheader(spec.calexp, 1))
+    folder = good.parent / "g"
+    synthetic.write_synthetic_tile(
+        folder, shape=(120, 160), wcs=wcs, band="HSC-G", seed=5, **calexp_kwargs
+    )
+    g = BandFiles(folder / "calexp.fits", folder / "frames.csv", folder / "coadd.csv")
+    fields = _fields(good) | {"bands": {"g": g, "i": spec.bands["i"]}}
+    for key in ("band", "calexp", "frame_metadata", "coadd_metadata"):
+        fields.pop(key)
+    return write_tile(good, fields)
+
+
+def test_every_band_is_checked_and_named(good):
+    tile_file = _add_band_g(good)
+    spec = load_tile(tile_file)
+    assert spec.band_names == ("g", "i") and check_tile(tile_file) == []
+    g = spec.bands["g"]
+    g.calexp.write_bytes(spec.calexp.read_bytes())  # band i's calexp under g
+    coadd = hsc_io.read_coadd_metadata(g.coadd_metadata)
+    coadd["ra2000"] += 5.0
+    hsc_io.write_archive_csv(g.coadd_metadata, coadd, hsc_io.COADD_COLUMNS)
+    problems = check_tile(tile_file)
+    assert problems == [f"band g: {g.calexp}: FILTER is 'HSC-I', expected band 'g'"], (
+        problems
+    )
+    synthetic.write_synthetic_calexp(
+        g.calexp, (120, 160), wcs=synthetic.make_wcs((120, 160), RA0 + 0.01, DEC0),
+        band="HSC-G",
+    )  # fmt: skip
+    problems = check_tile(tile_file)
+    assert problems[0].startswith(f"band g: {g.calexp}: its 160 x 120 px do not lie")
+    assert problems[-1].startswith(f"band g: {g.coadd_metadata}: its patch centre")
 
 
 def test_run_refuses_a_bad_tile_in_seconds_before_stage_01(good, tmp_path):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from astropy.io import fits
 from astropy.wcs import WCS
 
@@ -12,8 +16,8 @@ from hscsim_utils.atomic import atomic_path, write_json
 from hscsim_utils.errors import InputError, OutputError
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc import skymap
-from hscsim_utils.hsc.tile import load_tile, write_tile
-from hscsim_utils.runfolder import resolve_run
+from hscsim_utils.hsc.tile import BandFiles, TileSpec, load_tile, write_tile
+from hscsim_utils.runfolder import REPO_ROOT, resolve_run
 
 
 def _tile_values(tmp_path):
@@ -55,6 +59,253 @@ def test_bad_tile_file_names_file_and_problem(tmp_path, text, fragment):
     with pytest.raises(InputError) as err:
         load_tile(path)
     assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+# ---- multi-band tile files ---------------------------------------------------
+
+PARAMS = (REPO_ROOT / "params").resolve()
+
+
+def _band_entry(band: str) -> dict:
+    return {
+        "calexp": f"calexp-{band}.fits",
+        "frame_metadata": f"frames-{band}.csv",
+        "coadd_metadata": f"mosaic-{band}.csv",
+    }
+
+
+def _multi_band_text(bands, **top) -> str:
+    """A tile file of ``bands`` (in the given order) with files in its folder."""
+    values = {
+        "tile_name": "five",
+        "besancon_headers": [],
+        "besancon_catalogs": [],
+        "bands": {b: _band_entry(b) for b in bands},
+        **top,
+    }
+    return yaml.safe_dump(values, sort_keys=False)
+
+
+def _load_text(tmp_path, text: str):
+    path = tmp_path / "tile.yaml"
+    path.write_text(text)
+    return load_tile(path)
+
+
+def test_five_band_tile_in_hsc_order_seen_from_the_detection_band(tmp_path):
+    tile = _load_text(tmp_path, _multi_band_text("yzirg"))
+    assert tile.band_names == ("g", "r", "i", "z", "y") == tuple(tile.bands)
+    assert tile.detection_band == tile.band == "i"
+    for band, files in tile.bands.items():
+        assert files == BandFiles(
+            (tmp_path / f"calexp-{band}.fits").resolve(),
+            (tmp_path / f"frames-{band}.csv").resolve(),
+            (tmp_path / f"mosaic-{band}.csv").resolve(),
+        )
+    assert (tile.calexp, tile.frame_metadata, tile.coadd_metadata) == (
+        tile.bands["i"].calexp,
+        tile.bands["i"].frame_metadata,
+        tile.bands["i"].coadd_metadata,
+    )
+
+
+def test_explicit_detection_band(tmp_path):
+    tile = _load_text(tmp_path, _multi_band_text("gr", detection_band="r"))
+    assert tile.band_names == ("g", "r")
+    assert tile.detection_band == tile.band == "r"
+    assert tile.calexp == (tmp_path / "calexp-r.fits").resolve()
+
+
+def test_for_band_gives_that_bands_files_and_keeps_the_rest(tmp_path):
+    tile = _load_text(tmp_path, _multi_band_text("griz", seed=9))
+    g = tile.for_band("g")
+    assert (g.band, g.calexp) == ("g", (tmp_path / "calexp-g.fits").resolve())
+    assert g.frame_metadata == tile.bands["g"].frame_metadata
+    assert g.coadd_metadata == tile.bands["g"].coadd_metadata
+    assert (g.bands, g.detection_band, g.seed) == (tile.bands, "i", 9)
+    assert g.for_band("i") == tile
+    with pytest.raises(InputError) as err:
+        tile.for_band("y")
+    assert str(err.value) == "five: no band 'y' in this tile; its bands: g, r, i, z"
+
+
+def test_single_band_file_gives_the_values_it_always_gave():
+    """params/tile_template.yaml, read as before multi-band files existed."""
+    tile = load_tile(PARAMS / "tile_template.yaml")
+    data = PARAMS / "data"
+    files = BandFiles(
+        data / "calexp-HSC-I-9813-7,2.fits",
+        data / "calexp-HSC-I-9813-7,2_metadata.csv",
+        data / "calexp-HSC-I-9813-7,2_coadd_metadata.csv",
+    )
+    expected = dict(
+        tile_name="9813-7,2",
+        besancon_headers=[data / "besancon" / "besancon_0403.header"],
+        besancon_catalogs=[data / "besancon" / "besancon_0403.fits"],
+        band="i",
+        gaia_table=data / "gaia_dr3_vizier.vot",
+        truth_dir=None,
+        is_demo=False,
+        galaxy_model="Moser+24",
+        posterior_index=0,
+        seed=42,
+        stages={},
+        extra={},
+        **dataclasses.asdict(files),
+    )
+    assert {k: getattr(tile, k) for k in expected} == expected
+    assert (tile.bands, tile.detection_band) == ({"i": files}, "i")
+    assert tile.band_names == ("i",) and tile.for_band("i") == tile
+
+
+def test_template_example_of_several_bands_loads(tmp_path):
+    """The commented multi-band example of params/tile_template.yaml, switched
+    on in place of the single-band keys, is a valid tile file."""
+    lines = (PARAMS / "tile_template.yaml").read_text().splitlines()
+    start = lines.index("# A file gives one form or the other, never both. For example")
+    example = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("#   "):
+            break
+        example.append(line.removeprefix("#   "))
+    raw = yaml.safe_load((PARAMS / "tile_template.yaml").read_text())
+    for key in ("band", "calexp", "frame_metadata", "coadd_metadata"):
+        raw.pop(key)
+    raw |= yaml.safe_load("\n".join(example))
+    tile = _load_text(tmp_path, yaml.safe_dump(raw))
+    assert tile.band_names == ("g", "i") and tile.detection_band == "i"
+    assert tile.bands["g"].calexp == (tmp_path / raw["bands"]["g"]["calexp"]).resolve()
+
+
+_MULTI = "tile_name: x\nbesancon_headers: []\nbesancon_catalogs: []\n"
+_ENTRY = "{calexp: c.fits, frame_metadata: f.csv, coadd_metadata: m.csv}"
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (_MULTI + f"calexp: c.fits\nbands:\n  i: {_ENTRY}\n",
+         "gives both the single-band keys ['calexp'] and the multi-band keys "
+         "['bands']: give either"),
+        (_MULTI + f"band: i\nbands:\n  i: {_ENTRY}\ndetection_band: i\n",
+         "gives both the single-band keys ['band'] and the multi-band keys "
+         "['bands', 'detection_band']"),
+        (_MULTI + "calexp: c.fits\nframe_metadata: f.csv\ncoadd_metadata: m.csv\n"
+         "detection_band: i\n",
+         "gives both the single-band keys"),
+        (_MULTI + "detection_band: i\n", "detection_band is given without bands"),
+        (_MULTI + f"bands:\n  u: {_ENTRY}\n  i: {_ENTRY}\n",
+         "bands has unknown bands ['u']; HSC bands: g, r, i, z, y"),
+        (_MULTI + f"bands:\n  I: {_ENTRY}\n", "bands has unknown bands ['I']"),
+        (_MULTI + "bands:\n  i: c.fits\n",
+         "bands.i must be a mapping with keys calexp, frame_metadata, coadd_metadata"),
+        (_MULTI + "bands:\n  i: {calexp: c.fits, frame_metadata: f.csv}\n",
+         "bands.i lacks the keys ['coadd_metadata']"),
+        (_MULTI + "bands:\n  i: {calexp: c.fits, frame_metadata: f.csv, "
+         "coadd_metadata: null}\n",
+         "bands.i lacks the keys ['coadd_metadata']"),
+        (_MULTI + "bands:\n  i: {calexp: c.fits, frame_metadata: f.csv, "
+         "coadd_metadata: m.csv, psf: p.fits}\n",
+         "bands.i has unknown keys ['psf']; keys: calexp, frame_metadata, "
+         "coadd_metadata"),
+        (_MULTI + "bands:\n  i: {calexp: 3, frame_metadata: f.csv, "
+         "coadd_metadata: m.csv}\n",
+         "bands.i.calexp must be a path, got 3"),
+        (_MULTI + f"bands:\n  g: {_ENTRY}\n  r: {_ENTRY}\n",
+         "detection band 'i' is not among the bands ['g', 'r']: set detection_band"),
+        (_MULTI + f"bands:\n  g: {_ENTRY}\ndetection_band: z\n",
+         "detection band 'z' is not among the bands ['g']"),
+        (_MULTI + "bands: {}\n",
+         "bands is empty: give the files of at least one band"),
+        (_MULTI + "bands: null\n", "bands must be a mapping of band letters"),
+        (_MULTI + "bands: [g, i]\n", "bands must be a mapping of band letters"),
+        (_MULTI, "missing required keys ['calexp', 'frame_metadata', "
+         "'coadd_metadata']; a tile of several bands gives bands instead"),
+    ],
+    ids=["mixed-calexp", "mixed-band", "mixed-detection", "detection-alone",
+         "unknown-band", "capital-band", "entry-not-mapping", "entry-lacks-key",
+         "entry-null-path", "entry-unknown-key", "entry-not-path",
+         "default-detection-absent", "detection-absent", "empty", "null", "list",
+         "no-band-files"],
+)  # fmt: skip
+def test_bad_band_files_name_file_and_problem(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        load_tile(path)
+    assert str(err.value).startswith(f"{path}: ") and fragment in str(err.value)
+
+
+def test_multi_band_round_trip_writes_the_nested_form(tmp_path):
+    values = _tile_values(tmp_path)
+    for key in ("calexp", "frame_metadata", "coadd_metadata"):
+        values.pop(key)
+    bands = {
+        b: BandFiles(tmp_path / f"c{b}.fits", tmp_path / f"f{b}.csv",
+                     tmp_path / f"m{b}.csv")
+        for b in "zgr"
+    }  # fmt: skip
+    path = write_tile(
+        tmp_path / "sub" / "tile.yaml", values | {"bands": bands, "detection_band": "r"}
+    )
+    text = path.read_text()
+    assert str(tmp_path) not in text and "calexp: ../cg.fits" in text
+    raw = yaml.safe_load(text)
+    assert list(raw["bands"]) == ["g", "r", "z"] and raw["detection_band"] == "r"
+    assert not {"band", "calexp", "frame_metadata", "coadd_metadata"} & set(raw)
+    tile = load_tile(path)
+    assert tile.bands == bands and tile.band_names == ("g", "r", "z")
+    assert (tile.band, tile.calexp) == ("r", tmp_path / "cr.fits")
+    assert tile.seed == 7 and tile.besancon_headers == [tmp_path / "b.header"]
+
+
+def test_tilespec_fields_round_trip_in_both_forms(tmp_path):
+    single = load_tile(write_tile(tmp_path / "one.yaml", _tile_values(tmp_path)))
+    assert "bands" not in yaml.safe_load((tmp_path / "one.yaml").read_text())
+    multi = _load_text(tmp_path, _multi_band_text("gri", detection_band="g"))
+    for tile in (single, multi, multi.for_band("r")):
+        fields = dict(tile.__dict__)
+        fields.pop("extra")
+        again = load_tile(write_tile(tmp_path / "again.yaml", fields))
+        assert again == tile.for_band(tile.detection_band)
+
+
+def test_write_tile_refuses_single_band_keys_that_disagree_with_bands(tmp_path):
+    tile = _load_text(tmp_path, _multi_band_text("gi"))
+    fields = dict(tile.__dict__) | {"calexp": tmp_path / "other.fits"}
+    with pytest.raises(ValueError, match="disagree with bands"):
+        write_tile(tmp_path / "w.yaml", fields)
+    with pytest.raises(ValueError, match="disagree with bands"):
+        write_tile(tmp_path / "w.yaml", dict(tile.__dict__) | {"band": "r"})
+
+
+def test_tilespec_keeps_its_band_in_bands():
+    """Constructed with one band's files (as tests and replace() do), the tile
+    holds them in ``bands``; replacing a file replaces it there too."""
+    tile = TileSpec("t", Path("/c.fits"), Path("/f.csv"), Path("/m.csv"), [], [],
+                    band="r")  # fmt: skip
+    assert tile.bands == {"r": BandFiles(Path("/c.fits"), Path("/f.csv"),
+                                         Path("/m.csv"))}  # fmt: skip
+    assert tile.detection_band == "r"
+    other = dataclasses.replace(tile, calexp=Path("/d.fits"))
+    assert other.bands["r"].calexp == Path("/d.fits") == other.for_band("r").calexp
+
+
+def test_fingerprint_counts_every_band_file_by_content(tmp_path):
+    from hscsim_utils.pipeline.fingerprint import DigestCache, _read_digest
+
+    tile = _load_text(tmp_path, _multi_band_text("gi"))
+    for files in tile.bands.values():
+        for path in dataclasses.asdict(files).values():
+            path.write_text(path.name)
+    before = _read_digest("tile:bands", tile, {}, tmp_path, DigestCache())
+    assert str(tmp_path) not in before
+    tile.bands["g"].frame_metadata.write_text("changed")
+    after = _read_digest("tile:bands", tile, {}, tmp_path, DigestCache())
+    assert after != before
+    assert _read_digest("tile:calexp", tile, {}, tmp_path, DigestCache()) == (
+        DigestCache().path(tile.calexp)
+    )
 
 
 def test_unwritable_run_folder(tmp_path):

@@ -1,9 +1,21 @@
 """Per-tile parameters: the tile YAML file that names a patch's input files.
 
 A tile file (see ``params/tile_template.yaml``) lists the real-format inputs of
-one patch. Relative paths are taken relative to the YAML file's folder. Notebooks
-receive ``tile_file`` and ``run_dir`` as papermill parameters plus optional
-overrides of single entries; an empty ``tile_file`` means the demo tile.
+one patch. Its band files come in one of two forms, never both:
+
+- one band: top-level ``band`` (default ``i``), ``calexp``, ``frame_metadata``
+  and ``coadd_metadata``;
+- several bands: ``bands``, a mapping of HSC band letters (any of g, r, i, z, y)
+  to ``{calexp, frame_metadata, coadd_metadata}``, plus ``detection_band``
+  (default ``i``), one of them.
+
+Either way :class:`TileSpec` holds every band in ``bands`` (in the order g r i z
+y), and its ``band``, ``calexp``, ``frame_metadata`` and ``coadd_metadata`` are
+those of the detection band, so single-band stages read ``tile.calexp``;
+:meth:`TileSpec.for_band` gives the tile seen from another of its bands.
+Relative paths are taken relative to the YAML file's folder. Notebooks receive
+``tile_file`` and ``run_dir`` as papermill parameters plus optional overrides of
+single entries; an empty ``tile_file`` means the demo tile.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +37,33 @@ DEMO_DIR_ENV = "HSCSIM_DEMO_DIR"
 TILE_FILE_ENV = "HSCSIM_TILE_FILE"
 DEMO_LABEL = "DEMO tile (simulated)"
 REAL_LABEL = "REAL HSC data"
+#: The HSC broad bands, in the order HSC lists them.
+HSC_BANDS = ("g", "r", "i", "z", "y")
+
+
+@dataclass(frozen=True)
+class BandFiles:
+    """The input files of one band of a patch."""
+
+    calexp: Path
+    frame_metadata: Path
+    coadd_metadata: Path
+
+
+_BAND_FILE_KEYS = tuple(f.name for f in dataclasses.fields(BandFiles))
+_SINGLE_BAND_KEYS = ("band", *_BAND_FILE_KEYS)
+_MULTI_BAND_KEYS = ("bands", "detection_band")
 
 
 @dataclass(frozen=True)
 class TileSpec:
-    """Inputs and simulation settings of one patch."""
+    """Inputs and simulation settings of one patch.
+
+    ``band``, ``calexp``, ``frame_metadata`` and ``coadd_metadata`` are the files
+    of the band the tile is seen from (the detection band, unless from
+    :meth:`for_band`); ``bands[band]`` always holds them too. Constructed without
+    ``bands``, the tile has that one band, which is also its detection band.
+    """
 
     tile_name: str
     calexp: Path
@@ -37,6 +72,9 @@ class TileSpec:
     besancon_headers: list[Path]
     besancon_catalogs: list[Path]
     band: str = "i"
+    #: Every band of the tile, in the order g r i z y.
+    bands: dict[str, BandFiles] = field(default_factory=dict)
+    detection_band: str = "i"
     gaia_table: Path | None = None
     truth_dir: Path | None = None
     is_demo: bool = False
@@ -48,6 +86,17 @@ class TileSpec:
     stages: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.bands:
+            object.__setattr__(self, "detection_band", self.band)
+        files = BandFiles(self.calexp, self.frame_metadata, self.coadd_metadata)
+        object.__setattr__(self, "bands", _hsc_order({**self.bands, self.band: files}))
+        if self.detection_band not in self.bands:
+            raise ValueError(
+                f"detection band {self.detection_band!r} is not among the bands "
+                f"{self.band_names} of tile {self.tile_name}"
+            )
+
     @property
     def label(self) -> str:
         """Text for plot titles: says whether the data is simulated or real."""
@@ -57,9 +106,31 @@ class TileSpec:
             else (f"{REAL_LABEL}: {self.tile_name}")
         )
 
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """The tile's bands, in the order g r i z y."""
+        return tuple(self.bands)
+
+    def for_band(self, band: str) -> TileSpec:
+        """The same tile seen from ``band``: that band's calexp, frame and mosaic
+        CSVs; everything else, ``detection_band`` included, unchanged."""
+        if band not in self.bands:
+            raise InputError(
+                self.tile_name,
+                f"no band {band!r} in this tile; its bands: {', '.join(self.bands)}",
+            )
+        return dataclasses.replace(
+            self, band=band, **dataclasses.asdict(self.bands[band])
+        )
+
 
 _PATH_FIELDS = {"calexp", "frame_metadata", "coadd_metadata", "gaia_table", "truth_dir"}
 _PATH_LIST_FIELDS = {"besancon_headers", "besancon_catalogs"}
+
+
+def _hsc_order(bands: Mapping) -> dict:
+    """``bands`` with the HSC bands in the order g r i z y (others after them)."""
+    return {b: bands[b] for b in HSC_BANDS if b in bands} | dict(bands)
 
 
 def _field_types() -> dict[str, typing.Any]:
@@ -67,13 +138,17 @@ def _field_types() -> dict[str, typing.Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(TileSpec)}
 
 
+def _path(source: str, key: str, value: typing.Any, base: Path) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise InputError(source, f"{key} must be a path, got {value!r}")
+    return (base / Path(value)).resolve()
+
+
 def _coerce(source: str, key: str, value: typing.Any, base: Path) -> typing.Any:
     if key in _PATH_FIELDS:
         if value is None or value == "":
             return None
-        if not isinstance(value, str | os.PathLike):
-            raise InputError(source, f"{key} must be a path, got {value!r}")
-        return (base / Path(value)).resolve()
+        return _path(source, key, value, base)
     if key in _PATH_LIST_FIELDS:
         items = [value] if isinstance(value, str | os.PathLike) else value
         if not isinstance(items, list) or not all(
@@ -93,9 +168,54 @@ def _coerce(source: str, key: str, value: typing.Any, base: Path) -> typing.Any:
     return value
 
 
-def load_tile(path: str | os.PathLike, **overrides: typing.Any) -> TileSpec:
-    """Read a tile YAML; unknown keys, wrong types and missing keys are errors."""
-    path = Path(path)
+def _band_entry(source: str, band: str, entry: typing.Any, base: Path) -> BandFiles:
+    """The files of ``bands.<band>``: a mapping with exactly the three keys."""
+    where = f"bands.{band}"
+    keys = ", ".join(_BAND_FILE_KEYS)
+    if not isinstance(entry, dict):
+        raise InputError(source, f"{where} must be a mapping with keys {keys}")
+    unknown = sorted(set(entry) - set(_BAND_FILE_KEYS))
+    if unknown:
+        raise InputError(source, f"{where} has unknown keys {unknown}; keys: {keys}")
+    missing = [k for k in _BAND_FILE_KEYS if entry.get(k) in (None, "")]
+    if missing:
+        raise InputError(source, f"{where} lacks the keys {missing}")
+    return BandFiles(
+        **{k: _path(source, f"{where}.{k}", entry[k], base) for k in _BAND_FILE_KEYS}
+    )
+
+
+def _band_files(source: str, bands: typing.Any, base: Path) -> dict[str, BandFiles]:
+    """``bands`` of a tile file, in the order g r i z y."""
+    if not isinstance(bands, dict):
+        raise InputError(source, "bands must be a mapping of band letters to files")
+    if not bands:
+        raise InputError(source, "bands is empty: give the files of at least one band")
+    unknown = sorted(str(b) for b in set(bands) - set(HSC_BANDS))
+    if unknown:
+        raise InputError(
+            source,
+            f"bands has unknown bands {unknown}; HSC bands: {', '.join(HSC_BANDS)}",
+        )
+    return {b: _band_entry(source, b, bands[b], base) for b in HSC_BANDS if b in bands}
+
+
+def _detection_view(source: str, raw: dict, base: Path) -> dict[str, typing.Any]:
+    """``bands``, ``detection_band`` and the detection band's files as TileSpec
+    fields, from a tile file's ``bands`` and ``detection_band``."""
+    bands = _band_files(source, raw["bands"], base)
+    detection = raw.get("detection_band", "i")
+    if detection not in bands:
+        raise InputError(
+            source,
+            f"detection band {detection!r} is not among the bands "
+            f"{list(bands)}: set detection_band to one of them",
+        )
+    files = dataclasses.asdict(bands[detection])
+    return {"bands": bands, "detection_band": detection, "band": detection, **files}
+
+
+def _read_mapping(path: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "tile file not found")
     try:
@@ -104,12 +224,40 @@ def load_tile(path: str | os.PathLike, **overrides: typing.Any) -> TileSpec:
         raise InputError(path, f"not valid YAML ({err})") from None
     if not isinstance(raw, dict):
         raise InputError(path, "must be a mapping of keys to values")
-    raw.update({k: v for k, v in overrides.items() if v not in ("", None)})
+    return raw
+
+
+def _check_keys(path: Path, raw: dict) -> None:
+    """Unknown keys, and the single-band and multi-band forms mixed."""
     known = {f.name for f in dataclasses.fields(TileSpec)} - {"extra"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise InputError(path, f"unknown keys {unknown}; known keys: {sorted(known)}")
-    values = {k: _coerce(str(path), k, v, path.parent) for k, v in raw.items()}
+    single = [k for k in _SINGLE_BAND_KEYS if k in raw]
+    multi = [k for k in _MULTI_BAND_KEYS if k in raw]
+    if single and multi:
+        raise InputError(
+            path,
+            f"gives both the single-band keys {single} and the multi-band keys "
+            f"{multi}: give either band, calexp, frame_metadata, coadd_metadata "
+            "(one band) or bands and detection_band (several bands)",
+        )
+    if multi and "bands" not in raw:
+        raise InputError(path, "detection_band is given without bands")
+
+
+def load_tile(path: str | os.PathLike, **overrides: typing.Any) -> TileSpec:
+    """Read a tile YAML; unknown keys, wrong types and missing keys are errors."""
+    path = Path(path)
+    raw = _read_mapping(path)
+    raw.update({k: v for k, v in overrides.items() if v not in ("", None)})
+    _check_keys(path, raw)
+    view = _detection_view(str(path), raw, path.parent) if "bands" in raw else {}
+    values = {
+        k: _coerce(str(path), k, v, path.parent)
+        for k, v in raw.items()
+        if k not in _MULTI_BAND_KEYS
+    } | view
     required = [
         f.name
         for f in dataclasses.fields(TileSpec)
@@ -117,7 +265,13 @@ def load_tile(path: str | os.PathLike, **overrides: typing.Any) -> TileSpec:
     ]
     missing = [k for k in required if values.get(k) is None]
     if missing:
-        raise InputError(path, f"missing required keys {missing}")
+        hint = (
+            "; a tile of several bands gives bands instead of "
+            + ", ".join(_BAND_FILE_KEYS)
+            if set(missing) & set(_BAND_FILE_KEYS)
+            else ""
+        )
+        raise InputError(path, f"missing required keys {missing}{hint}")
     if len(values["besancon_headers"]) != len(values["besancon_catalogs"]):
         raise InputError(path, "besancon_headers and besancon_catalogs differ in size")
     return TileSpec(**values)
@@ -148,21 +302,67 @@ def resolve_tile(tile_file: str | os.PathLike = "", **overrides) -> TileSpec:
     return load_tile(path, **overrides)
 
 
+def _relative(value: typing.Any, folder: Path) -> typing.Any:
+    """``value`` with its paths (also in lists and band files) relative to
+    ``folder``."""
+    if isinstance(value, Path):
+        return os.path.relpath(value, folder)
+    if isinstance(value, list):
+        return [_relative(v, folder) for v in value]
+    if isinstance(value, BandFiles):
+        return _relative(dataclasses.asdict(value), folder)
+    if isinstance(value, dict):
+        return {k: _relative(v, folder) for k, v in value.items()}
+    return value
+
+
+def _check_view(values: dict, bands: Mapping) -> None:
+    """The single-band keys in ``values`` (the files of the band a tile is seen
+    from) agree with ``bands``."""
+    single = {k: values[k] for k in _SINGLE_BAND_KEYS if k in values}
+    if not single:
+        return
+    band = single.pop("band", "i")
+    entry = bands.get(band)
+    entry = dataclasses.asdict(entry) if isinstance(entry, BandFiles) else entry
+    if entry is None or any(entry.get(k) != v for k, v in single.items()):
+        raise ValueError(
+            f"band {band!r} and {sorted(single)} disagree with bands; give "
+            "either the single-band keys or bands"
+        )
+
+
+def _file_form(values: dict) -> dict:
+    """``values`` in one of the two forms of the file: with a non-empty ``bands``
+    the multi-band form (``bands`` after ``tile_name``), else the single-band
+    form."""
+    bands = values.get("bands")
+    if not bands:
+        return {k: v for k, v in values.items() if k not in _MULTI_BAND_KEYS}
+    _check_view(values, bands)
+    multi = {"bands": _hsc_order(bands)}
+    if "detection_band" in values:
+        multi["detection_band"] = values["detection_band"]
+    rest = {
+        k: v
+        for k, v in values.items()
+        if k not in _SINGLE_BAND_KEYS and k not in _MULTI_BAND_KEYS
+    }
+    head = {"tile_name": rest.pop("tile_name")} if "tile_name" in rest else {}
+    return head | multi | rest
+
+
 def write_tile(path: str | os.PathLike, values: dict) -> Path:
-    """Write a tile YAML (paths relative to its folder where possible)."""
+    """Write a tile YAML (paths relative to its folder where possible).
+
+    ``values`` has the keys of either form of the tile file (or the fields of a
+    :class:`TileSpec`, without ``extra``); with a non-empty ``bands`` (of
+    :class:`BandFiles` or mappings) the file gets the multi-band form.
+    """
     from hscsim_utils.atomic import atomic_path
 
     path = Path(path)
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, Path):
-            value = os.path.relpath(value, path.parent)
-        elif isinstance(value, list):
-            value = [
-                os.path.relpath(v, path.parent) if isinstance(v, Path) else v
-                for v in value
-            ]
-        out[key] = value
+    out = {k: _relative(v, path.parent) for k, v in _file_form(values).items()}
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(out, sort_keys=False))
     return path

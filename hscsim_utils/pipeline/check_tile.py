@@ -5,19 +5,21 @@ after stage 04, an unknown galaxy model after five stages, a frame CSV of anothe
 patch as a WCS convergence error in stage 01. :func:`check_tile` reads each input
 with the stages' own readers and checks that the inputs belong together:
 
-- the calexp: complete, HSC, the IMAGE/MASK/VARIANCE layout, ``MP_*`` planes,
-  ``FILTER`` of the tile's band;
-- the frame CSV: readable, and at least one of its CCD frames on the calexp (a CSV
-  of another patch has none);
-- the mosaic CSV: readable, and its patch centre (``ra2000``, ``dec2000``) on the
-  calexp;
+- for each band of the tile, its calexp: complete, HSC, the IMAGE/MASK/VARIANCE
+  layout, ``MP_*`` planes, ``FILTER`` of that band, and on the same patch as the
+  detection band's calexp;
+- for each band, its frame CSV: readable, and at least one of its CCD frames on
+  the band's calexp (a CSV of another patch has none);
+- for each band, its mosaic CSV: readable, and its patch centre (``ra2000``,
+  ``dec2000``) on the band's calexp;
 - the Besançon outputs: each header and catalogue readable, and their lines of
   sight covering every HEALPix pixel (nside 8) the simulation reads for the patch;
 - the Gaia table (when given): readable, with stars on the patch;
 - the galaxy model: known to the simulation config, its posterior in the cache.
 
-It returns one line per problem; ``hscsim check-tile`` prints them and exits with
-status 2 when there is any, and ``hscsim run`` runs it first.
+It returns one line per problem, those of one band's files starting with
+``band <letter>:``; ``hscsim check-tile`` prints them and exits with status 2 when
+there is any, and ``hscsim run`` runs it first.
 """
 
 from __future__ import annotations
@@ -123,9 +125,42 @@ def _galaxy_model_known(spec) -> None:
         )
 
 
+def _same_patch(wcs, shape: tuple[int, int], detection, path: Path) -> None:
+    """The calexp at ``path`` (``wcs``, ``shape``) covers the same pixels as the
+    detection band's calexp (``detection``: its WCS and shape)."""
+    det_wcs, det_shape = detection
+    ny, nx = shape
+    ra, dec = wcs.wcs_pix2world([0, nx - 1], [0, ny - 1], 0)
+    x, y = det_wcs.wcs_world2pix(ra, dec, 0)
+    if shape != det_shape or np.hypot(x - [0, nx - 1], y - [0, ny - 1]).max() > 0.5:
+        raise InputError(
+            path,
+            f"its {nx} x {ny} px do not lie on the pixels of the detection band's "
+            "calexp (another patch?)",
+        )
+
+
+def _check_band(problems: list[str], spec, detection) -> tuple | None:
+    """Problems with the files of the band ``spec`` is seen from, each line
+    starting with ``band <letter>:``; its calexp's (WCS, shape) or ``None``."""
+    from hscsim_utils.hsc.files import read_calexp
+
+    found: list[str] = []
+    calexp = _try(found, read_calexp, spec.calexp, spec.band)
+    geometry = None
+    if calexp is not None:
+        geometry = (calexp.wcs, calexp.shape)
+        del calexp  # the pixels are not needed any more
+        if detection is not None:
+            _try(found, _same_patch, *geometry, detection, spec.calexp)
+        _try(found, _frames_on_patch, spec.frame_metadata, *geometry)
+        _try(found, _mosaic_on_patch, spec.coadd_metadata, *geometry)
+    problems += [f"band {spec.band}: {line}" for line in found]
+    return geometry
+
+
 def check_tile(tile_file: str | os.PathLike) -> list[str]:
     """Problems with the inputs of ``tile_file``, one line each (empty: all fine)."""
-    from hscsim_utils.hsc.files import read_calexp
     from hscsim_utils.hsc.tile import load_tile
 
     problems: list[str] = []
@@ -133,13 +168,13 @@ def check_tile(tile_file: str | os.PathLike) -> list[str]:
     if spec is None:
         return problems
     _try(problems, _galaxy_model_known, spec)
-    calexp = _try(problems, read_calexp, spec.calexp, spec.band)
-    if calexp is None:
+    detection = _check_band(problems, spec, None)
+    for band in spec.band_names:
+        if band != spec.detection_band:
+            _check_band(problems, spec.for_band(band), detection)
+    if detection is None:
         return problems  # the other inputs are checked against the calexp
-    wcs, shape = calexp.wcs, calexp.shape
-    del calexp  # the pixels are not needed any more
-    _try(problems, _frames_on_patch, spec.frame_metadata, wcs, shape)
-    _try(problems, _mosaic_on_patch, spec.coadd_metadata, wcs, shape)
+    wcs, shape = detection
     _try(problems, _besancon_covers, spec, wcs, shape)
     if spec.gaia_table is not None:
         _try(problems, _gaia_on_patch, spec.gaia_table, wcs, shape)

@@ -19,6 +19,7 @@ an unchanged 70 MB simulation image is hashed once.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -133,17 +134,28 @@ def code_files(notebook: Path, package_dir: Path | None = None) -> list[Path]:
     return [notebook, *sorted(set(seen.values()))]
 
 
+def _value_digest(value: Any, cache: DigestCache) -> str:
+    """A tile field's value: paths by content, also inside lists, mappings (such
+    as ``bands``) and dataclasses (:class:`~hscsim_utils.hsc.tile.BandFiles`);
+    anything else by ``repr``."""
+    if isinstance(value, Path):
+        return cache.path(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={_value_digest(v, cache)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ",".join(_value_digest(v, cache) for v in value)
+    return repr(value)
+
+
 def _read_digest(
     entry: str, tile: TileSpec, products: Mapping[str, str], run_root: Path,
     cache: DigestCache,
 ) -> str:  # fmt: skip
     kind, _, name = entry.partition(":")
     if kind == "tile" and name:
-        value = getattr(tile, name)
-        if isinstance(value, list):
-            return ",".join(cache.path(v) if isinstance(v, Path) else repr(v)
-                            for v in value)  # fmt: skip
-        return cache.path(value) if isinstance(value, Path) else repr(value)
+        return _value_digest(getattr(tile, name), cache)
     if kind == "repo" and name:
         return cache.path(REPO_ROOT / name)
     if kind == "metrics" and name:
