@@ -132,6 +132,23 @@ else:
     save_and_show(fig, run.plot("07_mag_offsets.png"), dpi=100)
 
 # %% [markdown]
+# ## Redshifts of the detected galaxies
+#
+# GalSBI knows every simulated galaxy's redshift; UFig matches each detection to
+# the galaxy that dominates its segment. The n(z) of the detected galaxies below
+# MAG_AUTO 23, 24 and 25 is what a magnitude-limited selection in the data
+# corresponds to in redshift. The data have no redshifts, so this describes the
+# simulation only; the errors are bootstrap errors over the patch's galaxies
+# (cosmic variance not included).
+
+# %%
+if result.redshifts is None:
+    print("the simulation's catalogue has no matched redshifts")
+else:
+    fig = quality_plots.plot_redshift_distribution(result.redshifts, tile.label)
+    save_and_show(fig, run.plot("07_redshifts.png"), dpi=100)
+
+# %% [markdown]
 # ## Metrics
 #
 # Section `quality` of `metrics.json`. `realism`: simulation against data on the
@@ -139,7 +156,8 @@ else:
 # says which differences exceed the noise); `psf_fwhm_max_abs_diff` is null unless
 # stage 06 measured the PSF of the simulation (with the PSF CNN). `closure` (DEMO
 # tile only): every estimate of the pipeline against the demo's truth; a missing
-# product gives null and a warning. Stages 08 and 09 write sections of their own.
+# product gives null and a warning. `redshifts`: the n(z) above. Stages 08 and 09
+# write sections of their own.
 
 # %%
 print("\n".join(result.metric_lines()))

@@ -240,6 +240,39 @@ def test_stage07_metrics_json(tmp_path):
     assert section["psf_fwhm_max_abs_diff"] is None  # no PSF catalogue of the sim
 
 
+def test_stage07_redshifts_of_the_detected_galaxies(tmp_path):
+    """With ufig's matched columns the section holds the n(z) block of the
+    objects realism counts; its figure says it shows the simulation."""
+    from numpy.lib import recfunctions
+
+    rng = np.random.default_rng(8)
+    tile, run = write_products(tmp_path, rng)
+    path = run.sim_baseline / f"{simulate.FILE_PREFIX}_0_i_se.cat"
+    cat = at.load_hdf(str(path))
+    z = rng.uniform(0.2, 3.0, len(cat))
+    star_gal = np.where(rng.random(len(cat)) < 0.1, 1, 0)
+    cat = recfunctions.append_fields(cat, ("z", "star_gal"), (z, star_gal),
+                                     usemask=False)  # fmt: skip
+    path.unlink()
+    at.save_hdf(str(path), cat)
+    with pytest.warns(UserWarning, match="truth_dir"):
+        result = quality.run(tile, run, quality.Params())
+    block = read_metrics(run.metrics)["quality"]["redshifts"]
+    assert block == result.redshifts
+    assert block["simulation"] == "sim/baseline"
+    selected = cat[quality.object_selection(cat, result.inputs.masked)]
+    limits = block["limits"]
+    for limit, row in limits.items():
+        bright = selected[selected["MAG_AUTO"] < float(limit)]
+        assert row["n_detected"] == len(bright)
+        galaxies = bright["z"][bright["star_gal"] == 0]
+        assert row["n_galaxies"] == len(galaxies) > 0
+        assert row["z_median"] == pytest.approx(np.median(galaxies))
+    fig = quality_plots.plot_redshift_distribution(block, tile.label)
+    assert "SIMULATION of DEMO tile (simulated)" in fig.axes[0].get_title()
+    matplotlib.pyplot.close(fig)
+
+
 def test_stage07_inputs_must_fit(tmp_path):
     rng = np.random.default_rng(6)
     tile, run = write_products(tmp_path, rng)

@@ -47,6 +47,12 @@ magnitude bin of simulation and data (a zero-point error shows there first) and
 way the simulation's photometry is off; a chi^2 cannot tell, and misses an error
 that moves a biased simulation to the other side of the data).
 
+Redshifts (:func:`redshift_block`): n(z) of the simulation's detected galaxies
+(the objects realism counts, whole patch; matched to GalSBI's galaxies by ufig)
+for ``MAG_AUTO`` below 23, 24 and 25, with bootstrap errors
+(:mod:`hscsim_utils.numerics.redshift_distribution`). The data have no
+redshifts: this describes the simulation and is not a realism number.
+
 Closure (DEMO tile only): each stage's product compared with the truth the demo
 builder wrote beside the tile; see
 :func:`hscsim_utils.stages.closure.compute_closure`.
@@ -54,8 +60,9 @@ builder wrote beside the tile; see
 Every metric is a number or null (``None``) when its inputs are missing or too
 few; nulls come with a warning saying why. The stage's section ``quality`` of
 ``metrics.json`` holds the blocks ``realism`` (saying which simulation it
-describes, whether the data are DEMO or REAL, and the half), ``truth`` and,
-for a DEMO tile, ``closure``; it is written whole on every run.
+describes, whether the data are DEMO or REAL, and the half), ``truth``,
+``redshifts`` and, for a DEMO tile, ``closure``; it is written whole on every
+run.
 
 Entry point: :func:`run`. The stage's figures are in
 :mod:`hscsim_utils.stages.quality_plots`; stage 09 uses :func:`load_inputs`,
@@ -95,6 +102,7 @@ from hscsim_utils.numerics.realism_stats import (  # noqa: F401 (the stage's API
     robust_std,
     subsample,
 )
+from hscsim_utils.numerics.redshift_distribution import detected_nz
 from hscsim_utils.runfolder import RunFolder, read_dataset
 from hscsim_utils.stages import registry
 from hscsim_utils.stages.closure import compute_closure
@@ -625,16 +633,35 @@ def check_schema(section: Mapping[str, object], keys: tuple[str, ...]) -> None:
             raise InputError("metrics", f"{key} must be a finite number or null")
 
 
+def redshift_block(inputs: QualityInputs, band: str, simulation: str) -> dict | None:
+    """n(z) of the simulation's detected galaxies (:func:`detected_nz` of the
+    objects realism counts, whole patch) as a block of ``metrics.json``, naming
+    the ``simulation`` folder; None (with a warning) when its catalogue lacks
+    ufig's matched ``z``."""
+    cat = inputs.sim_catalog
+    if not {"star_gal", "z"} <= set(cat.dtype.names or ()):
+        _warn("the simulation's catalogue has no matched z: no n(z)")
+        return None
+    selected = cat[object_selection(cat, inputs.masked)]
+    return {
+        "simulation": simulation,
+        "magnitude": f"MAG_AUTO, {band} band",
+        "selection": "FLAGS == 0, unmasked, whole patch",
+        **detected_nz(selected),
+    }
+
+
 def write_metrics(
     run: RunFolder,
     realism: Mapping[str, object],
     closure: Mapping[str, float | None] | None = None,
     truth: Mapping[str, object] | None = None,
+    redshifts: Mapping[str, object] | None = None,
 ) -> dict:
     """Write the stage's section of ``metrics.json`` whole (after checking the
     schema): ``realism`` (a block of :func:`described_realism`), ``truth``
-    (:func:`truth_diagnostics`) and ``closure``, each left out when None.
-    Returns the file's contents."""
+    (:func:`truth_diagnostics`), ``redshifts`` (:func:`redshift_block`) and
+    ``closure``, each left out when None. Returns the file's contents."""
     check_schema(realism, REALISM_KEYS)
     missing = [k for k in ("simulation", "data") if k not in realism]
     if missing:
@@ -642,6 +669,8 @@ def write_metrics(
     section: dict[str, object] = {"realism": dict(realism)}
     if truth is not None:
         section["truth"] = dict(truth)
+    if redshifts is not None:
+        section["redshifts"] = dict(redshifts)
     if closure is not None:
         check_schema(closure, CLOSURE_KEYS)
         section["closure"] = dict(closure)
@@ -660,6 +689,7 @@ class Products:
     closure: dict | None  # DEMO tile: every stage's product against the truth
     simulation: str  # the simulation's folder, relative to the run folder
     truth: dict | None = None  # detections against the true objects
+    redshifts: dict | None = None  # n(z) of the simulation's detected galaxies
 
     @property
     def area_deg2(self) -> float:
@@ -739,6 +769,8 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     inputs = load_inputs(tile, run, folder)
     realism = described_realism(tile, run, inputs)
     truth = inputs.truth()
+    simulation = relative_path(run.root, folder)
+    redshifts = redshift_block(inputs, tile.band, simulation)
     closure = compute_closure(tile, run) if tile.is_demo else None
-    write_metrics(run, realism, closure, truth)
-    return Products(inputs, realism, closure, relative_path(run.root, folder), truth)
+    write_metrics(run, realism, closure, truth, redshifts)
+    return Products(inputs, realism, closure, simulation, truth, redshifts)

@@ -150,3 +150,29 @@ def plot_mag_offsets(truth: dict, label: str):
     ax.legend(fontsize=8)
     ax.set_title(f"{label}\nphotometry of matched objects, {truth.get('half')} half")
     return fig
+
+
+def plot_redshift_distribution(redshifts: dict, label: str):
+    """n(z) of the simulation's detected galaxies for each MAG_AUTO limit
+    (stage 07's ``redshifts`` block), normalised, with the median and its
+    bootstrap error."""
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(redshifts["z_edges"], float)
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for i, (limit, row) in enumerate(redshifts["limits"].items()):
+        counts = np.asarray(row["counts"], float)
+        if not counts.sum():
+            continue
+        density = counts / counts.sum() / np.diff(edges)
+        text = (f"MAG_AUTO < {limit}: {row['n_galaxies']} galaxies, median z "
+                f"{row['z_median']:.2f} $\\pm$ {row['z_median_err']:.2f}")  # fmt: skip
+        ax.stairs(density, edges, color=f"C{i}", label=text)
+        ax.axvline(row["z_median"], color=f"C{i}", ls=":", lw=1)
+    ax.set_xlabel("true redshift z (GalSBI)")
+    ax.set_ylabel("n(z), normalised")
+    ax.set_xlim(0, 4)
+    ax.legend(fontsize=8)
+    ax.set_title(f"SIMULATION of {label}\nredshifts of the detected galaxies "
+                 f"({redshifts['magnitude']}; {redshifts['selection']})")  # fmt: skip
+    return fig
