@@ -26,12 +26,21 @@ import pytest
 from astropy.io import fits
 
 from hscsim_utils.data import provision as pv
-from hscsim_utils.data.template_integrals import Grid
+from hscsim_utils.data.template_integrals import DEFAULT_BANDS, Grid
 from hscsim_utils.errors import InputError, OutputError, ToolError
 from hscsim_utils.pipeline.cli import main as cli_main
 
 GRID = Grid(z_max=2.0, z_step=0.1, ebv_max=0.4, ebv_step=0.1)
-BANDS = ("HSC_i2", "SuprimeCam_B")
+BANDS = ("HSC_i2", "SuprimeCam_B")  # the table of the module's cache: 2 bands
+#: Wavelength range (Angstrom) of each curve in galsbi 0.1.0's filter collection.
+FILTER_RANGES = {
+    "HSC_g": (3800, 5750),
+    "HSC_r2": (5100, 7300),
+    "HSC_i2": (6700, 8900),
+    "HSC_z": (8100, 9700),
+    "HSC_y": (9000, 11000),
+    "SuprimeCam_B": (3600, 5480),
+}
 PYPROJECT = """[build-system]
 requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
@@ -68,7 +77,7 @@ def _sfd_bytes(nside: int = 4) -> bytes:
 
 def _filters() -> dict:
     out = {}
-    for name, lo, hi in (("HSC_i2", 6700, 8900), ("SuprimeCam_B", 3600, 5480)):
+    for name, (lo, hi) in FILTER_RANGES.items():
         lam = np.linspace(lo, hi, 40)
         out[f"{name}/lam"] = lam
         out[f"{name}/amp"] = np.sin(np.pi * (lam - lo) / (hi - lo)) ** 2
@@ -117,7 +126,8 @@ def fake_sdist(tmp_path_factory) -> pv.Sdist:
 
 def _run(root, sdist, **kw):
     kw.setdefault("download", False)
-    return pv.provision(root, bands=BANDS, grid=GRID, sdist=sdist, progress=False, **kw)
+    kw.setdefault("bands", BANDS)
+    return pv.provision(root, grid=GRID, sdist=sdist, progress=False, **kw)
 
 
 def _by_name(statuses):
@@ -273,6 +283,43 @@ def test_missing_band_in_verified_table_triggers_rebuild(built, tmp_path, fake_s
     details = {"bands": ["HSC_i2"], "n_z": GRID.shape()[0], "n_ebv": GRID.shape()[1]}
     settings = pv.Settings(bands=BANDS, grid=GRID)
     assert "SuprimeCam_B" in pv._hsc_satisfies(details, settings)
+
+
+def test_two_band_manifest_does_not_satisfy_the_default_bands():
+    # details as hscsim data wrote them for the earlier default bands
+    details = {"bands": ["HSC_i2", "SuprimeCam_B"], "n_z": 7463, "n_ebv": 401}
+    assert pv.Settings().bands == DEFAULT_BANDS
+    problem = pv._hsc_satisfies(details, pv.Settings())
+    assert problem == "bands ['HSC_g', 'HSC_r2', 'HSC_y', 'HSC_z'] not in the table"
+    six = {**details, "bands": list(DEFAULT_BANDS)}
+    assert pv._hsc_satisfies(six, pv.Settings()) is None
+    assert pv._hsc_satisfies({"n_z": 7463, "n_ebv": 401}, pv.Settings())  # no list
+    full = {**details, "bands": sorted([*DEFAULT_BANDS, "GenericBessel_B"])}
+    assert pv._hsc_satisfies(full, pv.Settings()) is None
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+def test_two_band_cache_is_rebuilt_with_the_default_bands(
+    built, tmp_path, fake_sdist, capsys, manifest
+):
+    root = _copy(built[0], tmp_path / "cache")
+    if not manifest:
+        (root / "HSC_tables" / pv.MANIFEST).unlink()
+    capsys.readouterr()
+    status = _by_name(_run(root, fake_sdist, bands=DEFAULT_BANDS))
+    out = capsys.readouterr().out
+    assert status["HSC_tables"].status == "built"
+    assert status["template_BlantonRoweis07"].status == "verified"
+    rejected = [x for x in out.splitlines() if "rejected" in x]
+    assert len(rejected) == 1 and rejected[0].startswith("HSC_tables")
+    assert all(b in rejected[0] for b in ("HSC_g", "HSC_r2", "HSC_z", "HSC_y"))
+    with h5py.File(root / "HSC_tables" / pv.INTEGRALS_FILE, "r") as fh:
+        assert sorted(fh["integrals"]) == sorted(DEFAULT_BANDS)
+    details = json.loads((root / "HSC_tables" / pv.MANIFEST).read_text())["details"]
+    assert details["bands"] == sorted(DEFAULT_BANDS)
+    again = _by_name(_run(root, fake_sdist, bands=DEFAULT_BANDS))
+    assert again["HSC_tables"].status == "verified"
+    assert _by_name(_run(root, fake_sdist))["HSC_tables"].status == "verified"
 
 
 def test_force_rebuilds_from_the_cached_sdist_without_pip(built, tmp_path, fake_sdist):

@@ -6,10 +6,22 @@ import h5py
 import numpy as np
 import pytest
 
+from hscsim_utils.data import provision
 from hscsim_utils.data import template_integrals as ti
 from hscsim_utils.errors import InputError
 
-BANDS = ("HSC_i2", "SuprimeCam_B")
+BANDS = ti.DEFAULT_BANDS
+#: Wavelength range (Angstrom) and sample count of each curve in galsbi 0.1.0's
+#: HSC_filters_collection_yfix.h5; GenericBessel_B is in the file, not requested.
+FILTER_RANGES = {
+    "HSC_g": (3800.0, 5750.0, 196),
+    "HSC_r2": (5100.0, 7300.0, 221),
+    "HSC_i2": (6700.0, 8900.0, 221),
+    "HSC_z": (8100.0, 9700.0, 161),
+    "HSC_y": (9000.0, 11000.0, 192),
+    "SuprimeCam_B": (3600.0, 5480.0, 190),
+    "GenericBessel_B": (3600.0, 5600.0, 21),
+}
 SMALL_GRID = ti.Grid(z_max=6.0, z_step=0.03, ebv_max=0.4, ebv_step=0.05)
 
 
@@ -19,15 +31,11 @@ def _bump(lam, lo, hi):
 
 
 def write_inputs(folder, seed=3):
-    """Synthetic filter collection and 5 templates in galsbi's file formats."""
+    """Synthetic filter collection (7 curves) and 5 templates in galsbi's formats."""
     rng = np.random.default_rng(seed)
     filters = folder / "filters.h5"
     with h5py.File(filters, "w") as fh:
-        for name, lo, hi, n in (
-            ("HSC_i2", 6700.0, 8900.0, 221),
-            ("SuprimeCam_B", 3600.0, 5480.0, 190),
-            ("HSC_g", 3900.0, 5500.0, 80),
-        ):
+        for name, (lo, hi, n) in FILTER_RANGES.items():
             lam = np.linspace(lo, hi, n)
             fh[f"{name}/lam"] = lam
             fh[f"{name}/amp"] = _bump(lam, lo, hi) * (0.8 + 0.2 * rng.random(n))
@@ -56,7 +64,7 @@ def table(tmp_path_factory):
 def test_random_cells_match_galsbi_direct_calculation(table):
     filters, templates, out = table
     diffs = ti.spot_check(out, filters, templates, bands=BANDS, n_cells=50, seed=7)
-    assert len(diffs) == 2 * 5
+    assert len(diffs) == 6 * 5
     assert max(diffs.values()) <= 1e-10
 
 
@@ -66,7 +74,7 @@ def test_file_layout_is_galsbis_and_galsbi_reads_it(table):
     filters, templates, out = table
     n_z, n_e = SMALL_GRID.shape()
     with h5py.File(out, "r") as fh:
-        assert sorted(fh["integrals"]) == sorted(BANDS)  # HSC_g not requested
+        assert sorted(fh["integrals"]) == sorted(BANDS)  # GenericBessel_B is not
         dset = fh["integrals/HSC_i2/template_4"]
         assert dset.shape == (n_z, n_e)
         assert dset.compression == "lzf" and dset.shuffle
@@ -127,8 +135,8 @@ def test_extinction_dims_and_high_redshift_b_band_vanishes(table):
 
 def test_missing_band_names_file_and_band(tmp_path):
     filters, templates = write_inputs(tmp_path)
-    with pytest.raises(InputError, match="HSC_y") as err:
-        ti.load_inputs(filters, templates, ["HSC_i2", "HSC_y"])
+    with pytest.raises(InputError, match="HSC_NB921") as err:
+        ti.load_inputs(filters, templates, ["HSC_i2", "HSC_NB921"])
     assert str(filters) in str(err.value)
     with pytest.raises(InputError, match="file not found"):
         ti.load_inputs(tmp_path / "nope.h5", templates, ["HSC_i2"])
@@ -144,3 +152,57 @@ def test_full_grid_is_galsbis_production_grid():
 def test_max_relative_difference_treats_double_zero_as_equal():
     assert ti.max_relative_difference([0.0, 2.0], [0.0, 1.0]) == 1.0
     assert ti.max_relative_difference([1.0], [0.0]) == np.inf
+
+
+def test_default_bands_are_the_five_hsc_bands_and_the_luminosity_function_band():
+    assert ti.DEFAULT_BANDS == (
+        "HSC_g",
+        "HSC_r2",
+        "HSC_i2",
+        "HSC_z",
+        "HSC_y",
+        "SuprimeCam_B",
+    )
+
+
+@pytest.fixture(scope="module")
+def cached_inputs():
+    """Filter collection, templates and table of the provisioned cache."""
+    root = provision.default_cache_root()
+    hsc = root / provision.HSC_TABLES.name
+    templates = root / provision.TEMPLATES.name / provision.TEMPLATES_FILE
+    paths = hsc / provision.FILTERS_FILE, templates, hsc / provision.INTEGRALS_FILE
+    if not all(p.is_file() for p in paths):
+        pytest.skip(f"data cache {root} not provisioned (hscsim data)")
+    return paths
+
+
+def test_real_filters_and_templates_match_galsbi_in_every_band(cached_inputs):
+    filters_path, templates_path, _ = cached_inputs
+    flt, tpl = ti.load_inputs(filters_path, templates_path, BANDS)
+    z, ebv = np.array([0.0, 0.37, 1.234, 2.9]), np.array([0.0, 0.051, 0.4])
+    tables = ti.compute_template_integrals(flt, tpl, z, ebv, BANDS, progress=False)
+    zz, ee = (a.ravel() for a in np.meshgrid(z, ebv, indexing="ij"))
+    for band in BANDS:
+        for t in (0, 2, 4):
+            ref = ti.direct_fluxes(flt, tpl, band, t, zz, ee)
+            assert np.all(ref > 0), (band, t)
+            got = tables[band][t].ravel()
+            assert ti.max_relative_difference(got, ref) <= 1e-10, (band, t)
+
+
+def test_cached_table_holds_g_and_y_as_galsbi_computes_them(cached_inputs):
+    filters_path, templates_path, integrals_path = cached_inputs
+    with h5py.File(integrals_path, "r") as fh:
+        missing = [b for b in BANDS if b not in fh["integrals"]]
+    assert not missing, f"{integrals_path} lacks {missing}: run hscsim data"
+    diffs = ti.spot_check(
+        integrals_path,
+        filters_path,
+        templates_path,
+        bands=("HSC_g", "HSC_y"),
+        n_cells=8,
+        seed=11,
+    )
+    assert len(diffs) == 2 * 5
+    assert max(diffs.values()) <= 1e-10

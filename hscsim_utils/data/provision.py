@@ -10,7 +10,12 @@ this order, from
 2. a ``cosmo_torrent`` download (fails quickly without network);
 3. the galsbi 0.1.0 source distribution on PyPI, fetched with ``pip download``
    and kept under ``<cache>/_sdists/``; the full-resolution template integral
-   table of ``HSC_tables`` is computed (``template_integrals``).
+   table of ``HSC_tables`` is computed (``template_integrals``) for the bands
+   of ``Settings.bands`` (default: HSC g, r, i, z, y and SuprimeCam_B).
+
+The manifest of ``HSC_tables`` records the table's bands and grid shape
+(``details``); a table lacking a requested band (such as one built for
+HSC_i2 and SuprimeCam_B only) or on another grid is rebuilt, never used.
 
 The ufig 1.1.0 sdist is fetched the same way for the real Besancon catalogue and
 Gaia table in its ``tests/res`` (:func:`ufig_test_resource`). ``hscsim data`` also
@@ -272,7 +277,14 @@ def _check_hsc_tables(folder: Path, settings: Settings) -> dict:
 
 
 def _hsc_satisfies(details: dict, settings: Settings) -> str | None:
-    missing = sorted(set(settings.bands) - set(details.get("bands", [])))
+    """Why a table with manifest ``details`` cannot serve ``settings``; None if it can.
+
+    A table holding more bands than requested serves; one lacking a band does not.
+    """
+    bands = details.get("bands")
+    if not isinstance(bands, list):
+        return f"{MANIFEST} records no band list for the table"
+    missing = sorted(set(settings.bands) - set(bands))
     if missing:
         return f"bands {missing} not in the table"
     shape = (details.get("n_z"), details.get("n_ebv"))
@@ -404,6 +416,11 @@ def _verify_manifest(
     for name in ds.files:
         if name not in files:
             return manifest, f"{name} not in {MANIFEST}"
+    if ds.satisfies is not None:  # before hashing: an outdated table costs no reads
+        details = manifest.get("details")
+        problem = ds.satisfies(details if isinstance(details, dict) else {}, settings)
+        if problem:
+            return manifest, problem
     for name, entry in files.items():
         path = folder / name
         if not path.is_file():
@@ -416,8 +433,6 @@ def _verify_manifest(
             )
         if _sha256(path) != entry.get("sha256"):
             return manifest, f"{name} sha256 differs from the manifest (corrupted)"
-    if ds.satisfies is not None:
-        return manifest, ds.satisfies(manifest.get("details", {}), settings)
     return manifest, None
 
 

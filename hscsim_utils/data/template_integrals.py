@@ -13,6 +13,13 @@ enter ``W`` (elsewhere the integrand is exactly zero).
 
 Units and scalings follow galsbi: wavelengths in micrometre (file values times
 ``1e-4``), template amplitudes times ``1e4``.
+
+The cost grows linearly with the number of bands: on the full grid, 2 cores,
+the two bands HSC_i2 and SuprimeCam_B take 19-25 s and the six
+``DEFAULT_BANDS`` 60-73 s to compute (ratio 2.9-3.2, one thread: 30 s and
+89 s), plus 10 s to write the six-band file of 536 MB; the tables in memory
+take 8 bytes x 5 templates x 7463 x 401 = 120 MB per band
+(``benchmarks/bench_template_integrals.py``, machine shared with other jobs).
 """
 
 from __future__ import annotations
@@ -31,7 +38,18 @@ from hscsim_utils.atomic import atomic_path
 from hscsim_utils.errors import InputError
 from hscsim_utils.logs import quiet_loggers
 
-DEFAULT_BANDS: tuple[str, ...] = ("HSC_i2", "SuprimeCam_B")
+#: The HSC broad bands g, r, i, z, y as params/galsbi_hsc_config.py names them, and
+#: SuprimeCam_B, the band of galsbi's luminosity function. Every name is a group
+#: of galsbi 0.1.0's tests/data/HSC_tables/HSC_filters_collection_yfix.h5 (which
+#: holds these and GenericBessel_B).
+DEFAULT_BANDS: tuple[str, ...] = (
+    "HSC_g",
+    "HSC_r2",
+    "HSC_i2",
+    "HSC_z",
+    "HSC_y",
+    "SuprimeCam_B",
+)
 LAM_SCALE = 1e-4  # Angstrom -> micrometre, as galsbi loads filters and templates
 AMP_SCALE = 1e4  # template amplitude scale galsbi applies
 SPEED_OF_LIGHT_UM_PER_S = 3e14  # the value galsbi's magnitude calculator uses
