@@ -273,6 +273,29 @@ def test_stage07_redshifts_of_the_detected_galaxies(tmp_path):
     matplotlib.pyplot.close(fig)
 
 
+def test_stage07_floors_are_read_back_or_asked_for(tmp_path):
+    rng = np.random.default_rng(9)
+    tile, run = write_products(tmp_path, rng)
+    with pytest.raises(InputError, match="no noise floors of stage 07: run stage 07"):
+        quality.stage07_floors(run)
+    with pytest.warns(UserWarning, match="truth_dir"):
+        result = quality.run(tile, run, quality.Params())
+    floors = quality.stage07_floors(run)
+    assert floors == result.inputs.reference().floors
+
+
+def test_a_stage_reading_another_stages_section_counts_it_by_content(tmp_path):
+    from hscsim_utils.pipeline.fingerprint import DigestCache, _read_digest
+
+    run = RunFolder(tmp_path / "run")
+    write_section(run.metrics, "quality", {"realism": {"bkg_ks": 0.1}})
+    before = _read_digest("metrics:quality", None, {}, run.root, DigestCache())
+    write_section(run.metrics, "background_finetune", {"other": 1})
+    assert _read_digest("metrics:quality", None, {}, run.root, DigestCache()) == before
+    write_section(run.metrics, "quality", {"realism": {"bkg_ks": 0.2}})
+    assert _read_digest("metrics:quality", None, {}, run.root, DigestCache()) != before
+
+
 def test_stage07_inputs_must_fit(tmp_path):
     rng = np.random.default_rng(6)
     tile, run = write_products(tmp_path, rng)

@@ -283,3 +283,14 @@ def test_nanmedian_rows_is_numpys():
 def test_floors_on_threads_are_the_sequential_ones(data, floors, monkeypatch):
     monkeypatch.setattr(rs, "MAX_FLOOR_THREADS", 1)
     assert rs.data_floor(data) == floors
+
+
+def test_recorded_floors_are_the_floors(data, floors):
+    """metrics.json keeps each floor exactly: stage 09 reads stage 07's back."""
+    import json
+
+    records = json.loads(json.dumps(assessed(sample(2), data, floors)))
+    assert rs.recorded_floors(records) == floors
+    del records["bkg_ks"]["floor_spread"]
+    with pytest.raises(KeyError, match="floor_spread"):
+        rs.recorded_floors(records)

@@ -272,3 +272,22 @@ def test_code_change_reruns_only_the_stages_that_import_it(
     assert "01_a: unchanged" in printed
     assert "02_b: ok" in printed and "changed: code" in printed
     assert "03_c: ok" in printed  # imports plots_b through shared
+
+
+def test_a_tile_of_several_bands_runs_its_detection_band_and_says_so(tmp_path, capfd):
+    from hscsim_utils.hsc.tile import BandFiles, write_tile
+
+    bands = {}
+    for band in ("g", "i"):
+        files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
+        for path in files:
+            path.write_bytes(band.encode())
+        bands[band] = BandFiles(*files)
+    tile = write_tile(tmp_path / "tile.yaml", {
+        "tile_name": "gi", "bands": bands, "detection_band": "i",
+        "besancon_headers": [], "besancon_catalogs": [],
+    })  # fmt: skip
+    state = _run(tile, tmp_path / "run", _notebooks(tmp_path / "nb"))
+    assert {s["status"] for s in state.values()} == {"ok"}
+    out = capfd.readouterr().out
+    assert "tile gi has bands g, i: the stages run on its detection band i only" in out

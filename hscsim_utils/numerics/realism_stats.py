@@ -662,6 +662,17 @@ def data_floor(data: ImageSample, max_pixels: int = MAX_KS_PIXELS) -> dict[str, 
     return out
 
 
+def recorded_floors(statistics: Mapping[str, Mapping]) -> dict[str, Floor]:
+    """The floors of :func:`assess`'s records (``metrics.json``), exactly:
+    JSON keeps every float. A KeyError names a statistic or field missing."""
+    fields = ("floor", "floor_checkerboard", "floor_spread", "n_splits")
+    out = {}
+    for name in KINDS:
+        record = statistics[name]
+        out[name] = Floor(*(record[f] for f in fields))
+    return out
+
+
 def chi2_threshold(dof: int, quantile: float = CHI2_QUANTILE) -> float:
     """``chi2.ppf(quantile, dof) / dof``: the chi^2 per degree of freedom that
     chance exceeds with probability ``1 - quantile``."""
@@ -673,16 +684,19 @@ def chi2_threshold(dof: int, quantile: float = CHI2_QUANTILE) -> float:
 def assess(stat: Statistic, floor: Floor) -> dict:
     """Value, floor and significance of one statistic, for ``metrics.json``.
 
-    Keys: ``value``, ``kind``, ``floor``, ``floor_checkerboard``, ``threshold``
-    (on the deviation: ``2 floor``, or the chi^2 99% point per degree of
-    freedom), ``significant`` (None when the value or its threshold is
-    missing), and for chi^2 ``dof`` and ``floor_exceeds_threshold``.
+    Keys: ``value``, ``kind``, ``floor``, ``floor_checkerboard``,
+    ``floor_spread``, ``n_splits`` (the :class:`Floor`; :func:`recorded_floors`
+    reads it back), ``threshold`` (on the deviation: ``2 floor``, or the chi^2
+    99% point per degree of freedom), ``significant`` (None when the value or
+    its threshold is missing), and for chi^2 ``dof`` and
+    ``floor_exceeds_threshold``.
     """
     out: dict = {
         "value": stat.value,
         "kind": stat.kind,
         "floor": floor.floor,
         "floor_checkerboard": floor.checkerboard,
+        "floor_spread": floor.spread,
         "n_splits": floor.n_splits,
     }
     if stat.n is not None:

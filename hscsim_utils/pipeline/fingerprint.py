@@ -10,7 +10,8 @@ or when one of its declared outputs is missing. The fingerprint covers
   editing a module every stage imports re-runs them all;
 - parameters: the values the runner passes to the notebook;
 - inputs: what the stage declares it reads (:mod:`hscsim_utils.stages.registry`),
-  by content: the files a tile field names, repository files, run-folder products.
+  by content: the files a tile field names, repository files, run-folder products,
+  another stage's section of ``metrics.json``.
 
 Content hashes of large files are remembered by (size, modification time), so
 an unchanged 70 MB simulation image is hashed once.
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hscsim_utils.hsc.tile import TileSpec
-from hscsim_utils.runfolder import REPO_ROOT
+from hscsim_utils.metrics import read_section
+from hscsim_utils.runfolder import METRICS_FILE, REPO_ROOT
 from hscsim_utils.stages.registry import StageSpec
 
 __all__ = ["DigestCache", "code_files", "fingerprint", "missing_outputs"]
@@ -158,8 +160,9 @@ def _read_digest(
         return _value_digest(getattr(tile, name), cache)
     if kind == "repo" and name:
         return cache.path(REPO_ROOT / name)
-    if kind == "metrics" and name:
-        return "section"  # an output of its stage; nothing reads it
+    if kind == "metrics" and name:  # another stage's section, by content
+        section = read_section(run_root / METRICS_FILE, name)
+        return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()
     return cache.path(run_root / products[entry].rstrip("/"))
 
 

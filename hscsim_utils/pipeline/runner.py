@@ -292,6 +292,8 @@ def run_tile(
     )  # fmt: skip
     for stage in all_stages:  # every assignment checked before anything runs
         chain.params(stage)
+    if len(chain.tile.bands) > 1:
+        print(f"{chain.prefix}{single_band_note(chain.tile)}", flush=True)
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
     bar = tqdm(all_stages, desc=f"{chain.prefix}stages", unit="stage",
                file=sys.stdout)  # fmt: skip
@@ -305,6 +307,16 @@ def run_tile(
         if report:
             write_report(run, stale, tile_file, chain.state)
     return chain.state
+
+
+def single_band_note(tile: TileSpec) -> str:
+    """What the chain does with a tile of several bands: its stages run on the
+    detection band (the several-band simulation is
+    ``simulate.run_simulation(band_runs=...)``)."""
+    return (
+        f"tile {tile.tile_name} has bands {', '.join(tile.bands)}: the stages run "
+        f"on its detection band {tile.detection_band} only"
+    )
 
 
 def check_settings(

@@ -26,11 +26,12 @@ Both simulations use stage 08's improved PSF model when it exists.
 Every realism block (stage 07's
 :func:`hscsim_utils.stages.quality.described_realism`) is computed on the
 *scoring* half, which the correction never saw, with the noise floors of stage
-07 (the data's halves against each other, computed once and shared by the four
-simulations): the tuned simulation's ``bkg_std_ratio`` is then a test of the
-correction, not its definition. On the 2000 x 2000 DEMO tile the correction
-from the tuning half (1.094) gives a width ratio of 0.9963 on the scoring half,
-within its noise floor (threshold ``|r - 1| < 0.011``).
+07 (the data's halves against each other, read from stage 07's section of
+``metrics.json``, so both stages score against the same floors; the stage
+therefore reads ``metrics:quality``): the tuned simulation's ``bkg_std_ratio``
+is then a test of the correction, not its definition. On the 2000 x 2000 DEMO
+tile the correction from the tuning half (1.094) gives a width ratio of 0.9963
+on the scoring half, within its noise floor (threshold ``|r - 1| < 0.011``).
 
 Entry point: :func:`run`. Everything the stage writes is in its product
 ``background_finetune/`` (besides its section ``background_finetune`` of
@@ -50,7 +51,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -320,10 +321,12 @@ class Products:
 @dataclass
 class _Steps:
     """The realism blocks and scoring-half background pixels gathered so far,
-    and the data's reference (sample and noise floors), computed once."""
+    and the data's reference: its sample, built once, and the noise floors
+    stage 07 computed (:func:`~hscsim_utils.stages.quality.stage07_floors`)."""
 
-    blocks: dict[str, dict]
-    backgrounds: dict[str, np.ndarray]
+    floors: dict
+    blocks: dict[str, dict] = field(default_factory=dict)
+    backgrounds: dict[str, np.ndarray] = field(default_factory=dict)
     data_bkg: np.ndarray | None = None
     data: dict | None = None  # the data side of the inputs (read again after None)
     reference: quality.RealismReference | None = None
@@ -334,6 +337,7 @@ class _Steps:
         """Realism block (scoring half) of the simulation in ``folder``; returns
         its inputs."""
         inputs = quality.load_inputs(tile, run, folder, self.data, self.reference)
+        inputs.reference(self.floors)
         self.blocks[name] = quality.described_realism(tile, run, inputs)
         self.backgrounds[name], self.data_bkg = inputs.background(SCORING)
         self.data, self.reference = inputs.data_side(), inputs.reference()
@@ -348,7 +352,7 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     Writes the product ``background_finetune/`` and section
     ``background_finetune`` of ``metrics.json``, nothing else.
     """
-    steps = _Steps({}, {})
+    steps = _Steps(quality.stage07_floors(run))
     improved_psf = psf_finetune.improved_model_path(run).is_file()
     steps.add(tile, run, run.sim_baseline, BASELINE)
     tuned_psf_sim = psf_finetune.tuned_sim_dir(run)

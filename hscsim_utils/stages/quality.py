@@ -87,6 +87,7 @@ from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.metrics import (
     CLOSURE_KEYS,
     REALISM_KEYS,
+    read_section,
     realism_block,
     relative_path,
     write_section,
@@ -392,11 +393,14 @@ class QualityInputs:
             objects, objects["XWIN_IMAGE"], objects["YWIN_IMAGE"],
         )  # fmt: skip
 
-    def reference(self) -> RealismReference:
-        """The data's :class:`RealismReference` (computed on first use)."""
+    def reference(self, floors: dict[str, rs.Floor] | None = None) -> RealismReference:
+        """The data's :class:`RealismReference` (computed on first use); ``floors``:
+        the data's floors as computed before (:func:`stage07_floors`)."""
         if self._reference is None:
             data = self.image_sample("data")
-            self._reference = RealismReference(data, rs.data_floor(data))
+            if floors is None:
+                floors = rs.data_floor(data)
+            self._reference = RealismReference(data, floors)
         return self._reference
 
     def realism(self, seed: int = 0, reference: RealismReference | None = None) -> dict:
@@ -615,6 +619,20 @@ def described_realism(
 
 
 # ---------------------------------------------------------------- metrics.json
+
+
+def stage07_floors(run: RunFolder) -> dict[str, rs.Floor]:
+    """The data's noise floors as stage 07 computed and wrote them (the data
+    and its halvings do not depend on the simulation): stage 09 scores its
+    simulations against the same floors without the ~7 s of computing them."""
+    try:
+        statistics = read_section(run.metrics, STAGE.name)["realism"]["statistics"]
+        return rs.recorded_floors(statistics)
+    except (KeyError, TypeError):
+        raise InputError(
+            run.metrics,
+            "has no noise floors of stage 07: run stage 07 (quality) first",
+        ) from None
 
 
 def check_schema(section: Mapping[str, object], keys: tuple[str, ...]) -> None:

@@ -18,7 +18,8 @@ can list it (a test keeps both in sync):
 - a product name of :data:`hscsim_utils.runfolder.PRODUCTS`: a file or folder in
   the run folder, counted by content;
 - ``metrics:<section>``: a section of the run's ``metrics.json``, owned by the
-  stage of that name and written by no other.
+  stage of that name and written by no other; a stage that reads it counts it
+  by content.
 
 No stage writes another stage's products. Importing this module imports no
 stage (the runner reads the table without loading astropy or ufig).
@@ -107,7 +108,8 @@ STAGES: tuple[StageSpec, ...] = (
         "09", "background_finetune",
         reads=(*_CALEXP, "tile:is_demo", *_SIM_SETTINGS, "skymapinfo_npy",
                "sysmaps", "mask", "overlap", "besancon", "gaia", "sextractor_cat",
-               "sextractor_seg", "psf_model", "sim_baseline", "psf_finetune"),
+               "sextractor_seg", "psf_model", "sim_baseline", "psf_finetune",
+               "metrics:quality"),
         writes=("background_finetune", "metrics:background_finetune"),
     ),
 )
