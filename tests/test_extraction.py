@@ -456,3 +456,53 @@ def test_large_no_data_area_changes_neither_threshold_nor_detections(tmp_path):
         assert found.all() and (nearest < 3).all()  # every star, nothing else
         results[cols] = np.median(cat["THRESHOLD"])
     assert results[700] == pytest.approx(results[0], rel=0.05)
+
+
+def test_forced_photometry_measures_the_detections_in_another_band(synthetic, tmp_path):
+    """Dual-image mode on the data: the i-band detections measured on a g-band
+    calexp (broader PSF, other noise), row for row; MAG_AUTO differences are
+    the stars' colours."""
+    calexp_i, (x, y, mag) = synthetic
+    rng = np.random.default_rng(4)
+    colour = rng.uniform(-0.5, 1.5, mag.size)
+    ny, nx = calexp_i.shape
+    image = rng.normal(size=(ny, nx)) * 0.04
+    add_moffat_stars(image, x, y, 10 ** (-0.4 * (mag + colour - 27)), fwhm=4.8)
+    no_data = ~np.isfinite(calexp_i.image)
+    image[no_data] = np.nan
+    mask = np.where(no_data, NO_DATA, 0).astype(np.int32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_calexp(tmp_path / "g.fits", image, mask, np.full_like(image, 0.04**2),
+                     calexp_i.header)  # fmt: skip
+    calexp_g = read_calexp(tmp_path / "g.fits")
+    paths_i, paths_g = outputs(tmp_path / "i"), outputs(tmp_path / "g")
+    extraction.run_sextractor(calexp_i, SETTINGS, *paths_i)
+    extraction.run_sextractor(calexp_g, SETTINGS, *paths_g, detection=calexp_i)
+    cat_i, cat_g = (extraction.read_catalog(p[0]) for p in (paths_i, paths_g))
+    assert len(cat_g) == len(cat_i) > 40
+    np.testing.assert_array_equal(cat_g["X_IMAGE"], cat_i["X_IMAGE"])
+    np.testing.assert_array_equal(fits.getdata(paths_g[1]), fits.getdata(paths_i[1]))
+    d = np.hypot(cat_i["X_IMAGE"][:, None] - 1 - x, cat_i["Y_IMAGE"][:, None] - 1 - y)
+    nearest, found = d.argmin(axis=0), d.min(axis=0) < 1
+    bright = found & (mag + colour < 21.5)
+    measured = cat_g["MAG_AUTO"][nearest] - cat_i["MAG_AUTO"][nearest]
+    residual = (measured - colour)[bright]
+    assert bright.sum() > 20
+    # the g PSF is broader: the i-band Kron apertures hold a little less of it
+    assert 0 <= np.median(residual) < 0.08
+    assert np.std(residual) < 0.05
+    with pytest.raises(InputError, match="is not the measured calexp's"):
+        extraction.run_sextractor(
+            calexp_g, SETTINGS, *outputs(tmp_path / "x"),
+            detection=_cut(calexp_i, tmp_path / "cut.fits"),
+        )  # fmt: skip
+
+
+def _cut(calexp, path):
+    """The calexp's first 100 rows as a calexp of its own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_calexp(path, calexp.image[:100], calexp.mask[:100],
+                     calexp.variance[:100], calexp.header)  # fmt: skip
+    return read_calexp(path)

@@ -260,6 +260,21 @@ def prepare_inputs(
     return image, weight
 
 
+def _write_inputs(
+    stem: Path, calexp: Calexp, weighting: str, blank_planes: tuple[str, ...]
+) -> tuple[Path, Path | None]:
+    """Image and weight (:func:`prepare_inputs`) as ``<stem>.fits`` and
+    ``<stem>_weight.fits``."""
+    image, weight = prepare_inputs(calexp, weighting, blank_planes)
+    image_path = stem.with_suffix(".fits")
+    _write_fits(image_path, image, calexp.header)
+    if weight is None:
+        return image_path, None
+    weight_path = stem.parent / f"{stem.name}_weight.fits"
+    _write_fits(weight_path, weight, calexp.header)
+    return image_path, weight_path
+
+
 def _write_fits(path: Path, data: np.ndarray, header: fits.Header) -> None:
     hdr = header.copy()
     for key in _STRUCTURAL_KEYS:
@@ -275,17 +290,22 @@ def build_command(
     checkimages: tuple[Path, Path],
     settings: ExtractionSettings,
     config: str = DEFAULT_CONFIG,
+    detection: tuple[Path, Path | None] | None = None,
 ) -> list[str]:
-    """SExtractor command line (dual-image mode: detection on the image itself)."""
+    """SExtractor command line in dual-image mode: detection on ``detection``
+    (image and weight; default the image itself), measurement on the image."""
+    det_image, det_weight = detection or (image, weight)
+    if (weight is None) != (det_weight is None):
+        raise ValueError("detection and measurement images need weights alike")
     if weight is None:
         weight_args = ["-WEIGHT_TYPE", "NONE,NONE"]
     else:
         weight_args = [
             "-WEIGHT_TYPE", "MAP_WEIGHT,MAP_WEIGHT",
-            "-WEIGHT_IMAGE", f"{weight},{weight}",
+            "-WEIGHT_IMAGE", f"{det_weight},{weight}",
         ]  # fmt: skip
     return [
-        binary, f"{image},{image}",
+        binary, f"{det_image},{image}",
         "-c", str(config_file(config)),
         *settings.as_arguments(),
         "-STARNNW_NAME", str(config_file(DEFAULT_NNW)),
@@ -351,15 +371,25 @@ def run_sextractor(
     config: str = DEFAULT_CONFIG,
     weighting: str = "none",
     blank_planes: tuple[str, ...] = BLANK_PLANES,
+    detection: Calexp | None = None,
 ) -> dict:
     """Run SExtractor on a calexp; write catalogue (HDF5) and check-images.
 
-    All three outputs appear together or not at all. Returns a summary with the
-    number of sources, the run time and SExtractor's warnings.
+    ``detection``: the calexp of the detection band (forced photometry, as
+    ufig's ``run_sextractor_forced_photometry`` does for the simulation): its
+    sources are measured on ``calexp`` in the same apertures, row for row, and
+    the segmentation map is the detection image's. All three outputs appear
+    together or not at all. Returns a summary with the number of sources, the
+    run time and SExtractor's warnings.
     """
     exe = find_sextractor(binary)
     catalog, segmentation, background = map(Path, (catalog, segmentation, background))
-    image, weight = prepare_inputs(calexp, weighting, blank_planes)
+    if weighting not in _WEIGHTINGS:
+        raise InputError("weighting", f"must be one of {_WEIGHTINGS}, "
+                         f"got {weighting!r}")  # fmt: skip
+    if detection is not None and detection.shape != calexp.shape:
+        raise InputError(detection.path, f"shape {detection.shape} is not the "
+                         f"measured calexp's {calexp.shape}")  # fmt: skip
     catalog.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         work = Path(
@@ -372,15 +402,18 @@ def run_sextractor(
         tmp_cat = stack.enter_context(atomic_path(catalog))
         tmp_seg = stack.enter_context(atomic_path(segmentation))
         tmp_bkg = stack.enter_context(atomic_path(background))
-        image_path, weight_path = work / "image.fits", None
-        _write_fits(image_path, image, calexp.header)
-        if weight is not None:
-            weight_path = work / "weight.fits"
-            _write_fits(weight_path, weight, calexp.header)
+        image_path, weight_path = _write_inputs(
+            work / "image", calexp, weighting, blank_planes
+        )
+        det_paths = None
+        if detection is not None:
+            det_paths = _write_inputs(work / "detection", detection, weighting,
+                                      blank_planes)  # fmt: skip
         ldac = work / "catalog.ldac"
         cmd = build_command(
-            exe, image_path, weight_path, ldac, (tmp_seg, tmp_bkg), settings, config
-        )
+            exe, image_path, weight_path, ldac, (tmp_seg, tmp_bkg), settings, config,
+            det_paths,
+        )  # fmt: skip
         start = time.perf_counter()
         proc = _run(cmd, cwd=work)
         seconds = time.perf_counter() - start
