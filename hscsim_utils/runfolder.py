@@ -49,6 +49,7 @@ PRODUCTS: dict[str, str] = {
     "sim_baseline": "sim/baseline/",
     "psf_finetune": "psf_finetune/",
     "background_finetune": "background_finetune/",
+    "band_runs": "bands/",
 }
 METRICS_FILE = "metrics.json"
 
@@ -74,6 +75,11 @@ class RunFolder:
             d.mkdir(parents=True, exist_ok=True)
             return d
         return self.path(*rel.split("/"))
+
+    def band_run(self, band: str) -> RunFolder:
+        """The run folder of ``band``'s per-band stages, for a tile of several
+        bands whose detection band runs here (``bands/<band>/``)."""
+        return RunFolder(self.root / PRODUCTS["band_runs"] / band)
 
     def path(self, *parts: str) -> Path:
         """Return ``root/parts``, creating its parent folder."""

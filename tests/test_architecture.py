@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hscsim_utils.runfolder import PRODUCTS
-from hscsim_utils.stages.registry import STAGES
+from hscsim_utils.stages.registry import RUNNER_PRODUCTS, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hscsim_utils"
@@ -163,9 +163,15 @@ def test_declared_products_exist_and_every_product_has_one_writer():
         for entry in s.writes:
             writers.setdefault(entry, []).append(s.name)
     assert {k: v for k, v in writers.items() if len(v) > 1} == {}
-    assert set(PRODUCTS) <= set(writers), "a product nobody writes"
-    for s in STAGES:  # a stage reads only what an earlier stage wrote
+    assert set(PRODUCTS) - set(RUNNER_PRODUCTS) <= set(writers), (
+        "a product nobody writes"
+    )
+    assert not set(RUNNER_PRODUCTS) & set(writers)
+    for s in STAGES:  # a stage reads only what an earlier stage (or the runner
+        # before any stage after the per-band ones) wrote
         earlier = {w for t in STAGES if t.number < s.number for w in t.writes}
+        if all(t.number < s.number for t in STAGES if t.per_band):
+            earlier |= set(RUNNER_PRODUCTS)
         products = {r for r in s.reads if ":" not in r}
         assert products <= earlier, f"stage {s.name} reads {products - earlier}"
 

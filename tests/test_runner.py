@@ -274,20 +274,51 @@ def test_code_change_reruns_only_the_stages_that_import_it(
     assert "03_c: ok" in printed  # imports plots_b through shared
 
 
-def test_a_tile_of_several_bands_runs_its_detection_band_and_says_so(tmp_path, capfd):
-    from hscsim_utils.hsc.tile import BandFiles, write_tile
+#: a and b run per band; c reads a and b of the detection band.
+BAND_SPECS = (
+    StageSpec("01", "a", reads=("tile:calexp",), writes=("a",), per_band=True),
+    StageSpec("02", "b", reads=("a",), writes=("b",), per_band=True),
+    StageSpec("03", "c", reads=("b", "band_runs"), writes=("c",)),
+)
+BAND_PRODUCTS = {**PRODUCTS, "band_runs": "bands/"}
+
+
+def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path, capfd):
+    from hscsim_utils.hsc.tile import BandFiles, load_tile, write_tile
 
     bands = {}
-    for band in ("g", "i"):
+    for band in ("g", "r", "i"):
         files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
         for path in files:
             path.write_bytes(band.encode())
         bands[band] = BandFiles(*files)
     tile = write_tile(tmp_path / "tile.yaml", {
-        "tile_name": "gi", "bands": bands, "detection_band": "i",
-        "besancon_headers": [], "besancon_catalogs": [],
+        "tile_name": "gri", "bands": bands, "detection_band": "i",
+        "besancon_headers": [], "besancon_catalogs": [], "stages": {"b": {"level": 3}},
     })  # fmt: skip
-    state = _run(tile, tmp_path / "run", _notebooks(tmp_path / "nb"))
-    assert {s["status"] for s in state.values()} == {"ok"}
-    out = capfd.readouterr().out
-    assert "tile gi has bands g, i: the stages run on its detection band i only" in out
+    nbs, out = _notebooks(tmp_path / "nb"), tmp_path / "run"
+    kwargs = {"notebook_dir": nbs, "specs": BAND_SPECS, "products": BAND_PRODUCTS}
+    state = runner.run_tile(tile, out, **kwargs)
+    assert [s["status"] for s in state.values()] == ["ok"] * 3
+    assert (out / "02_b.txt").read_text() == "1/3"
+    for band in ("g", "r"):
+        folder = out / "bands" / band
+        seen = load_tile(folder / "tile.yaml")  # the tile from that band, one band
+        assert (seen.band, seen.bands.keys(), seen.calexp) == (
+            band, {band}, bands[band].calexp
+        )  # fmt: skip
+        assert seen.stages == {"b": {"level": 3}}  # the tile's settings hold
+        assert sorted(p.name for p in folder.glob("*.txt")) == ["01_a.txt", "02_b.txt"]
+    printed = capfd.readouterr().out
+    assert "[band g] 01_a: ok" in printed and "[band r] 02_b: ok" in printed
+
+    runner.run_tile(tile, out, **kwargs)
+    assert capfd.readouterr().out.count("unchanged, skipped") == 3 + 2 * 2
+    bands["g"].calexp.write_bytes(b"new g")
+    runner.run_tile(tile, out, **kwargs)
+    printed = capfd.readouterr().out
+    assert "[band g] 01_a: ok" in printed and "[band g] 02_b: ok" in printed
+    assert "03_c: ok" in printed and "changed: band_runs" in printed  # reads them
+    assert printed.count("unchanged, skipped") == 2 + 2  # r; a, b of band i
+    runner.run_tile(tile, out, stages="03", **kwargs)  # no per-band stage chosen
+    assert "band g" not in capfd.readouterr().out

@@ -507,3 +507,18 @@ def test_fine_tuning_stages_simulate_with_stage_06_choices(simulated):
         "galaxy_model": "Moser+24", "posterior_index": 0, "seed": SEED,
         "counts": "variable", "photon_noise": "tutorial",
     }  # fmt: skip
+
+
+def test_stage_06_reads_every_band_where_the_runner_ran_it(tmp_path):
+    from hscsim_utils.hsc.tile import BandFiles
+    from hscsim_utils.runfolder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    one = make_tile(tmp_path)
+    assert simulate.tile_band_runs(one, run) == {"i": run}
+    files = BandFiles(tmp_path / "g.fits", tmp_path / "g.csv", tmp_path / "gm.csv")
+    two = make_tile(tmp_path, bands={"g": files}, detection_band="i")
+    assert two.band_names == ("g", "i")
+    assert simulate.tile_band_runs(two, run) == {
+        "g": RunFolder(run.root / "bands" / "g"), "i": run,
+    }  # fmt: skip

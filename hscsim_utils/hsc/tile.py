@@ -362,7 +362,14 @@ def write_tile(path: str | os.PathLike, values: dict) -> Path:
     from hscsim_utils.atomic import atomic_path
 
     path = Path(path)
-    out = {k: _relative(v, path.parent) for k, v in _file_form(values).items()}
+    text = tile_text(path, values)
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(out, sort_keys=False))
+        tmp.write_text(text)
     return path
+
+
+def tile_text(path: str | os.PathLike, values: dict) -> str:
+    """The YAML text :func:`write_tile` writes to ``path``."""
+    folder = Path(path).parent
+    out = {k: _relative(v, folder) for k, v in _file_form(values).items()}
+    return yaml.safe_dump(out, sort_keys=False)

@@ -58,7 +58,8 @@ class DigestCache:
         return h.hexdigest()
 
     def path(self, path: Path | None) -> str:
-        """Digest of a file, of every file in a folder, or ``missing``."""
+        """Digest of a file, of every file in a folder (but the runner's own
+        hidden files: state, digests, call logs), or ``missing``."""
         if path is None:
             return "none"
         path = Path(path)
@@ -67,7 +68,9 @@ class DigestCache:
         if path.is_dir():
             h = hashlib.sha256()
             for p in sorted(q for q in path.rglob("*") if q.is_file()):
-                h.update(f"{p.relative_to(path)}:{self.file(p)}".encode())
+                rel = p.relative_to(path)
+                if not any(part.startswith(".") for part in rel.parts):
+                    h.update(f"{rel}:{self.file(p)}".encode())
             return h.hexdigest()
         return "missing"
 

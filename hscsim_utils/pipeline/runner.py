@@ -13,6 +13,7 @@ chain, leaves its executed notebook for inspection and names the failing cell.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 from hscsim_utils import calltimes
 from hscsim_utils.atomic import TMP_PREFIX, sweep_temporaries, write_json
 from hscsim_utils.errors import InputError, StageFailed
-from hscsim_utils.hsc.tile import TileSpec, load_tile
+from hscsim_utils.hsc.tile import TileSpec, load_tile, tile_text, write_tile
 from hscsim_utils.interpreter import KERNEL_NAME
 from hscsim_utils.memory import PeakMemory
 from hscsim_utils.metrics import read_metrics, update_metrics
@@ -292,9 +293,10 @@ def run_tile(
     )  # fmt: skip
     for stage in all_stages:  # every assignment checked before anything runs
         chain.params(stage)
-    if len(chain.tile.bands) > 1:
-        print(f"{chain.prefix}{single_band_note(chain.tile)}", flush=True)
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
+    for band in chain.tile.bands:
+        if band != chain.tile.band:
+            _run_band(chain, band, chosen, force, notebook_dir, specs)
     bar = tqdm(all_stages, desc=f"{chain.prefix}stages", unit="stage",
                file=sys.stdout)  # fmt: skip
     try:
@@ -309,14 +311,42 @@ def run_tile(
     return chain.state
 
 
-def single_band_note(tile: TileSpec) -> str:
-    """What the chain does with a tile of several bands: its stages run on the
-    detection band (the several-band simulation is
-    ``simulate.run_simulation(band_runs=...)``)."""
-    return (
-        f"tile {tile.tile_name} has bands {', '.join(tile.bands)}: the stages run "
-        f"on its detection band {tile.detection_band} only"
-    )
+def band_tile_file(tile: TileSpec, band: str, folder: Path) -> Path:
+    """``folder/tile.yaml``: the tile seen from ``band``, as a tile file of that
+    one band (written only when its content changes)."""
+    view = tile.for_band(band)
+    values = {f.name: getattr(view, f.name) for f in dataclasses.fields(view)
+              if f.name not in ("bands", "detection_band", "extra")}  # fmt: skip
+    path = folder / "tile.yaml"
+    text = tile_text(path, values)
+    if not path.is_file() or path.read_text() != text:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_tile(path, values)
+    return path
+
+
+def _run_band(
+    chain: _Chain, band: str, chosen: set[str], force: bool, notebook_dir: Path,
+    specs: Sequence[StageSpec],
+) -> None:  # fmt: skip
+    """The per-band stages of ``band`` (a band other than the detection band)
+    as a run of their own in ``RUN/bands/<band>/``, on the tile seen from that
+    band; the several-band stages read their products there."""
+    per_band = {s.number for s in specs if s.per_band} & chosen
+    if not per_band:
+        return
+    folder = chain.run.band_run(band).root
+    print(f"{chain.prefix}band {band}: stages {', '.join(sorted(per_band))} "
+          f"in {folder}", flush=True)  # fmt: skip
+    label = f"{chain.prefix.strip(' []')} band {band}".strip()
+    settings = [f"{stage}.{name}={value}" for stage, values in chain.cli.items()
+                for name, value in values.items()]  # fmt: skip
+    run_tile(
+        band_tile_file(chain.tile, band, folder), folder,
+        stages=",".join(sorted(per_band)), force=force, report=False,
+        notebook_dir=notebook_dir, label=label, settings=settings, specs=specs,
+        products=chain.products,
+    )  # fmt: skip
 
 
 def check_settings(

@@ -29,7 +29,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["STAGES", "StageSpec", "spec"]
+__all__ = ["RUNNER_PRODUCTS", "STAGES", "StageSpec", "spec"]
+
+#: Products the runner writes, not a stage: the runs of the per-band stages of a
+#: tile's other bands (``RUN/bands/<band>/``).
+RUNNER_PRODUCTS = ("band_runs",)
 
 _CALEXP = ("tile:calexp", "tile:band")
 _FRAMES = ("tile:frame_metadata", "tile:coadd_metadata")
@@ -48,6 +52,9 @@ class StageSpec:
     name: str
     reads: tuple[str, ...]
     writes: tuple[str, ...]
+    #: Runs once per band of a tile of several bands (each other band in a run
+    #: of its own, ``RUN/bands/<band>/``, on the tile seen from that band).
+    per_band: bool = False
 
     @property
     def notebook(self) -> str:
@@ -65,30 +72,31 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "01", "sky_and_sysmaps",
         reads=(*_CALEXP, *_FRAMES),
-        writes=("skymapinfo_json", "skymapinfo_npy", "sysmaps"),
+        writes=("skymapinfo_json", "skymapinfo_npy", "sysmaps"), per_band=True,
     ),
-    StageSpec("02", "masks", reads=_CALEXP, writes=("mask", "overlap")),
+    StageSpec("02", "masks", reads=_CALEXP, writes=("mask", "overlap"),
+              per_band=True),
     StageSpec(
         "03", "source_extraction",
         reads=(*_CALEXP, "skymapinfo_json", "mask", "overlap"),
-        writes=("sextractor_cat", "sextractor_seg", "sextractor_bkg"),
+        writes=("sextractor_cat", "sextractor_seg", "sextractor_bkg"), per_band=True,
     ),
     StageSpec(
         "04", "stars",
         reads=(*_CALEXP, "tile:besancon_headers", "tile:besancon_catalogs",
                "tile:gaia_table", "tile:is_demo", "tile:seed"),
-        writes=("besancon", "gaia"),
+        writes=("besancon", "gaia"), per_band=True,
     ),
     StageSpec(
         "05", "psf",
         reads=("tile:calexp", "tile:frame_metadata", "tile:truth_dir",
                "sextractor_cat", "sysmaps", "gaia"),
-        writes=("psf_model", "psf_catalog", "psf_summary"),
+        writes=("psf_model", "psf_catalog", "psf_summary"), per_band=True,
     ),
     StageSpec(
         "06", "simulate",
-        reads=(*_CALEXP, *_SIM_SETTINGS, "skymapinfo_npy", "sysmaps", "mask",
-               "overlap", "besancon", "gaia", "psf_model"),
+        reads=(*_CALEXP, "tile:bands", *_SIM_SETTINGS, "skymapinfo_npy", "sysmaps",
+               "mask", "overlap", "besancon", "gaia", "psf_model", "band_runs"),
         writes=("sim_baseline",),
     ),
     StageSpec(
