@@ -154,15 +154,21 @@ def test_max_relative_difference_treats_double_zero_as_equal():
     assert ti.max_relative_difference([1.0], [0.0]) == np.inf
 
 
-def test_default_bands_are_the_five_hsc_bands_and_the_luminosity_function_band():
-    assert ti.DEFAULT_BANDS == (
-        "HSC_g",
-        "HSC_r2",
-        "HSC_i2",
-        "HSC_z",
-        "HSC_y",
-        "SuprimeCam_B",
-    )
+def test_default_bands_are_every_filter_the_simulation_config_names():
+    """The provisioned table holds exactly the filters params/galsbi_hsc_config.py
+    maps its bands to (g r i z y and the luminosity function's B)."""
+    import ast
+
+    from hscsim_utils.runfolder import REPO_ROOT
+
+    tree = ast.parse((REPO_ROOT / "params" / "galsbi_hsc_config.py").read_text())
+    (names,) = [
+        ast.literal_eval(node.value) for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", "") == "filters_full_names" for t in node.targets)
+    ]  # fmt: skip
+    assert set(names) == {"B", "g", "r", "i", "z", "y"}
+    assert set(ti.DEFAULT_BANDS) == set(names.values())
 
 
 @pytest.fixture(scope="module")

@@ -294,12 +294,12 @@ def run_tile(
     for stage in all_stages:  # every assignment checked before anything runs
         chain.params(stage)
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
-    for band in chain.tile.bands:
-        if band != chain.tile.band:
-            _run_band(chain, band, chosen, force, notebook_dir, specs)
     bar = tqdm(all_stages, desc=f"{chain.prefix}stages", unit="stage",
                file=sys.stdout)  # fmt: skip
     try:
+        for band in chain.tile.bands:  # the other bands' per-band stages first
+            if band != chain.tile.band:
+                _run_band(chain, band, chosen, force, notebook_dir, specs)
         _run_stages(bar, chain, chosen, force)
     finally:  # a failed run reports too: what ran and where it failed
         stale = stale_stages(chain)
