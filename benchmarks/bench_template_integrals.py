@@ -8,7 +8,7 @@ Usage::
 Reads the filter collection and templates from a provisioned cosmo_torrent
 cache (``hscsim data``) and, in one run, computes the table on the full grid
 (every ``--z-stride``-th redshift when given, the time then scaled up) for the
-two bands of the earlier default (HSC_i2, SuprimeCam_B) and for the six of
+two bands of an i-band simulation (HSC_i2, SuprimeCam_B) and for the six of
 ``DEFAULT_BANDS``; it prints the seconds per thread count and their ratio, the
 seconds to write the six-band table and its size (unless ``--no-write`` or a
 stride), the extrapolated time of galsbi's cell-by-cell loop, and the largest

@@ -68,3 +68,13 @@ def test_same_population_is_within_the_floor_a_shift_is_not():
     assert not shifted["r-i_ks"]["significant"]  # r - i untouched
     relation = shifted["g-r_median_shift"]["detail"]
     assert len(relation["median_a"]) == len(relation["mag_bins"]) - 1
+
+
+def test_objects_off_the_image_are_in_neither_half():
+    cats = catalogs(np.random.default_rng(3), n=10)
+    for cat in cats.values():
+        cat["XWIN_IMAGE"][0] = -5.0
+        cat["YWIN_IMAGE"][1] = np.nan
+    sample = colours.colour_sample(cats, "i", SHAPE)
+    assert sample.magnitude.size == 8
+    assert (sample.half("tuning") | sample.half("scoring")).all()

@@ -286,7 +286,7 @@ def test_missing_band_in_verified_table_triggers_rebuild(built, tmp_path, fake_s
 
 
 def test_two_band_manifest_does_not_satisfy_the_default_bands():
-    # details as hscsim data wrote them for the earlier default bands
+    # details of a table for an i-band simulation only (i and the B band)
     details = {"bands": ["HSC_i2", "SuprimeCam_B"], "n_z": 7463, "n_ebv": 401}
     assert pv.Settings().bands == DEFAULT_BANDS
     problem = pv._hsc_satisfies(details, pv.Settings())

@@ -47,6 +47,11 @@ def test_bootstrap_errors_are_the_standard_errors():
 def test_same_seed_same_errors_and_no_galaxy_gives_nulls():
     cat = catalog([22.0, 22.1, 22.2], [0.3, 0.9, 1.4], [0, 0, 0])
     assert rd.detected_nz(cat, seed=3) == rd.detected_nz(cat, seed=3)
+    errors = {rd.detected_nz(cat, seed=s)["limits"]["25.0"]["z_mean_err"]
+              for s in range(5)}  # fmt: skip
+    assert len(errors) > 1  # the seed is used
+    alone = rd.detected_nz(cat, (25.0,), seed=3)["limits"]["25.0"]
+    assert alone == rd.detected_nz(cat, seed=3)["limits"]["25.0"]  # limits apart
     empty = rd.detected_nz(catalog([25.5], [1.0], [0]), (23.0,))["limits"]["23.0"]
     assert empty["n_galaxies"] == 0 and empty["z_median"] is None
     assert sum(empty["counts"]) == 0

@@ -296,11 +296,18 @@ def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path,
         "tile_name": "gri", "bands": bands, "detection_band": "i",
         "besancon_headers": [], "besancon_catalogs": [], "stages": {"b": {"level": 3}},
     })  # fmt: skip
-    nbs, out = _notebooks(tmp_path / "nb"), tmp_path / "run"
+    copy_calexp = (  # stage a's product is its band's calexp
+        "from hscsim_utils.hsc.tile import load_tile\n"
+        "out.write_bytes(load_tile(tile_file).calexp.read_bytes())"
+    )
+    nbs, out = (
+        _notebooks(tmp_path / "nb", extra={"01_a": copy_calexp}),
+        tmp_path / "run",
+    )
     kwargs = {"notebook_dir": nbs, "specs": BAND_SPECS, "products": BAND_PRODUCTS}
     state = runner.run_tile(tile, out, **kwargs)
     assert [s["status"] for s in state.values()] == ["ok"] * 3
-    assert (out / "02_b.txt").read_text() == "1/3"
+    assert (out / "01_a.txt").read_text() == "i"
     for band in ("g", "r"):
         folder = out / "bands" / band
         seen = load_tile(folder / "tile.yaml")  # the tile from that band, one band
@@ -308,17 +315,25 @@ def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path,
             band, {band}, bands[band].calexp
         )  # fmt: skip
         assert seen.stages == {"b": {"level": 3}}  # the tile's settings hold
+        assert (folder / "01_a.txt").read_text() == band
         assert sorted(p.name for p in folder.glob("*.txt")) == ["01_a.txt", "02_b.txt"]
     printed = capfd.readouterr().out
     assert "[band g] 01_a: ok" in printed and "[band r] 02_b: ok" in printed
 
     runner.run_tile(tile, out, **kwargs)
     assert capfd.readouterr().out.count("unchanged, skipped") == 3 + 2 * 2
+    # c reads the band runs: asked for c alone, the band runs come up to date first
     bands["g"].calexp.write_bytes(b"new g")
-    runner.run_tile(tile, out, **kwargs)
+    runner.run_tile(tile, out, stages="03", **kwargs)
     printed = capfd.readouterr().out
     assert "[band g] 01_a: ok" in printed and "[band g] 02_b: ok" in printed
-    assert "03_c: ok" in printed and "changed: band_runs" in printed  # reads them
-    assert printed.count("unchanged, skipped") == 2 + 2  # r; a, b of band i
-    runner.run_tile(tile, out, stages="03", **kwargs)  # no per-band stage chosen
-    assert "band g" not in capfd.readouterr().out
+    assert "03_c: ok" in printed and "changed: band_runs" in printed
+    assert "[band r] 01_a: unchanged" in printed
+    # a band stage that reruns and writes the same product does not rerun c
+    (out / "bands" / "g" / "01_a.txt").unlink()
+    runner.run_tile(tile, out, stages="03", **kwargs)
+    printed = capfd.readouterr().out
+    assert "[band g] 01_a: ok" in printed and "outputs missing: a" in printed
+    assert "03_c: unchanged" in printed
+    runner.run_tile(tile, out, stages="02", **kwargs)  # b only: no band run of a
+    assert "01_a" not in capfd.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -363,6 +364,10 @@ def test_params_validate_themselves(tmp_path):
     run = resolve_run(tmp_path / "run")
     with pytest.raises(InputError, match="expected band 'r'"):  # the band is used
         sysmaps.run(load_tile(st.tile_file), run, sysmaps.Params(band="r"))
+    tile = load_tile(st.tile_file)
+    two = dataclasses.replace(tile, bands={**tile.bands, "g": tile.bands["i"]})
+    with pytest.raises(InputError, match="has bands g, i: each runs with its own"):
+        sysmaps.run(two, run, sysmaps.Params(band="g"))
 
 
 @pytest.mark.slow

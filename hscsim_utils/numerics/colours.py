@@ -92,9 +92,11 @@ def colour_sample(
     for cat in catalogs.values():
         mag = cat["MAG_AUTO"]
         good &= np.isfinite(mag) & (mag < NO_MEASUREMENT)
-    det = catalogs[detection_band][good]
+    det = catalogs[detection_band]
     ix = halves.pixel_index(det["XWIN_IMAGE"], halves.FITS_FIRST_CENTRE)
     iy = halves.pixel_index(det["YWIN_IMAGE"], halves.FITS_FIRST_CENTRE)
+    good &= (ix >= 0) & (ix < shape[1]) & (iy >= 0) & (iy < shape[0])  # on the image
+    det, ix, iy = det[good], ix[good], iy[good]
     colours = {}
     for name in colour_names(tuple(catalogs)):
         a, b = name.split("-")

@@ -62,12 +62,12 @@ def detected_nz(
     missing = [c for c in ("MAG_AUTO", "star_gal", "z") if c not in catalog.dtype.names]
     if missing:
         raise ValueError(f"catalogue lacks the matched columns {missing}")
-    rng = np.random.default_rng(seed)
     limits = {}
     for limit in mag_limits:
         n_detected, z = galaxy_redshifts(catalog, limit)
         row = {"n_detected": n_detected, "n_galaxies": int(z.size)}
-        if z.size:
+        if z.size:  # each limit's resamples from a generator of its own
+            rng = np.random.default_rng([seed, round(100 * limit)])
             mean_err, median_err = _bootstrap_errors(z, rng)
             row |= {
                 "z_mean": float(z.mean()), "z_mean_err": mean_err,

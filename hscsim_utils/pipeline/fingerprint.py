@@ -30,7 +30,7 @@ from typing import Any
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.metrics import read_section
 from hscsim_utils.runfolder import METRICS_FILE, REPO_ROOT
-from hscsim_utils.stages.registry import StageSpec
+from hscsim_utils.stages.registry import RUNNER_PRODUCTS, StageSpec
 
 __all__ = ["DigestCache", "code_files", "fingerprint", "missing_outputs"]
 
@@ -58,8 +58,7 @@ class DigestCache:
         return h.hexdigest()
 
     def path(self, path: Path | None) -> str:
-        """Digest of a file, of every file in a folder (but the runner's own
-        hidden files: state, digests, call logs), or ``missing``."""
+        """Digest of a file, of every file in a folder, or ``missing``."""
         if path is None:
             return "none"
         path = Path(path)
@@ -68,9 +67,7 @@ class DigestCache:
         if path.is_dir():
             h = hashlib.sha256()
             for p in sorted(q for q in path.rglob("*") if q.is_file()):
-                rel = p.relative_to(path)
-                if not any(part.startswith(".") for part in rel.parts):
-                    h.update(f"{rel}:{self.file(p)}".encode())
+                h.update(f"{p.relative_to(path)}:{self.file(p)}".encode())
             return h.hexdigest()
         return "missing"
 
@@ -163,10 +160,28 @@ def _read_digest(
         return _value_digest(getattr(tile, name), cache)
     if kind == "repo" and name:
         return cache.path(REPO_ROOT / name)
+    if entry in RUNNER_PRODUCTS:  # the products of every band run
+        return _band_runs_digest(run_root / products[entry].rstrip("/"), products,
+                                 cache)  # fmt: skip
     if kind == "metrics" and name:  # another stage's section, by content
         section = read_section(run_root / METRICS_FILE, name)
         return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()
     return cache.path(run_root / products[entry].rstrip("/"))
+
+
+def _band_runs_digest(
+    root: Path, products: Mapping[str, str], cache: DigestCache
+) -> str:
+    """Digest of the products in each band run below ``root`` (those of the
+    per-band stages; not the runs' notebooks or timings: a band run that comes
+    back with the same products changes nothing)."""
+    names = [name for name in products if name not in RUNNER_PRODUCTS]
+    h = hashlib.sha256()
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()):
+        for name in names:
+            digest = cache.path(folder / products[name].rstrip("/"))
+            h.update(f"{folder.name}/{name}:{digest}".encode())
+    return h.hexdigest()
 
 
 def fingerprint(

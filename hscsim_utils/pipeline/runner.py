@@ -34,7 +34,7 @@ from hscsim_utils.pipeline import fingerprint as fp
 from hscsim_utils.pipeline.parameters import parse_assignments, stage_parameters
 from hscsim_utils.pipeline.report import write_report
 from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, RunFolder
-from hscsim_utils.stages.registry import STAGES, StageSpec
+from hscsim_utils.stages.registry import RUNNER_PRODUCTS, STAGES, StageSpec
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 STATE_FILE = ".hscsim_state.json"
@@ -331,8 +331,13 @@ def _run_band(
 ) -> None:  # fmt: skip
     """The per-band stages of ``band`` (a band other than the detection band)
     as a run of their own in ``RUN/bands/<band>/``, on the tile seen from that
-    band; the several-band stages read their products there."""
-    per_band = {s.number for s in specs if s.per_band} & chosen
+    band; the several-band stages read their products there. The chosen
+    per-band stages run, or all of them (each skipped when up to date) when a
+    chosen stage reads the band runs, so that it never reads stale ones."""
+    per_band = {s.number for s in specs if s.per_band}
+    if not any(p in s.reads for s in specs if s.number in chosen
+               for p in RUNNER_PRODUCTS):  # fmt: skip
+        per_band &= chosen
     if not per_band:
         return
     folder = chain.run.band_run(band).root

@@ -631,7 +631,8 @@ def stage07_floors(run: RunFolder) -> dict[str, rs.Floor]:
     except (KeyError, TypeError):
         raise InputError(
             run.metrics,
-            "has no noise floors of stage 07: run stage 07 (quality) first",
+            "has no noise floors of stage 07, or floors of an older version: "
+            "run stage 07 (quality) first",
         ) from None
 
 

@@ -49,7 +49,7 @@ from hscsim_utils.calltimes import floor_call
 from hscsim_utils.compat.galsbi import import_galsbi, mended_galsbi_class
 from hscsim_utils.compat.ufig_gaia import shift_gaia_for_ufig
 from hscsim_utils.errors import InputError, ToolError
-from hscsim_utils.hsc.tile import TileSpec
+from hscsim_utils.hsc.tile import HSC_BANDS, TileSpec
 from hscsim_utils.runfolder import REPO_ROOT, RunFolder, read_dataset
 from hscsim_utils.stages import registry
 from hscsim_utils.stages.skymapinfo import tutorial_gain
@@ -130,6 +130,9 @@ class SimulationSettings:
             raise InputError(
                 "bands", f"{list(bands)} must be distinct and hold band {self.band!r}"
             )
+        # ufig seeds each band's noise by its place in the list: one order
+        order = {b: i for i, b in enumerate(HSC_BANDS)}
+        bands = tuple(sorted(bands, key=lambda b: (order.get(b, len(order)), b)))
         object.__setattr__(self, "bands", bands)
 
 
@@ -312,13 +315,23 @@ def background_noise(path: Path) -> float:
 
 def check_inputs(run: RunFolder, shape: tuple[int, int]) -> None:
     """Every run-folder input of the simulation exists and fits the patch."""
+    check_band_inputs(run, shape)
+    check_star_inputs(run)
+
+
+def check_band_inputs(run: RunFolder, shape: tuple[int, int]) -> None:
+    """One band's inputs (stages 01, 02, 05) exist and fit the patch."""
     _check_datasets(run.sysmaps, ("map_bsig", "map_expt"), shape, "01 (sysmaps)")
     _check_datasets(run.mask, ("mask",), shape, "02 (masks)")
     _check_datasets(run.overlap, ("img_mask",), shape, "02 (masks)")
+    _check_datasets(run.psf_model, ("grid_psf",), None, "05 (PSF)")
+
+
+def check_star_inputs(run: RunFolder) -> None:
+    """The star catalogues of stage 04 exist."""
     _check_datasets(run.besancon, ("nside", "simulation_area", "healpix_list"),
                     None, "04 (stars)")  # fmt: skip
     _check_datasets(run.gaia, ("data",), None, "04 (stars)")
-    _check_datasets(run.psf_model, ("grid_psf",), None, "05 (PSF)")
 
 
 def sextractor_binary() -> str:
@@ -340,12 +353,13 @@ class BandInputs:
 
 
 def read_band_inputs(band_runs: Mapping[str, RunFolder]) -> dict[str, BandInputs]:
-    """Each band's inputs, checked: present, of the patch's shape, and on one
-    pixel grid (HSC coadds of all bands share the tract's WCS)."""
+    """Each band's inputs (stages 01, 02 and 05), checked: present, of the
+    patch's shape, and on one pixel grid (HSC coadds of all bands share the
+    tract's WCS)."""
     inputs = {}
     for band, run in band_runs.items():
         info = read_skymapinfo(run.skymapinfo_npy, band)
-        check_inputs(run, (int(info["NAXIS2"]), int(info["NAXIS1"])))
+        check_band_inputs(run, (int(info["NAXIS2"]), int(info["NAXIS1"])))
         inputs[band] = BandInputs(band, run, info)
     first_band, first = next(iter(inputs.items()))
     for band, other in inputs.items():
@@ -419,7 +433,7 @@ def tile_parameters(
 
 
 def _band_parameters(inputs: BandInputs) -> dict[str, Any]:
-    """The ``<name>_dict`` entries of one band (keys without ``_dict``)."""
+    """One band's value of every per-band (``<name>_dict``) parameter."""
     info, run, band = inputs.info, inputs.run, inputs.band
     return {
         "magzero_dict": info[f"magzero_{band}"],
@@ -645,6 +659,7 @@ def run_simulation(
         tile, config, galaxy_model, posterior_index, seed, tuple(band_runs)
     )
     bands = read_band_inputs(band_runs)
+    check_star_inputs(run)
     info = bands[settings.band].info
     source = bands[settings.band].run.skymapinfo_npy
     scale = star_noise_scale(info, settings.band, photon_noise, source)

@@ -548,7 +548,14 @@ def make_sky_and_sysmaps(
 
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage01Result:
     """Stage 01: sysmaps and skymapinfo of the tile (``params.band`` replaces the
-    tile's band when given)."""
+    band of a tile of one band when given; a tile of several bands names each
+    band's files, and ``hscsim run`` runs the stage for each)."""
+    if params.band and len(tile.bands) > 1:
+        raise InputError(
+            f"{STAGE.name}.band",
+            f"tile {tile.tile_name} has bands {', '.join(tile.bands)}: each runs "
+            "with its own files; leave band empty",
+        )
     if params.band:
         tile = dataclasses.replace(tile, band=params.band)
     return make_sky_and_sysmaps(tile, run, mask_sources=params.mask_sources)

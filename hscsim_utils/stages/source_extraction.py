@@ -378,7 +378,8 @@ def run_sextractor(
     ``detection``: the calexp of the detection band (forced photometry, as
     ufig's ``run_sextractor_forced_photometry`` does for the simulation): its
     sources are measured on ``calexp`` in the same apertures, row for row, and
-    the segmentation map is the detection image's. All three outputs appear
+    the segmentation map is the detection image's; ``settings`` (zero point,
+    gain, saturation) are those of ``calexp``'s band. All three outputs appear
     together or not at all. Returns a summary with the number of sources, the
     run time and SExtractor's warnings.
     """
