@@ -159,7 +159,7 @@ def plot_redshift_distribution(redshifts: dict, label: str):
     import matplotlib.pyplot as plt
 
     edges = np.asarray(redshifts["z_edges"], float)
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
     for i, (limit, row) in enumerate(redshifts["limits"].items()):
         counts = np.asarray(row["counts"], float)
         if not counts.sum():
@@ -173,6 +173,7 @@ def plot_redshift_distribution(redshifts: dict, label: str):
     ax.set_ylabel("n(z), normalised")
     ax.set_xlim(0, 4)
     ax.legend(fontsize=8)
-    ax.set_title(f"SIMULATION of {label}\nredshifts of the detected galaxies "
-                 f"({redshifts['magnitude']}; {redshifts['selection']})")  # fmt: skip
+    ax.set_title(f"SIMULATION of {label}\nredshifts of the detected galaxies\n"
+                 f"({redshifts['magnitude']}; {redshifts['selection']})",
+                 fontsize=10)  # fmt: skip
     return fig
