@@ -137,20 +137,12 @@ def _statistics(
 def _floors(data: ColourSample) -> dict[str, rs.Floor]:
     """Every colour statistic between the data's halves, over the moves of the
     checkerboard by a quarter block (the first: the tuning/scoring split)."""
-    cell = halves.BLOCK_PX // rs.SHIFTS_PER_AXIS
-    steps = range(0, halves.BLOCK_PX, cell)
     runs = [
-        _statistics(data, data.half(halves.TUNING, (dy, dx)),
-                    data, data.half(halves.SCORING, (dy, dx)))
-        for dy in steps for dx in steps
+        _statistics(data, data.half(halves.TUNING, shift),
+                    data, data.half(halves.SCORING, shift))
+        for shift in rs.checkerboard_shifts()
     ]  # fmt: skip
-    floors = {}
-    for key in runs[0]:
-        devs = np.array([r[key].deviation for r in runs if r[key].value is not None])
-        level = float(np.sqrt(np.mean(devs**2))) if devs.size else None
-        spread = float(np.std(devs)) if devs.size else None
-        floors[key] = rs.Floor(level, runs[0][key].value, spread, int(devs.size))
-    return floors
+    return rs.floors_of_halvings(runs)
 
 
 def colour_realism(sim: ColourSample, data: ColourSample) -> dict[str, dict]:

@@ -92,7 +92,7 @@ compares two half samples; :func:`data_floor` computes the floors;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -532,8 +532,16 @@ class ImageSample:
 
     def shifts(self) -> list[tuple[int, int]]:
         """The checkerboard's moves by whole cells, (0, 0) first."""
-        steps = range(0, self.block, self.cell)
-        return [(dy, dx) for dy in steps for dx in steps]
+        return checkerboard_shifts(self.block, self.block // self.cell)
+
+
+def checkerboard_shifts(
+    block: int = halves.BLOCK_PX, shifts_per_axis: int = SHIFTS_PER_AXIS
+) -> list[tuple[int, int]]:
+    """The moves ``(dy, dx)`` of the checkerboard by ``block / shifts_per_axis``
+    pixels along each axis whose halvings give the floors, (0, 0) first."""
+    steps = range(0, block, block // shifts_per_axis)
+    return [(dy, dx) for dy in steps for dx in steps]
 
 
 def image_sample(
@@ -647,13 +655,21 @@ def data_floor(data: ImageSample, max_pixels: int = MAX_KS_PIXELS) -> dict[str, 
     # each halving holds ~100 MB of temporaries: at most MAX_FLOOR_THREADS at once
     with ThreadPoolExecutor(max_workers=min(n_threads(), MAX_FLOOR_THREADS)) as pool:
         runs = list(pool.map(one, data.shifts()))
+    return floors_of_halvings(runs)
+
+
+def floors_of_halvings(runs: Sequence[Mapping[str, Statistic]]) -> dict[str, Floor]:
+    """The floor of every statistic of ``runs`` (the same statistics between the
+    data's halves, one mapping per move of the checkerboard, the unmoved split
+    first): the rms of the deviations (a chi^2: their mean), their spread, and
+    the unmoved split's value."""
     out = {}
-    for name in KINDS:
+    for name in runs[0]:
         devs = [r[name].deviation for r in runs]
         devs = np.array([d for d in devs if d is not None], np.float64)
         if not devs.size:
             level = None
-        elif KINDS[name] == "chi2":
+        elif runs[0][name].kind == "chi2":
             level = float(np.mean(devs))
         else:
             level = float(np.sqrt(np.mean(devs**2)))
