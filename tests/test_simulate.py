@@ -292,9 +292,10 @@ def test_missing_input_names_file_and_stage(tmp_path):
     run = make_run_folder(tmp_path, (100, 100))
     run.psf_model.unlink()
     with pytest.raises(InputError, match=r"psf_model\.h5: not found; run stage 05"):
-        simulate.check_inputs(run, (100, 100))
+        simulate.check_band_inputs(run, (100, 100))
     with pytest.raises(InputError, match="shapes"):
-        simulate.check_inputs(make_run_folder(tmp_path / "b", (100, 120)), (100, 100))
+        other = make_run_folder(tmp_path / "b", (100, 120))
+        simulate.check_band_inputs(other, (100, 100))
 
 
 def test_bad_skymapinfo(tmp_path):

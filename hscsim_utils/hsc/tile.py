@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.errors import InputError
 from hscsim_utils.runfolder import REPO_ROOT
 
@@ -37,8 +38,6 @@ DEMO_DIR_ENV = "HSCSIM_DEMO_DIR"
 TILE_FILE_ENV = "HSCSIM_TILE_FILE"
 DEMO_LABEL = "DEMO tile (simulated)"
 REAL_LABEL = "REAL HSC data"
-#: The HSC broad bands, in the order HSC lists them.
-HSC_BANDS = ("g", "r", "i", "z", "y")
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.numerics import halves
 from hscsim_utils.numerics import realism_stats as rs
 
 __all__ = [
-    "HSC_ORDER",
     "MAG_BINS",
     "ColourSample",
     "colour_names",
@@ -44,7 +44,6 @@ __all__ = [
     "colour_sample",
 ]
 
-HSC_ORDER = ("g", "r", "i", "z", "y")
 NO_MEASUREMENT = 90.0  # SExtractor's MAG_AUTO of an object it could not measure
 MAG_BINS = np.arange(18.0, 27.01, 0.5)
 
@@ -52,7 +51,7 @@ MAG_BINS = np.arange(18.0, 27.01, 0.5)
 def colour_names(bands: tuple[str, ...] | list[str]) -> list[str]:
     """``"g-r"`` and the like: each band of ``bands`` minus the next one in the
     HSC order (all five: g-r, r-i, i-z, z-y; g and i alone: g-i)."""
-    present = [b for b in HSC_ORDER if b in bands]
+    present = [b for b in HSC_BANDS if b in bands]
     return [f"{a}-{b}" for a, b in zip(present, present[1:], strict=False)]
 
 

@@ -45,11 +45,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hscsim_utils.atomic import atomic_dir, write_json
+from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.calltimes import floor_call
 from hscsim_utils.compat.galsbi import import_galsbi, mended_galsbi_class
 from hscsim_utils.compat.ufig_gaia import shift_gaia_for_ufig
 from hscsim_utils.errors import InputError, ToolError
-from hscsim_utils.hsc.tile import HSC_BANDS, TileSpec
+from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.runfolder import REPO_ROOT, RunFolder, read_dataset
 from hscsim_utils.stages import registry
 from hscsim_utils.stages.skymapinfo import tutorial_gain
@@ -311,12 +312,6 @@ def background_noise(path: Path) -> float:
     if positive.size == 0:
         raise InputError(path, "map_bsig has no positive value")
     return float(np.median(positive))
-
-
-def check_inputs(run: RunFolder, shape: tuple[int, int]) -> None:
-    """Every run-folder input of the simulation exists and fits the patch."""
-    check_band_inputs(run, shape)
-    check_star_inputs(run)
 
 
 def check_band_inputs(run: RunFolder, shape: tuple[int, int]) -> None:
