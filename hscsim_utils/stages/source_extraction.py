@@ -241,10 +241,7 @@ def prepare_inputs(
     treated as pixels without data; a named plane the calexp lacks is an error,
     except the default ``NO_DATA`` of files that have no such plane.
     """
-    if weighting not in _WEIGHTINGS:
-        raise InputError(
-            "weighting", f"must be one of {_WEIGHTINGS}, got {weighting!r}"
-        )
+    _check_weighting(weighting)
     no_data = ~np.isfinite(calexp.image)
     for plane in blank_planes:
         no_data |= calexp.plane(plane, missing_ok=plane == "NO_DATA")
@@ -258,6 +255,13 @@ def prepare_inputs(
     if not good.any():
         raise InputError(calexp.path, "no pixel with data and a positive variance")
     return image, weight
+
+
+def _check_weighting(weighting: str) -> None:
+    if weighting not in _WEIGHTINGS:
+        raise InputError(
+            "weighting", f"must be one of {_WEIGHTINGS}, got {weighting!r}"
+        )
 
 
 def _write_inputs(
@@ -385,9 +389,7 @@ def run_sextractor(
     """
     exe = find_sextractor(binary)
     catalog, segmentation, background = map(Path, (catalog, segmentation, background))
-    if weighting not in _WEIGHTINGS:
-        raise InputError("weighting", f"must be one of {_WEIGHTINGS}, "
-                         f"got {weighting!r}")  # fmt: skip
+    _check_weighting(weighting)  # before anything is written
     if detection is not None and detection.shape != calexp.shape:
         raise InputError(detection.path, f"shape {detection.shape} is not the "
                          f"measured calexp's {calexp.shape}")  # fmt: skip
