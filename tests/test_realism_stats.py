@@ -117,7 +117,7 @@ def test_median_standard_error():
     rng = np.random.default_rng(4)
     draws = rng.normal(0.0, 2.0, (4000, 400))
     empirical = np.median(draws, axis=1).std()
-    _, err, _ = rs._binned_medians(np.zeros(400), draws[0], np.array([-1.0, 1.0]))
+    _, err, _ = rs.binned_medians(np.zeros(400), draws[0], np.array([-1.0, 1.0]))
     assert err[0] == pytest.approx(empirical, rel=0.1)
     assert err[0] == pytest.approx(1.2533 * 2.0 / np.sqrt(400), rel=0.1)
 

@@ -107,11 +107,9 @@ def colour_sample(
 
 
 def _median_relation(mag: np.ndarray, colour: np.ndarray) -> list[float | None]:
-    out = []
-    for lo, hi in zip(MAG_BINS[:-1], MAG_BINS[1:], strict=True):
-        sel = colour[(mag >= lo) & (mag < hi)]
-        out.append(float(np.median(sel)) if sel.size >= 5 else None)
-    return out
+    """Median colour per bin of :data:`MAG_BINS` (None below 5 objects)."""
+    med, _, count = rs.binned_medians(mag, colour, MAG_BINS)
+    return [float(m) if n >= 5 else None for m, n in zip(med, count, strict=True)]
 
 
 def _statistics(

@@ -283,7 +283,7 @@ def counts_chi2(
     return Statistic(value, "chi2", dof, (int(n_a.sum()), int(n_b.sum())), detail)
 
 
-def _binned_medians(
+def binned_medians(
     x: np.ndarray, y: np.ndarray, bins: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median of ``y``, its standard error and the count per bin of ``x``."""
@@ -322,8 +322,8 @@ def median_relation(
         np.isfinite(x_a) & np.isfinite(y_a),
         np.isfinite(x_b) & np.isfinite(y_b),
     )
-    med_a, err_a, n_a = _binned_medians(x_a[ok_a], y_a[ok_a], bins)
-    med_b, err_b, n_b = _binned_medians(x_b[ok_b], y_b[ok_b], bins)
+    med_a, err_a, n_a = binned_medians(x_a[ok_a], y_a[ok_a], bins)
+    med_b, err_b, n_b = binned_medians(x_b[ok_b], y_b[ok_b], bins)
     var = err_a**2 + err_b**2
     used = (n_a >= min_objects) & (n_b >= min_objects) & (var > 0)
     terms = (med_a[used] - med_b[used]) ** 2 / var[used]
