@@ -44,7 +44,6 @@ __all__ = [
     "colour_sample",
 ]
 
-NO_MEASUREMENT = 90.0  # SExtractor's MAG_AUTO of an object it could not measure
 MAG_BINS = np.arange(18.0, 27.01, 0.5)
 
 
@@ -90,7 +89,7 @@ def colour_sample(
     good = np.ones(n, bool) if keep is None else np.asarray(keep, bool).copy()
     for cat in catalogs.values():
         mag = cat["MAG_AUTO"]
-        good &= np.isfinite(mag) & (mag < NO_MEASUREMENT)
+        good &= np.isfinite(mag) & (mag < rs.NO_MEASUREMENT)
     det = catalogs[detection_band]
     ix = halves.pixel_index(det["XWIN_IMAGE"], halves.FITS_FIRST_CENTRE)
     iy = halves.pixel_index(det["YWIN_IMAGE"], halves.FITS_FIRST_CENTRE)

@@ -117,6 +117,7 @@ N_SPLITS = SHIFTS_PER_AXIS**2
 SIGNIFICANCE_FACTOR = 2.0
 CHI2_QUANTILE = 0.99
 OBJECT_COLUMNS = ("MAG_AUTO", "FLUX_RADIUS", "ELLIPTICITY")
+NO_MEASUREMENT = 90.0  # SExtractor writes 99 for magnitudes it could not measure
 #: The statistics, their kinds, in the order they are listed.
 KINDS = {
     "bkg_std_ratio": "ratio",

@@ -98,6 +98,7 @@ from hscsim_utils.numerics import truth_matching as tm
 from hscsim_utils.numerics.realism_stats import (  # noqa: F401 (the stage's API)
     MAD_TO_STD,
     MAX_KS_PIXELS,
+    NO_MEASUREMENT,
     ks_statistic,
     ratio,
     robust_std,
@@ -111,7 +112,6 @@ from hscsim_utils.stages.closure import compute_closure
 STAGE = registry.spec("quality")
 #: The half every realism number is computed on (stages 08 and 09 tune on the other).
 SCORING = halves.SCORING
-NO_MEASUREMENT = 90.0  # SExtractor writes 99 for magnitudes it could not measure
 OBJECT_COLUMNS = ("MAG_AUTO", "FLUX_RADIUS", "ELLIPTICITY")
 TRIANGLE_RANGES = {"MAG_AUTO": (17, 30), "FLUX_RADIUS": (0, 10), "ELLIPTICITY": (0, 1)}
 MAG_BINS = np.arange(16.0, 30.01, 0.5)
