@@ -151,7 +151,7 @@ def test_single_band_file_gives_the_values_it_always_gave():
         seed=42,
         stages={},
         extra={},
-        **dataclasses.asdict(files),
+        **files.fields(),
     )
     assert {k: getattr(tile, k) for k in expected} == expected
     assert (tile.bands, tile.detection_band) == ({"i": files}, "i")
@@ -279,6 +279,48 @@ def test_write_tile_refuses_single_band_keys_that_disagree_with_bands(tmp_path):
         write_tile(tmp_path / "w.yaml", dict(tile.__dict__) | {"band": "r"})
 
 
+def _own_truth_text(bands, **top) -> str:
+    raw = yaml.safe_load(_multi_band_text(bands, **top))
+    for band, entry in raw["bands"].items():
+        entry["truth_dir"] = f"truth/{band}"
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+def test_bands_with_truth_of_their_own(tmp_path):
+    """A DEMO of several bands gives each band its truth folder: the tile seen
+    from a band reads that band's truth, also after a round trip through the
+    file (both forms: the runner writes one-band files of a band's view)."""
+    tile = _load_text(tmp_path, _own_truth_text("gri"))
+    assert tile.truth_dir == (tmp_path / "truth" / "i").resolve()
+    assert tile.for_band("g").truth_dir == (tmp_path / "truth" / "g").resolve()
+    assert tile.for_band("g").for_band("i") == tile
+    fields = {k: v for k, v in tile.__dict__.items() if k != "extra"}
+    raw = yaml.safe_load(write_tile(tmp_path / "w" / "t.yaml", fields).read_text())
+    assert "truth_dir" not in raw and raw["bands"]["r"]["truth_dir"] == "../truth/r"
+    assert load_tile(tmp_path / "w" / "t.yaml") == tile
+    view = tile.for_band("r").__dict__
+    single = {k: v for k, v in view.items()
+              if k not in ("bands", "detection_band", "extra")}  # fmt: skip
+    one = load_tile(write_tile(tmp_path / "r.yaml", single))
+    assert one.truth_dir == (tmp_path / "truth" / "r").resolve() and one.band == "r"
+
+
+@pytest.mark.parametrize(
+    "mend, fragment",
+    [(lambda raw: raw["bands"]["g"].pop("truth_dir"), "give it for all or none"),
+     (lambda raw: raw.update(truth_dir="truth"), "give it once")],
+    ids=["some-bands", "also-top-level"],
+)  # fmt: skip
+def test_truth_of_the_bands_given_once(tmp_path, mend, fragment):
+    raw = yaml.safe_load(_own_truth_text("gi"))
+    mend(raw)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match=fragment) as err:
+        load_tile(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
 def test_tilespec_keeps_its_band_in_bands():
     """Constructed with one band's files (as tests and replace() do), the tile
     holds them in ``bands``; replacing a file replaces it there too."""
@@ -296,7 +338,7 @@ def test_fingerprint_counts_every_band_file_by_content(tmp_path):
 
     tile = _load_text(tmp_path, _multi_band_text("gi"))
     for files in tile.bands.values():
-        for path in dataclasses.asdict(files).values():
+        for path in files.fields().values():
             path.write_text(path.name)
     before = _read_digest("tile:bands", tile, {}, tmp_path, DigestCache())
     assert str(tmp_path) not in before

@@ -7,7 +7,9 @@ one patch. Its band files come in one of two forms, never both:
   and ``coadd_metadata``;
 - several bands: ``bands``, a mapping of HSC band letters (any of g, r, i, z, y)
   to ``{calexp, frame_metadata, coadd_metadata}``, plus ``detection_band``
-  (default ``i``), one of them.
+  (default ``i``), one of them. A DEMO tile's band entries may each name their
+  own ``truth_dir`` (the truth of that band), all or none of them; then the
+  file has no top-level ``truth_dir``.
 
 Either way :class:`TileSpec` holds every band in ``bands`` (in the order g r i z
 y), and its ``band``, ``calexp``, ``frame_metadata`` and ``coadd_metadata`` are
@@ -47,9 +49,20 @@ class BandFiles:
     calexp: Path
     frame_metadata: Path
     coadd_metadata: Path
+    #: The band's own truth folder (DEMO tiles); None: the tile's ``truth_dir``.
+    truth_dir: Path | None = None
+
+    def fields(self) -> dict[str, Path]:
+        """The files as TileSpec fields (``truth_dir`` only when the band has
+        one of its own)."""
+        out = dataclasses.asdict(self)
+        if out["truth_dir"] is None:
+            del out["truth_dir"]
+        return out
 
 
-_BAND_FILE_KEYS = tuple(f.name for f in dataclasses.fields(BandFiles))
+_BAND_FILE_KEYS = ("calexp", "frame_metadata", "coadd_metadata")
+_OPTIONAL_BAND_KEYS = ("truth_dir",)
 _SINGLE_BAND_KEYS = ("band", *_BAND_FILE_KEYS)
 _MULTI_BAND_KEYS = ("bands", "detection_band")
 
@@ -88,7 +101,9 @@ class TileSpec:
     def __post_init__(self) -> None:
         if not self.bands:
             object.__setattr__(self, "detection_band", self.band)
-        files = BandFiles(self.calexp, self.frame_metadata, self.coadd_metadata)
+        own = self.bands.get(self.band)
+        files = BandFiles(self.calexp, self.frame_metadata, self.coadd_metadata,
+                          own.truth_dir if own else None)  # fmt: skip
         object.__setattr__(self, "bands", _hsc_order({**self.bands, self.band: files}))
         if self.detection_band not in self.bands:
             raise ValueError(
@@ -112,15 +127,14 @@ class TileSpec:
 
     def for_band(self, band: str) -> TileSpec:
         """The same tile seen from ``band``: that band's calexp, frame and mosaic
-        CSVs; everything else, ``detection_band`` included, unchanged."""
+        CSVs (and truth folder, when the bands have their own); everything
+        else, ``detection_band`` included, unchanged."""
         if band not in self.bands:
             raise InputError(
                 self.tile_name,
                 f"no band {band!r} in this tile; its bands: {', '.join(self.bands)}",
             )
-        return dataclasses.replace(
-            self, band=band, **dataclasses.asdict(self.bands[band])
-        )
+        return dataclasses.replace(self, band=band, **self.bands[band].fields())
 
 
 _PATH_FIELDS = {"calexp", "frame_metadata", "coadd_metadata", "gaia_table", "truth_dir"}
@@ -168,20 +182,21 @@ def _coerce(source: str, key: str, value: typing.Any, base: Path) -> typing.Any:
 
 
 def _band_entry(source: str, band: str, entry: typing.Any, base: Path) -> BandFiles:
-    """The files of ``bands.<band>``: a mapping with exactly the three keys."""
+    """The files of ``bands.<band>``: a mapping with the three keys (and
+    optionally ``truth_dir``)."""
     where = f"bands.{band}"
     keys = ", ".join(_BAND_FILE_KEYS)
     if not isinstance(entry, dict):
         raise InputError(source, f"{where} must be a mapping with keys {keys}")
-    unknown = sorted(set(entry) - set(_BAND_FILE_KEYS))
+    unknown = sorted(set(entry) - set(_BAND_FILE_KEYS) - set(_OPTIONAL_BAND_KEYS))
     if unknown:
         raise InputError(source, f"{where} has unknown keys {unknown}; keys: {keys}")
     missing = [k for k in _BAND_FILE_KEYS if entry.get(k) in (None, "")]
     if missing:
         raise InputError(source, f"{where} lacks the keys {missing}")
-    return BandFiles(
-        **{k: _path(source, f"{where}.{k}", entry[k], base) for k in _BAND_FILE_KEYS}
-    )
+    given = [k for k in (*_BAND_FILE_KEYS, *_OPTIONAL_BAND_KEYS)
+             if entry.get(k) not in (None, "")]  # fmt: skip
+    return BandFiles(**{k: _path(source, f"{where}.{k}", entry[k], base) for k in given})
 
 
 def _band_files(source: str, bands: typing.Any, base: Path) -> dict[str, BandFiles]:
@@ -196,7 +211,15 @@ def _band_files(source: str, bands: typing.Any, base: Path) -> dict[str, BandFil
             source,
             f"bands has unknown bands {unknown}; HSC bands: {', '.join(HSC_BANDS)}",
         )
-    return {b: _band_entry(source, b, bands[b], base) for b in HSC_BANDS if b in bands}
+    files = {b: _band_entry(source, b, bands[b], base) for b in HSC_BANDS if b in bands}
+    own = [b for b, f in files.items() if f.truth_dir is not None]
+    if own and len(own) != len(files):
+        raise InputError(
+            source,
+            f"bands {own} name a truth_dir of their own and "
+            f"{[b for b in files if b not in own]} do not: give it for all or none",
+        )
+    return files
 
 
 def _detection_view(source: str, raw: dict, base: Path) -> dict[str, typing.Any]:
@@ -210,7 +233,12 @@ def _detection_view(source: str, raw: dict, base: Path) -> dict[str, typing.Any]
             f"detection band {detection!r} is not among the bands "
             f"{list(bands)}: set detection_band to one of them",
         )
-    files = dataclasses.asdict(bands[detection])
+    if "truth_dir" in raw and bands[detection].truth_dir is not None:
+        raise InputError(
+            source,
+            "gives truth_dir both at the top level and in the bands: give it once",
+        )
+    files = bands[detection].fields()
     return {"bands": bands, "detection_band": detection, "band": detection, **files}
 
 
@@ -309,7 +337,7 @@ def _relative(value: typing.Any, folder: Path) -> typing.Any:
     if isinstance(value, list):
         return [_relative(v, folder) for v in value]
     if isinstance(value, BandFiles):
-        return _relative(dataclasses.asdict(value), folder)
+        return _relative(value.fields(), folder)
     if isinstance(value, dict):
         return {k: _relative(v, folder) for k, v in value.items()}
     return value
@@ -323,7 +351,7 @@ def _check_view(values: dict, bands: Mapping) -> None:
         return
     band = single.pop("band", "i")
     entry = bands.get(band)
-    entry = dataclasses.asdict(entry) if isinstance(entry, BandFiles) else entry
+    entry = entry.fields() if isinstance(entry, BandFiles) else entry
     if entry is None or any(entry.get(k) != v for k, v in single.items()):
         raise ValueError(
             f"band {band!r} and {sorted(single)} disagree with bands; give "
@@ -342,11 +370,12 @@ def _file_form(values: dict) -> dict:
     multi = {"bands": _hsc_order(bands)}
     if "detection_band" in values:
         multi["detection_band"] = values["detection_band"]
-    rest = {
-        k: v
-        for k, v in values.items()
-        if k not in _SINGLE_BAND_KEYS and k not in _MULTI_BAND_KEYS
-    }
+    own_truth = any(
+        (b.truth_dir if isinstance(b, BandFiles) else b.get("truth_dir")) is not None
+        for b in bands.values()
+    )
+    skip = {*_SINGLE_BAND_KEYS, *_MULTI_BAND_KEYS, *(("truth_dir",) * own_truth)}
+    rest = {k: v for k, v in values.items() if k not in skip}
     head = {"tile_name": rest.pop("tile_name")} if "tile_name" in rest else {}
     return head | multi | rest
 
