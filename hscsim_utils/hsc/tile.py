@@ -196,7 +196,9 @@ def _band_entry(source: str, band: str, entry: typing.Any, base: Path) -> BandFi
         raise InputError(source, f"{where} lacks the keys {missing}")
     given = [k for k in (*_BAND_FILE_KEYS, *_OPTIONAL_BAND_KEYS)
              if entry.get(k) not in (None, "")]  # fmt: skip
-    return BandFiles(**{k: _path(source, f"{where}.{k}", entry[k], base) for k in given})
+    return BandFiles(
+        **{k: _path(source, f"{where}.{k}", entry[k], base) for k in given}
+    )
 
 
 def _band_files(source: str, bands: typing.Any, base: Path) -> dict[str, BandFiles]:
