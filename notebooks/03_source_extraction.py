@@ -66,7 +66,10 @@ print(tile.label)
 # `weighting = "variance"` uses the inverse VARIANCE plane as weight map instead
 # (cleaner at the noisy coverage border, but detects fewer faint objects; see
 # `hscsim_utils/stages/source_extraction.py`). Detection and measurement run on
-# the same image (dual-image mode, as ufig). The catalogue and the check-images
+# the same image (dual-image mode, as ufig); on a tile of several bands every band
+# but the detection band is measured in forced photometry: detected on the
+# detection band's calexp, measured on this band's, row for row (as ufig measures
+# the simulation), so that colours can be formed. The catalogue and the check-images
 # appear only if SExtractor succeeds; a missing binary or a failed run stops here
 # with SExtractor's own error message.
 #
@@ -85,6 +88,8 @@ params = extraction.Params(
 )
 result = extraction.run(tile, run, params)
 print(result.settings)
+if result.detected_in:
+    print(f"forced photometry: detected in the {result.detected_in} band")
 print(f"{result.summary['n_sources']} sources in {result.summary['seconds']:.1f} s")
 for line in result.summary["warnings"]:
     print(line)

@@ -15,7 +15,7 @@ from astropy.io import fits
 
 from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.files import PDR3_MASK_PLANES, read_calexp, write_calexp
-from hscsim_utils.hsc.tile import load_tile
+from hscsim_utils.hsc.tile import BandFiles, TileSpec, load_tile
 from hscsim_utils.pipeline import runner
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import source_extraction as extraction
@@ -323,9 +323,10 @@ def write_small_tile(folder, label_seed=1):
     return tile, truth
 
 
-def write_stage01_02(run, shape):
-    info = dict(pixscale=0.168, seeing_i=0.67, satur_i=1e5, magzero_i=27.0)
-    info.update(gain_i=2.5, nexp_i=40.0, NAXIS1=shape[1], NAXIS2=shape[0])
+def write_stage01_02(run, shape, band="i"):
+    info = {"pixscale": 0.168, f"seeing_{band}": 0.67, f"satur_{band}": 1e5,
+            f"magzero_{band}": 27.0, f"gain_{band}": 2.5, f"nexp_{band}": 40.0,
+            "NAXIS1": shape[1], "NAXIS2": shape[0]}  # fmt: skip
     (run / "skymapinfo.json").write_text(json.dumps(info))
     mask = np.zeros(shape, np.int32)
     mask[:, :60] = 4  # survey mask where there is no data
@@ -343,6 +344,7 @@ def test_run_writes_exactly_the_declared_products(tmp_path):
     before = set(run.root.rglob("*"))
     result = extraction.run(load_tile(tile_file), run, extraction.Params())
     assert written_products(run, before) == set(extraction.STAGE.writes)
+    assert result.detected_in is None  # one band: detected in itself
     found, _ = match(result.catalog, x, y)
     assert (
         found[mag < 22].mean() >= 0.95 and "FLAGS_STAMP" in result.catalog.dtype.names
@@ -474,7 +476,7 @@ def test_forced_photometry_measures_the_detections_in_another_band(synthetic, tm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         write_calexp(tmp_path / "g.fits", image, mask, np.full_like(image, 0.04**2),
-                     calexp_i.header)  # fmt: skip
+                     calexp_i.header, band="HSC-G")  # fmt: skip
     calexp_g = read_calexp(tmp_path / "g.fits")
     paths_i, paths_g = outputs(tmp_path / "i"), outputs(tmp_path / "g")
     extraction.run_sextractor(calexp_i, SETTINGS, *paths_i)
@@ -492,6 +494,19 @@ def test_forced_photometry_measures_the_detections_in_another_band(synthetic, tm
     # the g PSF is broader: the i-band Kron apertures hold a little less of it
     assert 0 <= np.median(residual) < 0.08
     assert np.std(residual) < 0.05
+    # the stage on the tile seen from g: forced photometry on the i detections
+    tile = TileSpec(
+        "gi", calexp_g.path, tmp_path / "f.csv", tmp_path / "m.csv", [], [],
+        band="g", detection_band="i",
+        bands={"i": BandFiles(calexp_i.path, tmp_path / "f.csv", tmp_path / "m.csv")},
+    )  # fmt: skip
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    write_stage01_02(run.root, calexp_g.shape, band="g")
+    result = extraction.run(tile, run, extraction.Params())
+    assert result.detected_in == "i" and "FLAGS_STAMP" in result.catalog.dtype.names
+    np.testing.assert_array_equal(result.catalog["X_IMAGE"], cat_i["X_IMAGE"])
+    np.testing.assert_array_equal(result.catalog["MAG_AUTO"], cat_g["MAG_AUTO"])
     with pytest.raises(InputError, match="is not the measured calexp's"):
         extraction.run_sextractor(
             calexp_g, SETTINGS, *outputs(tmp_path / "x"),

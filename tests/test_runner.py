@@ -310,10 +310,11 @@ def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path,
     assert (out / "01_a.txt").read_text() == "i"
     for band in ("g", "r"):
         folder = out / "bands" / band
-        seen = load_tile(folder / "tile.yaml")  # the tile from that band, one band
-        assert (seen.band, seen.bands.keys(), seen.calexp) == (
-            band, {band}, bands[band].calexp
+        seen = load_tile(folder / "tile.yaml")  # the tile from that band
+        assert (seen.band, seen.calexp, seen.detection_calexp) == (
+            band, bands[band].calexp, bands["i"].calexp
         )  # fmt: skip
+        assert seen.bands == load_tile(tile).bands  # no band run of its own
         assert seen.stages == {"b": {"level": 3}}  # the tile's settings hold
         assert (folder / "01_a.txt").read_text() == band
         assert sorted(p.name for p in folder.glob("*.txt")) == ["01_a.txt", "02_b.txt"]

@@ -187,9 +187,8 @@ _ENTRY = "{calexp: c.fits, frame_metadata: f.csv, coadd_metadata: m.csv}"
         (_MULTI + f"calexp: c.fits\nbands:\n  i: {_ENTRY}\n",
          "gives both the single-band keys ['calexp'] and the multi-band keys "
          "['bands']: give either"),
-        (_MULTI + f"band: i\nbands:\n  i: {_ENTRY}\ndetection_band: i\n",
-         "gives both the single-band keys ['band'] and the multi-band keys "
-         "['bands', 'detection_band']"),
+        (_MULTI + f"band: z\nbands:\n  i: {_ENTRY}\ndetection_band: i\n",
+         "band 'z' (the band the tile is seen from) is not among the bands ['i']"),
         (_MULTI + "calexp: c.fits\nframe_metadata: f.csv\ncoadd_metadata: m.csv\n"
          "detection_band: i\n",
          "gives both the single-band keys"),
@@ -222,7 +221,7 @@ _ENTRY = "{calexp: c.fits, frame_metadata: f.csv, coadd_metadata: m.csv}"
         (_MULTI, "missing required keys ['calexp', 'frame_metadata', "
          "'coadd_metadata']; a tile of several bands gives bands instead"),
     ],
-    ids=["mixed-calexp", "mixed-band", "mixed-detection", "detection-alone",
+    ids=["mixed-calexp", "seen-from-absent-band", "mixed-detection", "detection-alone",
          "unknown-band", "capital-band", "entry-not-mapping", "entry-lacks-key",
          "entry-null-path", "entry-unknown-key", "entry-not-path",
          "default-detection-absent", "detection-absent", "empty", "null", "list",
@@ -267,7 +266,20 @@ def test_tilespec_fields_round_trip_in_both_forms(tmp_path):
         fields = dict(tile.__dict__)
         fields.pop("extra")
         again = load_tile(write_tile(tmp_path / "again.yaml", fields))
-        assert again == tile.for_band(tile.detection_band)
+        assert again == tile  # the band it is seen from included
+
+
+def test_tile_seen_from_another_band_names_it(tmp_path):
+    """The file of the tile seen from band r (as the runner writes for r's own
+    run) keeps every band and the detection band: r's files, i's calexp to
+    detect on."""
+    tile = _load_text(tmp_path, _multi_band_text("gri")).for_band("r")
+    fields = {k: v for k, v in tile.__dict__.items() if k != "extra"}
+    raw = yaml.safe_load(write_tile(tmp_path / "r.yaml", fields).read_text())
+    assert raw["band"] == "r" and "detection_band" in raw and len(raw["bands"]) == 3
+    again = load_tile(tmp_path / "r.yaml")
+    assert again == tile and again.calexp == tile.bands["r"].calexp
+    assert again.detection_calexp == tile.bands["i"].calexp != again.calexp
 
 
 def test_write_tile_refuses_single_band_keys_that_disagree_with_bands(tmp_path):

@@ -9,7 +9,9 @@ one patch. Its band files come in one of two forms, never both:
   to ``{calexp, frame_metadata, coadd_metadata}``, plus ``detection_band``
   (default ``i``), one of them. A DEMO tile's band entries may each name their
   own ``truth_dir`` (the truth of that band), all or none of them; then the
-  file has no top-level ``truth_dir``.
+  file has no top-level ``truth_dir``. ``band`` may be given too: the band the
+  tile is seen from (default the detection band), as in the files the runner
+  writes for the runs of the other bands.
 
 Either way :class:`TileSpec` holds every band in ``bands`` (in the order g r i z
 y), and its ``band``, ``calexp``, ``frame_metadata`` and ``coadd_metadata`` are
@@ -113,12 +115,16 @@ class TileSpec:
 
     @property
     def label(self) -> str:
-        """Text for plot titles: says whether the data is simulated or real."""
-        return (
-            f"{DEMO_LABEL}: {self.tile_name}"
-            if self.is_demo
-            else (f"{REAL_LABEL}: {self.tile_name}")
-        )
+        """Text for plot titles: says whether the data is simulated or real (and
+        which band, on a tile of several bands)."""
+        kind = DEMO_LABEL if self.is_demo else REAL_LABEL
+        band = f", {self.band} band" if len(self.bands) > 1 else ""
+        return f"{kind}: {self.tile_name}{band}"
+
+    @property
+    def detection_calexp(self) -> Path:
+        """The calexp of the detection band (the one SExtractor detects on)."""
+        return self.bands[self.detection_band].calexp
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -240,8 +246,14 @@ def _detection_view(source: str, raw: dict, base: Path) -> dict[str, typing.Any]
             source,
             "gives truth_dir both at the top level and in the bands: give it once",
         )
-    files = bands[detection].fields()
-    return {"bands": bands, "detection_band": detection, "band": detection, **files}
+    seen = raw.get("band", detection)
+    if seen not in bands:
+        raise InputError(
+            source, f"band {seen!r} (the band the tile is seen from) is not among "
+            f"the bands {list(bands)}",
+        )  # fmt: skip
+    files = bands[seen].fields()
+    return {"bands": bands, "detection_band": detection, "band": seen, **files}
 
 
 def _read_mapping(path: Path) -> dict:
@@ -262,7 +274,7 @@ def _check_keys(path: Path, raw: dict) -> None:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise InputError(path, f"unknown keys {unknown}; known keys: {sorted(known)}")
-    single = [k for k in _SINGLE_BAND_KEYS if k in raw]
+    single = [k for k in _BAND_FILE_KEYS if k in raw]
     multi = [k for k in _MULTI_BAND_KEYS if k in raw]
     if single and multi:
         raise InputError(
@@ -372,6 +384,8 @@ def _file_form(values: dict) -> dict:
     multi = {"bands": _hsc_order(bands)}
     if "detection_band" in values:
         multi["detection_band"] = values["detection_band"]
+    if "band" in values and values["band"] != values.get("detection_band", "i"):
+        multi["band"] = values["band"]  # seen from another band than detection
     own_truth = any(
         (b.truth_dir if isinstance(b, BandFiles) else b.get("truth_dir")) is not None
         for b in bands.values()

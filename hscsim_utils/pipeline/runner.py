@@ -297,8 +297,9 @@ def run_tile(
     bar = tqdm(all_stages, desc=f"{chain.prefix}stages", unit="stage",
                file=sys.stdout)  # fmt: skip
     try:
-        for band in chain.tile.bands:  # the other bands' per-band stages first
-            if band != chain.tile.band:
+        tile = chain.tile
+        for band in tile.bands if tile.band == tile.detection_band else ():
+            if band != tile.band:  # the other bands' per-band stages first
                 _run_band(chain, band, chosen, force, notebook_dir, specs)
         _run_stages(bar, chain, chosen, force)
     finally:  # a failed run reports too: what ran and where it failed
@@ -312,11 +313,12 @@ def run_tile(
 
 
 def band_tile_file(tile: TileSpec, band: str, folder: Path) -> Path:
-    """``folder/tile.yaml``: the tile seen from ``band``, as a tile file of that
-    one band (written only when its content changes)."""
+    """``folder/tile.yaml``: the tile seen from ``band`` (every band listed, so
+    that its source extraction can detect on the detection band; written only
+    when its content changes)."""
     view = tile.for_band(band)
     values = {f.name: getattr(view, f.name) for f in dataclasses.fields(view)
-              if f.name not in ("bands", "detection_band", "extra")}  # fmt: skip
+              if f.name != "extra"}  # fmt: skip
     path = folder / "tile.yaml"
     text = tile_text(path, values)
     if not path.is_file() or path.read_text() != text:

@@ -78,7 +78,8 @@ STAGES: tuple[StageSpec, ...] = (
               per_band=True),
     StageSpec(
         "03", "source_extraction",
-        reads=(*_CALEXP, "skymapinfo_json", "mask", "overlap"),
+        reads=(*_CALEXP, "tile:detection_band", "tile:detection_calexp",
+               "skymapinfo_json", "mask", "overlap"),
         writes=("sextractor_cat", "sextractor_seg", "sextractor_bkg"), per_band=True,
     ),
     StageSpec(

@@ -24,7 +24,15 @@ around objects. On the 4200 x 4200 demo tile it found 8822 sources (25 not
 matching any true object brighter than 28.5) against 13409 (2457) without
 weights, and 52 % instead of 68 % of the true objects with i = 25-26.
 
-Reads the tile's ``calexp`` (of its ``band``) and the products
+On a tile of several bands, each band other than the detection band is
+measured in forced photometry, as ufig measures the simulation
+(``run_sextractor_forced_photometry``): SExtractor in dual-image mode detects on
+the detection band's calexp and measures in that band's apertures on this
+band's calexp, so row ``k`` of every band's catalogue is one object and the
+colours of data and simulation are measured alike.
+
+Reads the tile's ``calexp`` (of its ``band``; the detection band's calexp too
+on a tile of several bands) and the products
 ``skymapinfo_json``, ``mask`` and ``overlap``; writes the products
 ``sextractor_cat``, ``sextractor_seg`` and ``sextractor_bkg``. Entry point:
 :func:`run`; the figures are in
@@ -509,6 +517,9 @@ class Stage03Result:
     settings: ExtractionSettings
     summary: dict
     catalog: np.ndarray
+    #: The band detected on (the tile's detection band in forced photometry),
+    #: None when detection and measurement are the same image.
+    detected_in: str | None = None
 
 
 def extract_sources(
@@ -521,8 +532,15 @@ def extract_sources(
     blank_planes: tuple[str, ...] = BLANK_PLANES,
     gain: str = "tutorial",
 ) -> Stage03Result:
-    """Stage 03: SExtractor catalogue, check-images and stamp flags of a tile."""
+    """Stage 03: SExtractor catalogue, check-images and stamp flags of a tile
+    (forced photometry on the detection band's sources when the tile is seen
+    from another of its bands)."""
     calexp = read_calexp(tile.calexp, band=tile.band)
+    forced = tile.band != tile.detection_band
+    detection = (
+        read_calexp(tile.detection_calexp, band=tile.detection_band) if forced
+        else None
+    )  # fmt: skip
     settings = read_settings(run.skymapinfo_json, tile.band, gain)
     _check_h5_image(run.mask, "mask", calexp.shape)  # before the long run
     _check_h5_image(run.overlap, "img_mask", calexp.shape)
@@ -536,11 +554,13 @@ def extract_sources(
         config=config,
         weighting=weighting,
         blank_planes=blank_planes,
+        detection=detection,
     )
     add_stamp_flags(
         run.sextractor_cat, run.mask, run.overlap, calexp.shape, off_mask_radius
     )
-    return Stage03Result(calexp, settings, summary, read_catalog(run.sextractor_cat))
+    return Stage03Result(calexp, settings, summary, read_catalog(run.sextractor_cat),
+                         tile.detection_band if forced else None)  # fmt: skip
 
 
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage03Result:
