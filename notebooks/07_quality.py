@@ -149,6 +149,26 @@ else:
     save_and_show(fig, run.plot("07_redshifts.png"), dpi=100)
 
 # %% [markdown]
+# ## Colours (tile of several bands)
+#
+# Every band but the detection band is measured in forced photometry, in the
+# data (stage 03 of each band) as in the simulation (UFig's dual-image
+# SExtractor): the same objects in the same apertures, so `MAG_AUTO` differences
+# are colours. An object counts when it counts in every band (`FLAGS == 0`, off
+# each band's masks). Per colour of neighbouring bands: its distribution in both
+# (top) and the colour-magnitude diagram with the median colour per 0.5 mag
+# (bottom), on the scoring half; the KS distance and median shift come with their
+# floors from the data's halves, as the statistics above.
+
+# %%
+if result.colours is None:
+    print("one band: no colours")
+else:
+    print(result.colour_table())
+    fig = quality_plots.plot_colours(result.colours, tile.label)
+    save_and_show(fig, run.plot("07_colours.png"), dpi=100)
+
+# %% [markdown]
 # ## Metrics
 #
 # Section `quality` of `metrics.json`. `realism`: simulation against data on the
@@ -156,7 +176,8 @@ else:
 # says which differences exceed the noise); `psf_fwhm_max_abs_diff` is null unless
 # stage 06 measured the PSF of the simulation (with the PSF CNN). `closure` (DEMO
 # tile only): every estimate of the pipeline against the demo's truth; a missing
-# product gives null and a warning. `redshifts`: the n(z) above. Stages 08 and 09
+# product gives null and a warning. `redshifts`: the n(z) above; `colours` (several
+# bands): the colour statistics above. Stages 08 and 09
 # write sections of their own.
 
 # %%

@@ -98,3 +98,65 @@ def test_measured_colours_are_the_populations_colours(two_bands):
     # a few neighbours' light adds outliers; Gaussian errors alone give 0.997
     assert within > 0.9, (within, offset)
     assert 0.7 < 1.4826 * np.median(np.abs(pull)) < 1.5
+
+
+def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
+    """Stage 07's colour comparison, reading both sides from their files: a
+    second realisation (another seed) as the data gives no significant colour
+    difference; the same data with every g magnitude 0.3 mag fainter gives a
+    g - r median shift of -0.3 beyond its floor (on this small patch the floor
+    of the median shift is ~0.05 mag; the full DEMO patch has 17 times the
+    area)."""
+    import shutil
+
+    from cosmic_toolbox import arraytools as at
+
+    from hscsim_utils.hsc.tile import BandFiles
+    from hscsim_utils.runfolder import RunFolder
+    from hscsim_utils.stages.quality_colours import colour_comparison
+
+    runs, sim = two_bands
+    other = make_tile(tmp_path, seed=SEED + 1, band="r")
+    data = simulate.run_simulation(other, runs["r"], out=tmp_path / "data",
+                                   measure_psf="none", band_runs=runs)  # fmt: skip
+    run = RunFolder(tmp_path / "run")  # the data's stage 03 catalogues
+    for band in BANDS:
+        target = run if band == "r" else run.band_run(band)
+        target.sextractor_cat.parent.mkdir(parents=True, exist_ok=True)
+        at.save_hdf_cols(
+            str(target.sextractor_cat),  # stage 03's layout
+            data.for_band(band).load_catalogs()["sextractor"],
+        )
+        if band != "r":
+            shutil.copyfile(runs[band].mask, target.mask)
+    files = BandFiles(tmp_path / "g.fits", tmp_path / "g.csv", tmp_path / "gm.csv")
+    tile = make_tile(tmp_path, seed=SEED, band="r", bands={"g": files},
+                     detection_band="r")  # fmt: skip
+    masked = np.zeros(SHAPE, bool)
+    same = colour_comparison(tile, run, sim.directory, masked)
+    stats = same.block["statistics"]
+    assert same.block["bands"] == ["g", "r"] and same.block["data"] == "DEMO"
+    assert set(stats) == {"g-r_ks", "g-r_median_shift"}
+    for stat in stats.values():  # one population model, two realisations
+        assert stat["floor"] > 0 and abs(stat["value"]) < 3 * stat["floor"]
+    n_sim, n_data = stats["g-r_ks"]["n"]
+    assert n_sim > 100 and n_data > 100
+    # the same data, g fainter by 0.3 mag
+    import h5py
+
+    with h5py.File(run.band_run("g").sextractor_cat, "r+") as fh5:
+        fh5["MAG_AUTO"][...] = fh5["MAG_AUTO"][()] + np.float32(0.3)
+    shifted = colour_comparison(tile, run, sim.directory, masked).block["statistics"]
+    moved = shifted["g-r_median_shift"]
+    assert moved["value"] == pytest.approx(
+        stats["g-r_median_shift"]["value"] - 0.3, abs=0.03
+    )
+    assert moved["significant"], (moved, stats)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hscsim_utils.stages.quality_plots import plot_colours
+
+    fig = plot_colours(same, "DEMO tile (simulated): gr")
+    assert "SIMULATION versus DEMO data" in fig._suptitle.get_text()
+    assert "g-r: KS" in fig.axes[0].get_title()

@@ -8,7 +8,8 @@ in a neighbouring tile; for a single tile it is all False.
 
 Reads the tile's ``calexp`` (of its ``band``); writes the products ``mask`` and
 ``overlap``. Entry point: :func:`run`; the figure is in
-:mod:`hscsim_utils.stages.masks_plots`.
+:mod:`hscsim_utils.stages.masks_plots`. Later stages read the mask back with
+:func:`read_pixel_mask` and cut objects on masked pixels with :func:`masked_at`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hscsim_utils.atomic import atomic_path
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.files import Calexp, read_calexp
 from hscsim_utils.hsc.tile import TileSpec
-from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.runfolder import RunFolder, read_dataset
 from hscsim_utils.stages import registry
 
 STAGE = registry.spec("masks")
@@ -129,3 +130,19 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Stage02Result:
     return make_masks(
         tile, run, plane_names(params.star_planes), plane_names(params.survey_planes)
     )
+
+
+def masked_at(cat: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """True where an object's centre (XWIN/YWIN, 1-based) lies on a masked pixel."""
+    ny, nx = masked.shape
+    x = np.clip(np.floor(cat["XWIN_IMAGE"] - 0.5).astype(np.int64), 0, nx - 1)
+    y = np.clip(np.floor(cat["YWIN_IMAGE"] - 0.5).astype(np.int64), 0, ny - 1)
+    return masked[y, x]
+
+
+def read_pixel_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels flagged in stage 02's ufig mask (any bit set)."""
+    mask = read_dataset(path, "mask", "not found; run stage 02 (masks) first")
+    if mask.shape != tuple(shape):
+        raise InputError(path, f"mask shape {mask.shape} is not the image's {shape}")
+    return mask != 0

@@ -53,6 +53,11 @@ for ``MAG_AUTO`` below 23, 24 and 25, with bootstrap errors
 (:mod:`hscsim_utils.numerics.redshift_distribution`). The data have no
 redshifts: this describes the simulation and is not a realism number.
 
+Colours (tile of several bands, :mod:`hscsim_utils.stages.quality_colours`):
+per colour of neighbouring bands the KS distance and median shift of the
+simulation against the data on the scoring half, with floors, as block
+``colours``.
+
 Closure (DEMO tile only): each stage's product compared with the truth the demo
 builder wrote beside the tile; see
 :func:`hscsim_utils.stages.closure.compute_closure`.
@@ -61,8 +66,8 @@ Every metric is a number or null (``None``) when its inputs are missing or too
 few; nulls come with a warning saying why. The stage's section ``quality`` of
 ``metrics.json`` holds the blocks ``realism`` (saying which simulation it
 describes, whether the data are DEMO or REAL, and the half), ``truth``,
-``redshifts`` and, for a DEMO tile, ``closure``; it is written whole on every
-run.
+``redshifts``, ``colours`` (several bands) and, for a DEMO tile, ``closure``; it
+is written whole on every run.
 
 Entry point: :func:`run`. The stage's figures are in
 :mod:`hscsim_utils.stages.quality_plots`; stage 09 uses :func:`load_inputs`,
@@ -108,6 +113,8 @@ from hscsim_utils.numerics.redshift_distribution import detected_nz
 from hscsim_utils.runfolder import RunFolder, read_dataset
 from hscsim_utils.stages import registry
 from hscsim_utils.stages.closure import compute_closure
+from hscsim_utils.stages.masks import masked_at, read_pixel_mask
+from hscsim_utils.stages.quality_colours import ColourComparison, colour_comparison
 
 STAGE = registry.spec("quality")
 #: The half every realism number is computed on (stages 08 and 09 tune on the other).
@@ -193,14 +200,6 @@ def in_half(cat: np.ndarray, shape: tuple[int, int], half: str) -> np.ndarray:
     if "XWIN_IMAGE" not in names or "YWIN_IMAGE" not in names:
         raise InputError("catalogue", "lacks XWIN_IMAGE or YWIN_IMAGE")
     return halves.in_half(cat["XWIN_IMAGE"], cat["YWIN_IMAGE"], shape, half)
-
-
-def masked_at(cat: np.ndarray, masked: np.ndarray) -> np.ndarray:
-    """True where an object's centre (XWIN/YWIN, 1-based) lies on a masked pixel."""
-    ny, nx = masked.shape
-    x = np.clip(np.floor(cat["XWIN_IMAGE"] - 0.5).astype(np.int64), 0, nx - 1)
-    y = np.clip(np.floor(cat["YWIN_IMAGE"] - 0.5).astype(np.int64), 0, ny - 1)
-    return masked[y, x]
 
 
 def object_selection(
@@ -423,14 +422,6 @@ class QualityInputs:
     def truth(self) -> dict | None:
         """:func:`truth_diagnostics` of these inputs (None without any truth)."""
         return truth_diagnostics(self)
-
-
-def read_pixel_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """Pixels flagged in stage 02's ufig mask (any bit set)."""
-    mask = read_dataset(path, "mask", "not found; run stage 02 (masks) first")
-    if mask.shape != tuple(shape):
-        raise InputError(path, f"mask shape {mask.shape} is not the image's {shape}")
-    return mask != 0
 
 
 def read_segmentation(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -676,11 +667,13 @@ def write_metrics(
     closure: Mapping[str, float | None] | None = None,
     truth: Mapping[str, object] | None = None,
     redshifts: Mapping[str, object] | None = None,
+    colours: Mapping[str, object] | None = None,
 ) -> dict:
     """Write the stage's section of ``metrics.json`` whole (after checking the
     schema): ``realism`` (a block of :func:`described_realism`), ``truth``
-    (:func:`truth_diagnostics`), ``redshifts`` (:func:`redshift_block`) and
-    ``closure``, each left out when None. Returns the file's contents."""
+    (:func:`truth_diagnostics`), ``redshifts`` (:func:`redshift_block`),
+    ``colours`` (:func:`~hscsim_utils.stages.quality_colours.colour_comparison`)
+    and ``closure``, each left out when None. Returns the file's contents."""
     check_schema(realism, REALISM_KEYS)
     missing = [k for k in ("simulation", "data") if k not in realism]
     if missing:
@@ -690,6 +683,8 @@ def write_metrics(
         section["truth"] = dict(truth)
     if redshifts is not None:
         section["redshifts"] = dict(redshifts)
+    if colours is not None:
+        section["colours"] = dict(colours)
     if closure is not None:
         check_schema(closure, CLOSURE_KEYS)
         section["closure"] = dict(closure)
@@ -709,6 +704,9 @@ class Products:
     simulation: str  # the simulation's folder, relative to the run folder
     truth: dict | None = None  # detections against the true objects
     redshifts: dict | None = None  # n(z) of the simulation's detected galaxies
+    #: Several bands: colours of simulation and data (``colours.block`` in
+    #: metrics.json).
+    colours: ColourComparison | None = None
 
     @property
     def area_deg2(self) -> float:
@@ -719,6 +717,12 @@ class Products:
     def statistics_table(self) -> str:
         """Statistic, value, floor, threshold, significant (scoring half)."""
         return rs.table(self.realism["statistics"])
+
+    def colour_table(self) -> str:
+        """The colour statistics like :meth:`statistics_table` (several bands)."""
+        if self.colours is None:
+            return "one band: no colours"
+        return rs.table(self.colours.block["statistics"])
 
     def truth_table(self, ranges: tuple[str, ...] = ("22-24", "24-25", "26-27")) -> str:
         """Completeness, purity and ``MAG_AUTO - mag`` of simulation and data
@@ -790,6 +794,8 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     truth = inputs.truth()
     simulation = relative_path(run.root, folder)
     redshifts = redshift_block(inputs, tile.band, simulation)
+    colours = colour_comparison(tile, run, folder, inputs.masked)
     closure = compute_closure(tile, run) if tile.is_demo else None
-    write_metrics(run, realism, closure, truth, redshifts)
-    return Products(inputs, realism, closure, simulation, truth, redshifts)
+    write_metrics(run, realism, closure, truth, redshifts,
+                  colours.block if colours else None)  # fmt: skip
+    return Products(inputs, realism, closure, simulation, truth, redshifts, colours)

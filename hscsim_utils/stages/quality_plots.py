@@ -1,6 +1,7 @@
 """Figures of stage 07 (notebook ``07_quality``): background pixels, detected
 objects and number counts of the simulation and the data; completeness, purity
-and photometry of the detections matched to the true objects."""
+and photometry of the detections matched to the true objects; n(z) of the
+simulation's detections; colours of simulation and data (several bands)."""
 
 from __future__ import annotations
 
@@ -177,3 +178,53 @@ def plot_redshift_distribution(redshifts: dict, label: str):
                  f"({redshifts['magnitude']}; {redshifts['selection']})",
                  fontsize=10)  # fmt: skip
     return fig
+
+
+def plot_colours(comparison, label: str):
+    """Per colour (columns): its distribution in simulation and data (top) and
+    the colour-magnitude diagram of the data with the median colour per 0.5 mag
+    of both (bottom), on the scoring half; the panel titles give the KS
+    distance and median shift with their floors (``colours`` block of stage
+    07, a :class:`~hscsim_utils.stages.quality_colours.ColourComparison`)."""
+    import matplotlib.pyplot as plt
+
+    sim, sim_mag = comparison.scoring("simulation")
+    data, data_mag = comparison.scoring("data")
+    stats = comparison.block["statistics"]
+    names = list(data)
+    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 7.5),
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    bins = np.linspace(-1.5, 3.0, 91)
+    for col, name in enumerate(names):
+        top, bottom = axes[0, col], axes[1, col]
+        for values, side, colour in ((data[name], "data", "k"),
+                                     (sim[name], "simulation", "C1")):  # fmt: skip
+            top.hist(values, bins=bins, histtype="step", density=True, color=colour,
+                     label=f"{side} ({values.size})")  # fmt: skip
+        ks, shift = stats[f"{name}_ks"], stats[f"{name}_median_shift"]
+        top.set_title(f"{name}: KS {_fmt(ks['value'])} (floor {_fmt(ks['floor'])})\n"
+                      f"median shift {_fmt(shift['value'], '+.3f')} "
+                      f"(floor {_fmt(shift['floor'])})", fontsize=9)  # fmt: skip
+        top.set_xlabel(f"{name} [mag]")
+        top.legend(fontsize=8)
+        bottom.scatter(data_mag, data[name], s=1, c="0.6", rasterized=True,
+                       label="data objects")  # fmt: skip
+        detail = shift["detail"]
+        centres = np.asarray(detail["mag_bins"][:-1]) + 0.25
+        for key, side, colour in (("median_b", "data", "k"),
+                                  ("median_a", "simulation", "C1")):  # fmt: skip
+            med = np.array([np.nan if v is None else v for v in detail[key]])
+            bottom.plot(centres, med, color=colour, marker="o", ms=3,
+                        label=f"{side} median")  # fmt: skip
+        bottom.set_ylim(-1.0, 2.5)
+        bottom.set_xlabel(comparison.block["magnitude"])
+        bottom.set_ylabel(f"{name} [mag]")
+        bottom.legend(fontsize=8, markerscale=4)
+    block = comparison.block
+    fig.suptitle(f"SIMULATION versus {block['data']} data: {label}\n"
+                 f"colours ({block['selection']}; scoring half)")  # fmt: skip
+    return fig
+
+
+def _fmt(value, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)

@@ -102,8 +102,8 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "07", "quality",
-        reads=(*_CALEXP, *_TRUTH, "sysmaps", "mask", "sextractor_cat",
-               "sextractor_seg", "psf_model", "sim_baseline"),
+        reads=(*_CALEXP, *_TRUTH, "tile:bands", "sysmaps", "mask", "sextractor_cat",
+               "sextractor_seg", "psf_model", "sim_baseline", "band_runs"),
         writes=("metrics:quality",),
     ),
     StageSpec(

@@ -1,0 +1,123 @@
+"""Stage 07 on a tile of several bands: colours of simulation and data.
+
+Both sides are measured alike. The data: stage 03 of the detection band
+detects and measures; stage 03 of every other band (in its run
+``RUN/bands/<band>/``) measures the same detections in forced photometry, so
+row ``k`` of every band's catalogue is one object. The simulation: ufig's
+SExtractor runs in dual-image mode with detection in the same band
+(``sextractor_forced_photo_detection_bands``), one catalogue per band.
+
+An object counts when it counts in every band: ``FLAGS == 0`` and off the
+masked pixels (stage 02's mask of that band, at the detection position) in
+each band, with a measured ``MAG_AUTO`` everywhere. The same cuts, with the
+data's masks, select the simulation's objects. The statistics, their halves
+and noise floors are those of :mod:`hscsim_utils.numerics.colours`: per colour
+of neighbouring bands (g - r, r - i, i - z, z - y) the KS distance and the
+signed median shift of the simulation against the data on the scoring half,
+each with its floor from the data's own halves (significant beyond twice the
+floor). The median colour per 0.5 mag of the detection band's ``MAG_AUTO``
+(both sides) is in each median shift's ``detail``, for the colour-magnitude
+figure.
+
+Entry point: :func:`colour_comparison`; stage 07 writes its block as
+``colours`` of the section ``quality`` of ``metrics.json``, the figure is
+:func:`hscsim_utils.stages.quality_plots.plot_colours`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hscsim_utils.hsc.tile import TileSpec
+from hscsim_utils.metrics import realism_block
+from hscsim_utils.numerics import colours, halves
+from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.stages.masks import masked_at, read_pixel_mask
+from hscsim_utils.stages.source_extraction import read_catalog
+
+__all__ = ["COLUMNS", "ColourComparison", "colour_comparison", "counted_rows"]
+
+#: The catalogue columns the colours need.
+COLUMNS = ("MAG_AUTO", "FLAGS", "XWIN_IMAGE", "YWIN_IMAGE")
+
+
+@dataclass(frozen=True)
+class ColourComparison:
+    """The colours of the simulation and the data, and their comparison (the
+    ``colours`` block of ``metrics.json``)."""
+
+    simulation: colours.ColourSample
+    data: colours.ColourSample
+    block: dict
+
+    def scoring(self, which: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Colours and detection-band magnitudes of the ``"simulation"`` or
+        ``"data"`` on the scoring half (what the statistics compare)."""
+        sample = self.simulation if which == "simulation" else self.data
+        rows = sample.half(halves.SCORING)
+        return {k: v[rows] for k, v in sample.colours.items()}, sample.magnitude[rows]
+
+
+def counted_rows(
+    catalogs: dict[str, np.ndarray], masks: dict[str, np.ndarray], detection: str
+) -> np.ndarray:
+    """Rows that count in every band: ``FLAGS == 0`` and the detection position
+    off that band's masked pixels."""
+    det = catalogs[detection]
+    keep = np.ones(len(det), bool)
+    for band, cat in catalogs.items():
+        keep &= cat["FLAGS"] == 0
+        if len(det):
+            keep &= ~masked_at(det, masks[band])
+    return keep
+
+
+def _data_runs(tile: TileSpec, run: RunFolder) -> dict[str, RunFolder]:
+    return {b: run if b == tile.band else run.band_run(b) for b in tile.bands}
+
+
+def colour_comparison(
+    tile: TileSpec, run: RunFolder, folder: Path, masked: np.ndarray
+) -> ColourComparison | None:
+    """Colours of the simulation in ``folder`` against the data's (see the
+    module docstring); ``masked``: the detection band's masked pixels as stage
+    07 uses them. None (with a warning) on a tile of one band, or when the
+    simulation lacks one of the tile's bands."""
+    from hscsim_utils.stages import simulate
+
+    if len(tile.bands) < 2:
+        return None
+    sim = simulate.load_simulation(folder)
+    absent = [b for b in tile.bands if b not in sim.settings.bands]
+    if absent:
+        warnings.warn(f"the simulation in {folder} lacks the bands {absent}: "
+                      "no colours", stacklevel=2)  # fmt: skip
+        return None
+    shape = masked.shape
+    runs = _data_runs(tile, run)
+    masks = {b: masked if b == tile.band else read_pixel_mask(r.mask, shape)
+             for b, r in runs.items()}  # fmt: skip
+    sides = {
+        "simulation": {b: sim.for_band(b).load_catalogs()["sextractor"]
+                       for b in tile.bands},
+        "data": {b: read_catalog(r.sextractor_cat, list(COLUMNS))
+                 for b, r in runs.items()},
+    }  # fmt: skip
+    samples = {
+        side: colours.colour_sample(cats, tile.band, shape,
+                                    counted_rows(cats, masks, tile.band))
+        for side, cats in sides.items()
+    }  # fmt: skip
+    values = {
+        "half": halves.SCORING,
+        "bands": list(tile.bands),
+        "magnitude": f"MAG_AUTO, detected in the {tile.band} band",
+        "selection": "FLAGS == 0 and unmasked in every band",
+        "statistics": colours.colour_realism(samples["simulation"], samples["data"]),
+    }
+    block = realism_block(run.root, folder, tile.is_demo, values)
+    return ColourComparison(samples["simulation"], samples["data"], block)
