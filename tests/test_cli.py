@@ -79,6 +79,32 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
             ["run", "--tile", tile, "--out", tmp_path / "r", "--threads", "0"],
             "--threads: must be at least 1",
         ),
+        "run-bad-bands": (
+            [
+                "run",
+                "--tile",
+                tile,
+                "--out",
+                tmp_path / "r",
+                "--no-check",
+                "--bands",
+                "iq",
+            ],
+            "--bands: must be HSC band letters (grizy), got 'iq'",
+        ),
+        "run-absent-band": (
+            [
+                "run",
+                "--tile",
+                tile,
+                "--out",
+                tmp_path / "r",
+                "--no-check",
+                "--bands",
+                "gi",
+            ],
+            f"{tile}: has no bands ['g'] (--bands); its bands: i",
+        ),
         "batch-missing-file": (
             ["batch", tmp_path / "none.yaml", "--out", tmp_path / "b"],
             "none.yaml",
@@ -93,7 +119,8 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
 
 CASES = [
     "data-cache-is-a-file", "demo-out-is-a-file", "run-missing-tile",
-    "run-out-is-a-file", "run-zero-threads", "batch-missing-file", "batch-no-tiles",
+    "run-out-is-a-file", "run-zero-threads", "run-bad-bands", "run-absent-band",
+    "batch-missing-file", "batch-no-tiles",
     "batch-zero-workers",
 ]  # fmt: skip
 

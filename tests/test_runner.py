@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -338,3 +339,35 @@ def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path,
     assert "03_c: unchanged" in printed
     runner.run_tile(tile, out, stages="02", **kwargs)  # b only: no band run of a
     assert "01_a" not in capfd.readouterr().out
+
+
+def test_bands_runs_those_of_the_tiles_bands(tmp_path, capfd):
+    """``--bands gi`` on a g r i tile: a tile file of g and i in the run folder,
+    one band run (g); bands the tile lacks, or without the detection band, are
+    refused before anything runs."""
+    from hscsim_utils.hsc.tile import BandFiles, load_tile, write_tile
+
+    bands = {}
+    for band in ("g", "r", "i"):
+        files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
+        for path in files:
+            path.write_bytes(band.encode())
+        bands[band] = BandFiles(*files)
+    tile = write_tile(tmp_path / "tile.yaml", {
+        "tile_name": "gri", "bands": bands, "detection_band": "i",
+        "besancon_headers": [], "besancon_catalogs": [],
+    })  # fmt: skip
+    nbs, out = _notebooks(tmp_path / "nb"), tmp_path / "run"
+    kwargs = {"notebook_dir": nbs, "specs": BAND_SPECS, "products": BAND_PRODUCTS}
+    for bad, fragment in [("gz", f"{tile}: has no bands ['z'] (--bands)"),
+                          ("g,r", "lacks the detection band i"),
+                          ("gx", "must be HSC band letters")]:  # fmt: skip
+        with pytest.raises(InputError, match=re.escape(fragment)):
+            runner.run_tile(tile, out, bands=bad, **kwargs)
+    assert not out.exists()
+    state = runner.run_tile(tile, out, bands="i,g", **kwargs)
+    assert [s["status"] for s in state.values()] == ["ok"] * 3
+    chosen = load_tile(out / "tile-gi.yaml")
+    assert chosen.band_names == ("g", "i") and chosen.bands["g"] == bands["g"]
+    assert (out / "bands" / "g").is_dir() and not (out / "bands" / "r").exists()
+    assert runner.tile_of_bands(tile, "gri", out) == tile  # all bands: the file

@@ -95,15 +95,17 @@ def run_one(
     attempts: int = 3,
     notebook_dir: Path | None = None,
     settings: tuple[str, ...] = (),
+    bands: str | None = None,
 ) -> dict:
     """Run one tile's chain (in a worker); never raises, returns its summary.
 
-    ``settings`` are ``STAGE.PARAMETER=VALUE`` assignments for every tile."""
+    ``settings`` are ``STAGE.PARAMETER=VALUE`` assignments for every tile;
+    ``bands`` the bands to run (``--bands``; default all of the tile's)."""
     from hscsim_utils.pipeline import runner
     from hscsim_utils.threads import limited_threads
 
     out = Path(out_root) / name
-    kwargs = {"report": True, "settings": tuple(settings)}
+    kwargs = {"report": True, "settings": tuple(settings), "bands": bands}
     if notebook_dir is not None:
         kwargs["notebook_dir"] = Path(notebook_dir)
     start = time.perf_counter()
@@ -157,16 +159,17 @@ def run_batch(
     threads: int | None = None,
     notebook_dir: Path | None = None,
     settings: tuple[str, ...] = (),
+    bands: str | None = None,
 ) -> list[dict]:
     """Run every tile of ``batch_file``; write and print the summary table.
 
     ``settings`` (``STAGE.PARAMETER=VALUE``) apply to every tile, over each tile
-    file's ``stages:`` section."""
+    file's ``stages:`` section; ``bands`` (``--bands``) to every tile too."""
     tiles = load_batch(batch_file)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    jobs = [(name, tile, out_dir, threads, 3, notebook_dir, tuple(settings))
+    jobs = [(name, tile, out_dir, threads, 3, notebook_dir, tuple(settings), bands)
             for name, tile in tiles.items()]  # fmt: skip
     if executor == "local":
         rows = _run_local(jobs, workers)
@@ -300,10 +303,12 @@ def slurm_script(
     out_dir: str | os.PathLike,
     options: SlurmOptions = SlurmOptions(),
     settings: tuple[str, ...] = (),
+    bands: str | None = None,
 ) -> str:
     """A SLURM job-array script running one tile per array task.
 
-    ``settings`` (``STAGE.PARAMETER=VALUE``) are passed to every ``hscsim run``.
+    ``settings`` (``STAGE.PARAMETER=VALUE``) and ``bands`` (``--bands``) are
+    passed to every ``hscsim run``.
 
     Names and tile paths are quoted bash array elements, so paths with spaces
     work. After the array, ``hscsim batch BATCH --out OUT --collect`` gathers
@@ -321,6 +326,7 @@ def slurm_script(
     }  # fmt: skip
     header = "\n".join(f"#SBATCH --{k}={v}" for k, v in sbatch.items() if v)
     sets = "".join(f" --set {q(s)}" for s in settings)
+    sets += f" --bands {q(bands)}" if bands else ""
     names = " ".join(q(n) for n in tiles)
     paths = " ".join(q(str(t)) for t in tiles.values())
     collect_cmd = (

@@ -98,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     with limit:
         state = runner.run_tile(
             args.tile, args.out, stages=args.stages, start=args.start,
-            force=args.force, settings=args.set,
+            force=args.force, settings=args.set, bands=args.bands,
         )  # fmt: skip
     failed = [name for name, s in state.items() if s["status"] != "ok"]
     print(f"report: {Path(args.out).resolve() / 'report.html'}")
@@ -133,7 +133,8 @@ def _cmd_batch(args: argparse.Namespace) -> None:
             cpus=args.threads or 2, mem=args.mem, time=args.time,
             partition=args.partition, account=args.account,
         )  # fmt: skip
-        script = batch.slurm_script(args.tiles, args.out, options, tuple(args.set))
+        script = batch.slurm_script(args.tiles, args.out, options, tuple(args.set),
+                                    args.bands)  # fmt: skip
         path = Path(args.out) / "hscsim_array.slurm"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(script)
@@ -142,10 +143,20 @@ def _cmd_batch(args: argparse.Namespace) -> None:
     rows = batch.run_batch(
         args.tiles, args.out, executor=args.executor, workers=args.workers,
         scheduler=args.scheduler, threads=args.threads, settings=tuple(args.set),
+        bands=args.bands,
     )  # fmt: skip
     failed = [r["tile"] for r in rows if r["status"] != "ok"]
     if failed:
         raise batch.HscsimError(f"{len(failed)} tile(s) failed: {failed}")
+
+
+def _add_bands_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bands",
+        default=None,
+        help="run these of the tile's bands, e.g. gri (the detection band "
+        "among them; default: all)",
+    )
 
 
 def _add_set_argument(p: argparse.ArgumentParser) -> None:
@@ -222,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-check", action="store_true", help="skip the up-front input check"
     )
+    _add_bands_argument(p)
     _add_set_argument(p)
     p.set_defaults(func=_cmd_run)
 
@@ -262,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(a LocalCluster, or the one at --scheduler)",
     )
     _add_set_argument(p)
+    _add_bands_argument(p)
     p.add_argument("--scheduler", default=None, help="address of a Dask scheduler")
     p.add_argument("--workers", type=int, default=2, help="tiles run at once")
     p.add_argument(

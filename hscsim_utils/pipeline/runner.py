@@ -25,6 +25,7 @@ from pathlib import Path
 
 from hscsim_utils import calltimes
 from hscsim_utils.atomic import TMP_PREFIX, sweep_temporaries, write_json
+from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.errors import InputError, StageFailed
 from hscsim_utils.hsc.tile import TileSpec, load_tile, tile_text, write_tile
 from hscsim_utils.interpreter import KERNEL_NAME
@@ -270,18 +271,20 @@ def run_tile(
     settings: Sequence[str] = (),
     specs: Sequence[StageSpec] = STAGES,
     products: Mapping[str, str] = PRODUCTS,
+    bands: str | None = None,
 ) -> dict:
     """Run the chain for one tile; return the state of every stage.
 
     ``settings`` are ``STAGE.PARAMETER=VALUE`` assignments (``--set``), applied
     over the tile file's ``stages:`` section. ``label`` (the tile's name in a
     batch) prefixes every console line, so that the lines of tiles run side by
-    side can be told apart.
+    side can be told apart. ``bands`` (``--bands``, e.g. ``gri``) runs those of
+    the tile's bands only (:func:`tile_of_bands`).
     """
     from tqdm.auto import tqdm
 
-    tile_file = Path(tile_file).resolve()
     run = RunFolder(Path(out_dir))
+    tile_file = tile_of_bands(Path(tile_file).resolve(), bands, run.root)
     all_stages = discover_stages(notebook_dir, specs)
     chosen = {s.number for s in select_stages(all_stages, stages, start)}
     check_demo_size(tile_file, chosen)
@@ -312,17 +315,59 @@ def run_tile(
     return chain.state
 
 
+def parse_bands(text: str) -> list[str]:
+    """Band letters of ``--bands`` (``gri`` or ``g,r,i``), in the order g r i z
+    y, each once."""
+    letters = [c for c in text if c not in ", "]
+    unknown = sorted(set(letters) - set(HSC_BANDS))
+    if not letters or unknown:
+        raise InputError(
+            "--bands",
+            f"must be HSC band letters ({''.join(HSC_BANDS)}), got {text!r}",
+        )
+    return [b for b in HSC_BANDS if b in letters]
+
+
+def tile_of_bands(tile_file: Path, bands: str | None, folder: Path) -> Path:
+    """The tile file to run: ``tile_file`` itself, or, for ``bands`` fewer than
+    its own, ``folder/tile-<bands>.yaml``, the same tile with those bands (the
+    detection band among them; paths as in ``tile_file``)."""
+    if not bands:
+        return tile_file
+    tile, chosen = load_tile(tile_file), parse_bands(bands)
+    absent = [b for b in chosen if b not in tile.bands]
+    if absent:
+        raise InputError(tile_file, f"has no bands {absent} (--bands); its bands: "
+                         f"{''.join(tile.bands)}")  # fmt: skip
+    if tile.detection_band not in chosen:
+        raise InputError(
+            "--bands",
+            f"{bands!r} lacks the detection band {tile.detection_band} of {tile_file}",
+        )
+    if chosen == list(tile.bands):
+        return tile_file
+    values = _tile_values(tile) | {"bands": {b: tile.bands[b] for b in chosen}}
+    return _write_if_changed(folder / f"tile-{''.join(chosen)}.yaml", values)
+
+
 def band_tile_file(tile: TileSpec, band: str, folder: Path) -> Path:
     """``folder/tile.yaml``: the tile seen from ``band`` (every band listed, so
     that its source extraction can detect on the detection band; written only
     when its content changes)."""
-    view = tile.for_band(band)
-    values = {f.name: getattr(view, f.name) for f in dataclasses.fields(view)
-              if f.name != "extra"}  # fmt: skip
-    path = folder / "tile.yaml"
+    return _write_if_changed(folder / "tile.yaml", _tile_values(tile.for_band(band)))
+
+
+def _tile_values(tile: TileSpec) -> dict:
+    return {f.name: getattr(tile, f.name) for f in dataclasses.fields(tile)
+            if f.name != "extra"}  # fmt: skip
+
+
+def _write_if_changed(path: Path, values: dict) -> Path:
+    """A tile file of ``values`` at ``path``, written only when its text changes
+    (so that its time stamp says when the tile last changed)."""
     text = tile_text(path, values)
     if not path.is_file() or path.read_text() != text:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_tile(path, values)
     return path
 
