@@ -22,6 +22,7 @@ read and write (:mod:`hscsim_utils.stages.registry`) and reach the files through
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,11 @@ class RunFolder:
         """The run folder of ``band``'s per-band stages, for a tile of several
         bands whose detection band runs here (``bands/<band>/``)."""
         return RunFolder(self.root / PRODUCTS["band_runs"] / band)
+
+    def band_runs(self, bands: Iterable[str], here: str) -> dict[str, RunFolder]:
+        """Where each of ``bands`` has its per-band products: band ``here`` (the
+        detection band) in this run, every other in its :meth:`band_run`."""
+        return {b: self if b == here else self.band_run(b) for b in bands}
 
     def path(self, *parts: str) -> Path:
         """Return ``root/parts``, creating its parent folder."""

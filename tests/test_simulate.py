@@ -516,10 +516,10 @@ def test_stage_06_reads_every_band_where_the_runner_ran_it(tmp_path):
 
     run = RunFolder(tmp_path / "run")
     one = make_tile(tmp_path)
-    assert simulate.tile_band_runs(one, run) == {"i": run}
+    assert run.band_runs(one.bands, one.band) == {"i": run}
     files = BandFiles(tmp_path / "g.fits", tmp_path / "g.csv", tmp_path / "gm.csv")
     two = make_tile(tmp_path, bands={"g": files}, detection_band="i")
     assert two.band_names == ("g", "i")
-    assert simulate.tile_band_runs(two, run) == {
+    assert run.band_runs(two.bands, two.band) == {
         "g": RunFolder(run.root / "bands" / "g"), "i": run,
     }  # fmt: skip

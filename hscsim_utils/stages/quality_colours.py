@@ -76,10 +76,6 @@ def counted_rows(
     return keep
 
 
-def _data_runs(tile: TileSpec, run: RunFolder) -> dict[str, RunFolder]:
-    return {b: run if b == tile.band else run.band_run(b) for b in tile.bands}
-
-
 def colour_comparison(
     tile: TileSpec, run: RunFolder, folder: Path, masked: np.ndarray
 ) -> ColourComparison | None:
@@ -98,7 +94,7 @@ def colour_comparison(
                       "no colours", stacklevel=2)  # fmt: skip
         return None
     shape = masked.shape
-    runs = _data_runs(tile, run)
+    runs = run.band_runs(tile.bands, tile.band)
     masks = {b: masked if b == tile.band else read_pixel_mask(r.mask, shape)
              for b, r in runs.items()}  # fmt: skip
     sides = {

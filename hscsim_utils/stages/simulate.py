@@ -773,19 +773,12 @@ def baseline_choices(run: RunFolder) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def tile_band_runs(tile: TileSpec, run: RunFolder) -> dict[str, RunFolder]:
-    """Where each band of the tile has its per-band products: the detection
-    band in ``run``, every other band in its band run (:meth:`RunFolder.band_run`,
-    written by ``hscsim run``)."""
-    return {b: run if b == tile.band else run.band_run(b) for b in tile.bands}
-
-
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Simulation:
     """Stage 06: simulate the tile, in all its bands, into ``sim_baseline``."""
     return run_simulation(
         tile,
         run,
-        band_runs=tile_band_runs(tile, run),
+        band_runs=run.band_runs(tile.bands, tile.band),
         galaxy_model=params.galaxy_model,
         posterior_index=params.posterior_index,
         seed=params.seed,
