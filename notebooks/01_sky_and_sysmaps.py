@@ -106,7 +106,7 @@ save_and_show(fig, run.plot("01_background_rms.png"), dpi=120)
 # The deeper bands (g, r) have the lower noise, z and y the higher.
 
 # %%
-maps = bands_plots.band_maps(tile, run, "sysmaps", bands_plots.background_rms)
+maps = bands_plots.band_maps(tile, run, "sysmaps", plots.background_rms_map)
 if len(maps) > 1:
     fig = bands_plots.plot_bands(maps, tile.label, "background RMS", "ADU")
     save_and_show(fig, run.plot("01_bands.png"), dpi=100)

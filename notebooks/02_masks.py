@@ -66,7 +66,7 @@ save_and_show(fig, run.plot("02_mask.png"), dpi=120)
 # coverage differ.
 
 # %%
-maps = bands_plots.band_maps(tile, run, "mask", bands_plots.masked_pixels)
+maps = bands_plots.band_maps(tile, run, "mask", masks_plots.masked_map)
 if len(maps) > 1:
     fig = bands_plots.plot_bands(maps, tile.label, "masked fraction", "per block")
     save_and_show(fig, run.plot("02_bands.png"), dpi=100)

@@ -157,7 +157,7 @@ print(f"written: {run.psf_model}, {run.psf_catalog}, {run.psf_summary}")
 # Seeing differs from band to band (each band's visits have their own).
 
 # %%
-maps = bands_plots.band_maps(tile, run, "psf_model", bands_plots.psf_fwhm_arcsec)
+maps = bands_plots.band_maps(tile, run, "psf_model", psf_plots.fwhm_map)
 if len(maps) > 1:
     fig = bands_plots.plot_bands(maps, tile.label, "PSF model FWHM", "arcsec")
     save_and_show(fig, run.plot("05_bands.png"), dpi=100)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import AsinhNorm, Normalize
@@ -10,7 +12,7 @@ from hscsim_utils.compat.ufig_psf import ERR_VAL
 from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
 from hscsim_utils.numerics import psf_direct
 from hscsim_utils.numerics.psf_model import StampRenderer
-from hscsim_utils.stages.psf import PSFStageResult, match_grids, used_stars
+from hscsim_utils.stages.psf import PSFStageResult, match_grids, read_grid, used_stars
 
 
 def grid_image(grid: np.ndarray, column: str) -> tuple[np.ndarray, list[float]]:
@@ -175,3 +177,10 @@ def plot_truth_comparison(grid: np.ndarray, truth: np.ndarray, label: str):
         ax.set_ylabel("y [pixel]")
     fig.suptitle(f"{label}: PSF model against the true PSF")
     return fig
+
+
+def fwhm_map(path: Path) -> tuple[np.ndarray, list[float]]:
+    """The model FWHM (arcsec) on the grid of a PSF model file and the grid's
+    extent, for :func:`hscsim_utils.stages.bands_plots.band_maps`."""
+    image, extent = grid_image(read_grid(path), "psf_fwhm_ipt")
+    return image * PIXEL_SCALE_ARCSEC, extent
