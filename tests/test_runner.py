@@ -371,3 +371,66 @@ def test_bands_runs_those_of_the_tiles_bands(tmp_path, capfd):
     assert chosen.band_names == ("g", "i") and chosen.bands["g"] == bands["g"]
     assert (out / "bands" / "g").is_dir() and not (out / "bands" / "r").exists()
     assert runner.tile_of_bands(tile, "gri", out) == tile  # all bands: the file
+
+
+@pytest.mark.slow
+def test_band_runs_run_beside_the_detection_bands_stages(tmp_path):
+    """The other bands' runs start while the detection band's per-band stages
+    still run (worker processes); the stage that reads the band runs starts
+    only after all of them have finished."""
+    from hscsim_utils.hsc.tile import BandFiles, write_tile
+
+    bands = {}
+    for band in ("g", "r", "i"):
+        files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
+        for path in files:
+            path.write_bytes(band.encode())
+        bands[band] = BandFiles(*files)
+    tile = write_tile(tmp_path / "tile.yaml", {
+        "tile_name": "gri", "bands": bands, "detection_band": "i",
+        "besancon_headers": [], "besancon_catalogs": [],
+    })  # fmt: skip
+    span = (
+        "import time\nt0 = time.time()\ntime.sleep(6)\n"
+        "(Path(run_dir) / ('span_' + out.stem)).write_text(f'{t0} {time.time()}')"
+    )
+    nbs = _notebooks(tmp_path / "nb", extra=dict.fromkeys(("01_a", "02_b", "03_c"),
+                                                           span))  # fmt: skip
+    out = tmp_path / "run"
+    runner.run_tile(tile, out, notebook_dir=nbs, specs=BAND_SPECS,
+                    products=BAND_PRODUCTS)  # fmt: skip
+
+    def times(folder, name):
+        return [float(t) for t in (folder / f"span_{name}").read_text().split()]
+
+    detection_done = times(out, "02_b")[1]
+    band_starts = [times(out / "bands" / b, "01_a")[0] for b in ("g", "r")]
+    band_ends = [times(out / "bands" / b, "02_b")[1] for b in ("g", "r")]
+    assert min(band_starts) < detection_done  # side by side
+    assert times(out, "03_c")[0] > max(band_ends)  # c reads every band run
+    assert runner.band_workers(1) == 1
+    assert 1 <= runner.band_workers(4) <= min(4, os.cpu_count() or 1)
+
+
+def test_a_failed_band_run_fails_the_chain_before_its_readers(tmp_path):
+    from hscsim_utils.errors import StageFailed
+    from hscsim_utils.hsc.tile import BandFiles, write_tile
+
+    bands = {}
+    for band in ("g", "i"):
+        files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
+        for path in files:
+            path.write_bytes(band.encode())
+        bands[band] = BandFiles(*files)
+    tile = write_tile(tmp_path / "tile.yaml", {
+        "tile_name": "gi", "bands": bands, "detection_band": "i",
+        "besancon_headers": [], "besancon_catalogs": [],
+    })  # fmt: skip
+    boom = "if '/bands/g' in run_dir:\n    raise ValueError('boom in g')"
+    nbs = _notebooks(tmp_path / "nb", extra={"02_b": boom})
+    out = tmp_path / "run"
+    with pytest.raises(StageFailed, match="boom in g"):
+        runner.run_tile(tile, out, notebook_dir=nbs, specs=BAND_SPECS,
+                        products=BAND_PRODUCTS)  # fmt: skip
+    assert (out / "02_b.txt").is_file()  # the detection band's own stages ran
+    assert not (out / "03_c.txt").exists()  # c reads the band runs: not run

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,8 @@ CALLS_DIR = ".hscsim_calls"
 #: a 1000 x 1000 cut of the demo patch holds 8 usable Gaia stars where the PSF
 #: model needs 10; 2000 x 2000 is the size the notebook tests run the chain on.
 MIN_DEMO_SIZE = 2000
+#: Memory a band run may take (its largest stage, 4200 x 4200 pixels: ~2.3 GB).
+BAND_RUN_MEMORY_GB = 3.0
 PSF_STAGE = "05"
 
 
@@ -300,11 +302,9 @@ def run_tile(
     bar = tqdm(all_stages, desc=f"{chain.prefix}stages", unit="stage",
                file=sys.stdout)  # fmt: skip
     try:
-        tile = chain.tile
-        for band in tile.bands if tile.band == tile.detection_band else ():
-            if band != tile.band:  # the other bands' per-band stages first
-                _run_band(chain, band, chosen, force, notebook_dir, specs)
-        _run_stages(bar, chain, chosen, force)
+        jobs = _band_jobs(chain, chosen, force, notebook_dir, specs)
+        with BandRuns(jobs, chain.prefix) as band_runs:
+            _run_stages(bar, chain, chosen, force, band_runs.wait)
     finally:  # a failed run reports too: what ran and where it failed
         stale = stale_stages(chain)
         write_json(run.root / DIGEST_FILE, chain.cache.known)
@@ -372,33 +372,108 @@ def _write_if_changed(path: Path, values: dict) -> Path:
     return path
 
 
-def _run_band(
-    chain: _Chain, band: str, chosen: set[str], force: bool, notebook_dir: Path,
+def _band_jobs(
+    chain: _Chain, chosen: set[str], force: bool, notebook_dir: Path,
     specs: Sequence[StageSpec],
-) -> None:  # fmt: skip
-    """The per-band stages of ``band`` (a band other than the detection band)
-    as a run of their own in ``RUN/bands/<band>/``, on the tile seen from that
-    band; the several-band stages read their products there. The chosen
-    per-band stages run, or all of them (each skipped when up to date) when a
-    chosen stage reads the band runs, so that it never reads stale ones."""
+) -> list[dict]:  # fmt: skip
+    """The :func:`run_tile` arguments of every band other than the detection
+    band: its per-band stages as a run of their own in ``RUN/bands/<band>/``, on
+    the tile seen from that band (the several-band stages read their products
+    there). The chosen per-band stages run, or all of them (each skipped when
+    up to date) when a chosen stage reads the band runs, so that it never reads
+    stale ones. None for a tile of one band or seen from another band."""
+    tile = chain.tile
+    if tile.band != tile.detection_band:
+        return []
     per_band = {s.number for s in specs if s.per_band}
     if not any(p in s.reads for s in specs if s.number in chosen
                for p in RUNNER_PRODUCTS):  # fmt: skip
         per_band &= chosen
     if not per_band:
-        return
-    folder = chain.run.band_run(band).root
-    print(f"{chain.prefix}band {band}: stages {', '.join(sorted(per_band))} "
-          f"in {folder}", flush=True)  # fmt: skip
-    label = f"{chain.prefix.strip(' []')} band {band}".strip()
+        return []
     settings = [f"{stage}.{name}={value}" for stage, values in chain.cli.items()
                 for name, value in values.items()]  # fmt: skip
-    run_tile(
-        band_tile_file(chain.tile, band, folder), folder,
-        stages=",".join(sorted(per_band)), force=force, report=False,
-        notebook_dir=notebook_dir, label=label, settings=settings, specs=specs,
-        products=chain.products,
-    )  # fmt: skip
+    jobs = []
+    for band in (b for b in tile.bands if b != tile.band):
+        folder = chain.run.band_run(band).root
+        jobs.append({
+            "tile_file": band_tile_file(tile, band, folder), "out_dir": folder,
+            "stages": ",".join(sorted(per_band)), "force": force, "report": False,
+            "notebook_dir": notebook_dir,
+            "label": f"{chain.prefix.strip(' []')} band {band}".strip(),
+            "settings": settings, "specs": specs, "products": chain.products,
+        })  # fmt: skip
+    return jobs
+
+
+def band_workers(n_runs: int) -> int:
+    """Processes for ``n_runs`` band runs (beside the detection band's stages,
+    which run meanwhile): one per core and per :data:`BAND_RUN_MEMORY_GB` of
+    the machine's memory, at most one per band run."""
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cores = os.cpu_count() or 1
+    return max(1, min(n_runs, cores, int(memory_gb // BAND_RUN_MEMORY_GB)))
+
+
+def _run_band_job(job: dict, threads: int) -> None:
+    from hscsim_utils.threads import limited_threads
+
+    with limited_threads(threads):
+        run_tile(**job)
+
+
+class BandRuns:
+    """The band runs of a tile of several bands, run in worker processes while
+    this process runs the detection band's stages (:func:`band_workers` of
+    them, the cores shared among all: each kernel limited to its share of
+    threads until :meth:`wait`). :meth:`wait` returns when every band run has
+    finished (raising the first failure); leaving the block waits too."""
+
+    def __init__(self, jobs: list[dict], prefix: str = "") -> None:
+        self.jobs, self.prefix = jobs, prefix
+        self._pool = self._futures = self._threads = None
+
+    def __enter__(self) -> BandRuns:
+        if not self.jobs:
+            return self
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from hscsim_utils.threads import limited_threads
+
+        workers = band_workers(len(self.jobs))
+        share = max(1, (os.cpu_count() or 1) // (workers + 1))
+        for job in self.jobs:
+            print(f"{self.prefix}band run {job['label'].split()[-1]}: stages "
+                  f"{job['stages']} in {job['out_dir']}", flush=True)  # fmt: skip
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        self._futures = [self._pool.submit(_run_band_job, job, share)
+                         for job in self.jobs]  # fmt: skip
+        self._threads = limited_threads(share)
+        self._threads.__enter__()
+        return self
+
+    def wait(self) -> None:
+        """Block until every band run has finished; raise the first failure."""
+        if self._futures is None:
+            return
+        futures, self._futures = self._futures, None
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            self._threads.__exit__(None, None, None)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, exc_type, *_) -> None:
+        if self._futures is None:
+            return
+        if exc_type is not None:  # this process failed: stop what has not begun
+            for future in self._futures:
+                future.cancel()
+        with contextlib.suppress(Exception):  # the first error is this block's
+            self.wait()
 
 
 def check_settings(
@@ -462,13 +537,20 @@ def stale_stages(chain: _Chain) -> dict[str, str]:
     return stale
 
 
-def _run_stages(bar, chain: _Chain, chosen: set[str], force: bool) -> None:
+def _run_stages(
+    bar, chain: _Chain, chosen: set[str], force: bool,
+    band_runs_done: Callable[[], None] = lambda: None,
+) -> None:  # fmt: skip
+    """Run the chosen stages in order; before the first that reads the band
+    runs, ``band_runs_done`` waits for them."""
     from tqdm.auto import tqdm
 
     run, prefix = chain.run, chain.prefix
     for stage in bar:
         if stage.number not in chosen:
             continue
+        if any(p in stage.spec.reads for p in RUNNER_PRODUCTS):
+            band_runs_done()
         bar.set_postfix_str(stage.name)
         params = chain.params(stage)
         new = chain.fingerprint(stage)
