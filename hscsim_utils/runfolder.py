@@ -53,6 +53,8 @@ PRODUCTS: dict[str, str] = {
     "band_runs": "bands/",
 }
 METRICS_FILE = "metrics.json"
+#: The runner's record of every stage's result in a run folder.
+STATE_FILE = ".hscsim_state.json"
 
 
 @dataclass(frozen=True)

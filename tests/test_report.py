@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from hscsim_utils.pipeline import report
-from hscsim_utils.runfolder import RunFolder
+from hscsim_utils.runfolder import STATE_FILE, RunFolder
 from tests.synthetic import write_tile_file
 
 PROGRESS = "\rsimulate:  33%|███▎      | 1/3 [00:03<00:06,  3.06s/step, inputs]"
@@ -109,6 +109,18 @@ def test_summary_page_then_clean_stages(run, tile):
     assert warnings.count("UserWarning: lum_fct_m_max is too low") == 1
     assert "gals_mag_max=28.00" in warnings and "01_sky, 07_quality" in warnings
     assert "site-packages" not in warnings
+    assert "Band runs" not in summary  # one band
+
+
+def test_band_runs_are_listed(run, tile):
+    band = run.band_run("g").root
+    band.mkdir(parents=True)
+    (band / STATE_FILE).write_text(json.dumps(
+        {"03_source_extraction": {"status": "ok", "wall_s": 5.5, "peak_rss_mb": 900}}
+    ))  # fmt: skip
+    page = report.write_report(run, {}, tile, {}).read_text()
+    assert "Band runs" in page
+    assert "<td>g</td><td>03_source_extraction</td><td>ok</td><td>5.5</td>" in page
 
 
 def test_real_tile_is_said_to_be_real(run, tmp_path):

@@ -261,7 +261,7 @@ def collect(batch_file: str | os.PathLike, out_dir: str | os.PathLike) -> list[d
     (its error from ``batch_error.log`` or the stage state), ``not run`` without a
     run folder. Writes ``summary.csv`` into ``out_dir`` and prints the table.
     """
-    from hscsim_utils.pipeline.runner import STATE_FILE
+    from hscsim_utils.runfolder import STATE_FILE
 
     out_dir = Path(out_dir).resolve()
     rows = []

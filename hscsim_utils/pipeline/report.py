@@ -31,7 +31,7 @@ from hscsim_utils.metrics import (
     closure_verdict,
     read_metrics,
 )
-from hscsim_utils.runfolder import METRICS_FILE, RunFolder
+from hscsim_utils.runfolder import METRICS_FILE, PRODUCTS, STATE_FILE, RunFolder
 
 __all__ = ["clean_stream", "metric_rows", "write_report"]
 
@@ -41,6 +41,8 @@ KEY_FIGURES = (
     ("09_background_histograms.png", "background pixels"),
     ("07_triangle.png", "detected objects: magnitude, size, ellipticity"),
     ("05_psf_fwhm_e1_e2.png", "PSF model across the patch"),
+    ("07_colours.png", "colours of simulation and data (several bands)"),
+    ("05_bands.png", "PSF model FWHM of every band (several bands)"),
 )
 VERSIONS = ("galsbi", "ufig", "numpy", "scipy", "astropy", "photutils")
 
@@ -290,6 +292,18 @@ def _simulation_rows(run: RunFolder) -> list[tuple]:
     return [("magnitudes to photons (06)", counts)] if counts else []
 
 
+def _band_run_rows(run: RunFolder) -> list[tuple]:
+    """Band, stage, status, wall time and peak memory of every band run (the
+    per-band stages of a tile's other bands, ``RUN/bands/<band>/``)."""
+    rows = []
+    for state_file in sorted(run.root.glob(f"{PRODUCTS['band_runs']}*/{STATE_FILE}")):
+        state = json.loads(state_file.read_text())
+        for name, done in sorted(state.items()):
+            values = (done.get(k, "-") for k in ("status", "wall_s", "peak_rss_mb"))
+            rows.append((state_file.parent.name, name, *values))
+    return rows
+
+
 def _figures(run: RunFolder) -> str:
     parts = []
     for name, caption in KEY_FIGURES:
@@ -327,6 +341,11 @@ def _summary_html(
              done.get("peak_rss_mb", "-"))
         )  # fmt: skip
     stage_table = _table(stage_rows, ("stage", "status", "wall s", "peak MB"), True)
+    band_rows = _band_run_rows(run)
+    if band_rows:
+        stage_table += "<h3>Band runs (the other bands' per-band stages)</h3>" + _table(
+            band_rows, ("band", "stage", "status", "wall s", "peak MB")
+        )
     versions = _table(sorted(_versions().items()), ("package", "version"))
     return (
         f"<h1>hscsim run report: {html.escape(label)}</h1>"

@@ -34,11 +34,10 @@ from hscsim_utils.metrics import read_metrics, update_metrics
 from hscsim_utils.pipeline import fingerprint as fp
 from hscsim_utils.pipeline.parameters import parse_assignments, stage_parameters
 from hscsim_utils.pipeline.report import write_report
-from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, RunFolder
+from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, STATE_FILE, RunFolder
 from hscsim_utils.stages.registry import RUNNER_PRODUCTS, STAGES, StageSpec
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-STATE_FILE = ".hscsim_state.json"
 DIGEST_FILE = ".hscsim_digests.json"
 #: Per-stage logs of the floor calls (:mod:`hscsim_utils.calltimes`).
 CALLS_DIR = ".hscsim_calls"
