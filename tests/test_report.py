@@ -112,6 +112,19 @@ def test_summary_page_then_clean_stages(run, tile):
     assert "Band runs" not in summary  # one band
 
 
+def test_redshifts_one_row_per_magnitude_limit():
+    block = {"simulation": "sim/baseline", "magnitude": "MAG_AUTO, i band",
+             "z_edges": [0.0, 0.1], "limits": {"25.0": {
+                 "n_detected": 3000, "n_galaxies": 2718, "z_mean": 1.2131,
+                 "z_mean_err": 0.018, "z_median": 0.9381, "z_median_err": 0.013,
+                 "counts": [1, 2]}}}  # fmt: skip
+    rows = report.metric_rows({"quality": {"redshifts": block}})
+    assert ("quality", "sim/baseline", "redshifts.limits.25.0",
+            "2718 galaxies of 3000 detections, median z 0.938 +- 0.013, "
+            "mean z 1.213 +- 0.018") in rows  # fmt: skip
+    assert not [r for r in rows if "z_edges" in r[2] or "[" in r[3]]
+
+
 def test_band_runs_are_listed(run, tile):
     band = run.band_run("g").root
     band.mkdir(parents=True)

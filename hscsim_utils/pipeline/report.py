@@ -211,6 +211,10 @@ def _block_rows(section: str, name: str, block: dict, where: str) -> list[tuple]
                      for k, v in value.items() if isinstance(v, dict)]  # fmt: skip
         elif key == "truth" and not name and isinstance(value, dict):
             rows += _truth_rows(section, value)
+        elif name == "redshifts" and key in ("limits", "z_edges"):
+            if key == "limits" and isinstance(value, dict):
+                rows += [(section, where, f"{metric}.{k}", _redshift_text(v))
+                         for k, v in value.items()]  # fmt: skip
         elif _expanded(value, not name):
             rows += _block_rows(section, metric, value, where)
         else:
@@ -227,6 +231,18 @@ def _statistic_text(a: dict) -> str:
     dof = f", dof {a['dof']}" if a.get("dof") else ""
     return (f"{_fmt(a.get('value'))} (floor {floor}{dof}: "
             f"{verdict[a.get('significant')]})")  # fmt: skip
+
+
+def _redshift_text(row: dict) -> str:
+    """n(z) below one magnitude limit in one cell (the counts per 0.1 in z are
+    in metrics.json and the figure)."""
+
+    def pm(key: str) -> str:
+        value, err = row.get(key), row.get(f"{key}_err")
+        return "-" if value is None else f"{value:.3f} +- {err:.3f}"
+
+    counts = f"{row.get('n_galaxies')} galaxies of {row.get('n_detected')} detections"
+    return f"{counts}, median z {pm('z_median')}, mean z {pm('z_mean')}"
 
 
 def _truth_rows(section: str, truth: dict) -> list[tuple]:
