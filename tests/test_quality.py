@@ -294,6 +294,14 @@ def test_a_stage_reading_another_stages_section_counts_it_by_content(tmp_path):
     assert _read_digest("metrics:quality", None, {}, run.root, DigestCache()) == before
     write_section(run.metrics, "quality", {"realism": {"bkg_ks": 0.2}})
     assert _read_digest("metrics:quality", None, {}, run.root, DigestCache()) != before
+    # one block of it: stage 09 reads stage 07's realism block (its floors)
+    block = _read_digest("metrics:quality.realism", None, {}, run.root, DigestCache())
+    write_section(run.metrics, "quality", {"realism": {"bkg_ks": 0.2}, "colours": {}})
+    again = _read_digest("metrics:quality.realism", None, {}, run.root, DigestCache())
+    assert again == block
+    write_section(run.metrics, "quality", {"realism": {"bkg_ks": 0.3}})
+    again = _read_digest("metrics:quality.realism", None, {}, run.root, DigestCache())
+    assert again != block
 
 
 def test_stage07_inputs_must_fit(tmp_path):

@@ -11,7 +11,7 @@ or when one of its declared outputs is missing. The fingerprint covers
 - parameters: the values the runner passes to the notebook;
 - inputs: what the stage declares it reads (:mod:`hscsim_utils.stages.registry`),
   by content: the files a tile field names, repository files, run-folder products,
-  another stage's section of ``metrics.json``.
+  another stage's section of ``metrics.json`` (or one block of it).
 
 Content hashes of large files are remembered by (size, modification time), so
 an unchanged 70 MB simulation image is hashed once.
@@ -163,9 +163,12 @@ def _read_digest(
     if entry in RUNNER_PRODUCTS:  # the products of every band run
         return _band_runs_digest(run_root / products[entry].rstrip("/"), products,
                                  cache)  # fmt: skip
-    if kind == "metrics" and name:  # another stage's section, by content
-        section = read_section(run_root / METRICS_FILE, name)
-        return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()
+    if kind == "metrics" and name:  # another stage's section (or block), by content
+        section, *keys = name.split(".")
+        value = read_section(run_root / METRICS_FILE, section)
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
     return cache.path(run_root / products[entry].rstrip("/"))
 
 

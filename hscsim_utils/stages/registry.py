@@ -17,7 +17,8 @@ can list it (a test keeps both in sync):
   GalSBI/UFig configuration);
 - a product name of :data:`hscsim_utils.runfolder.PRODUCTS`: a file or folder in
   the run folder, counted by content;
-- ``metrics:<section>``: a section of the run's ``metrics.json``, owned by the
+- ``metrics:<section>`` (or ``metrics:<section>.<block>``, one block of it): a
+  section of the run's ``metrics.json``, owned by the
   stage of that name and written by no other; a stage that reads it counts it
   by content.
 
@@ -118,7 +119,7 @@ STAGES: tuple[StageSpec, ...] = (
         reads=(*_CALEXP, "tile:is_demo", *_SIM_SETTINGS, "skymapinfo_npy",
                "sysmaps", "mask", "overlap", "besancon", "gaia", "sextractor_cat",
                "sextractor_seg", "psf_model", "sim_baseline", "psf_finetune",
-               "metrics:quality"),
+               "metrics:quality.realism"),
         writes=("background_finetune", "metrics:background_finetune"),
     ),
 )
