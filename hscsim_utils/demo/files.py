@@ -21,11 +21,12 @@ from hscsim_utils.demo import stars as demo_stars
 from hscsim_utils.errors import InputError
 from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc import skymap
-from hscsim_utils.hsc.tile import write_tile
+from hscsim_utils.hsc.tile import BandFiles, write_tile
 
 __all__ = [
     "SIMULATION_DEFAULTS", "file_names", "mask_plane", "parse_size", "tile_name",
-    "write_coadd_csv", "write_frame_csv", "write_tile_yaml", "write_truth_sysmaps",
+    "write_bands_tile_yaml", "write_coadd_csv", "write_frame_csv", "write_tile_yaml",
+    "write_truth_sysmaps",
 ]  # fmt: skip
 
 #: What the simulation stage uses by default; a DEMO tile uses other values.
@@ -54,9 +55,10 @@ def tile_name(geom: skymap.PatchGeometry, seed: int, kind: str = "demo") -> str:
     return f"{kind}-{geom.tract}-{geom.patch_id}-{geom.nx}x{geom.ny}{where}-seed{seed}"
 
 
-def file_names(geom: skymap.PatchGeometry) -> dict[str, str]:
-    """Names of the files, as the real inputs have them."""
-    stem = f"calexp-HSC-I-{geom.tract}-{geom.patch_id}"
+def file_names(geom: skymap.PatchGeometry, band: str = "i") -> dict[str, str]:
+    """Names of the files, as the real inputs have them (``band``'s calexp and
+    frame and mosaic CSVs, e.g. ``calexp-HSC-G-8523-402.fits``)."""
+    stem = f"calexp-HSC-{band.upper()}-{geom.tract}-{geom.patch_id}"
     pixel = f"{demo_stars.BESANCON_PIXEL:04d}"
     return {
         "calexp": f"{stem}.fits",
@@ -126,6 +128,19 @@ def write_coadd_csv(
     hsc_io.write_archive_csv(path, pd.DataFrame(row), hsc_io.COADD_COLUMNS)
 
 
+def _star_inputs(out: Path, names: dict) -> dict:
+    """Tile-file entries of the star inputs, which every band shares."""
+    return {
+        "besancon_headers": [out / names["besancon_header"]],
+        "besancon_catalogs": [out / names["besancon_fits"]],
+        "gaia_table": out / names["gaia"],
+    }
+
+
+#: Tile-file entries of every DEMO tile: the simulation's default settings.
+DEMO_SETTINGS = {"is_demo": True, **SIMULATION_DEFAULTS}
+
+
 def write_tile_yaml(out: Path, names: dict, name: str, truth: Path) -> Path:
     """``out/tile.yaml`` of a DEMO tile, with the simulation's default settings."""
     return write_tile(
@@ -136,14 +151,31 @@ def write_tile_yaml(out: Path, names: dict, name: str, truth: Path) -> Path:
             "calexp": out / names["calexp"],
             "frame_metadata": out / names["frames"],
             "coadd_metadata": out / names["coadd"],
-            "besancon_headers": [out / names["besancon_header"]],
-            "besancon_catalogs": [out / names["besancon_fits"]],
-            "gaia_table": out / names["gaia"],
+            **_star_inputs(out, names),
             "truth_dir": truth,
-            "is_demo": True,
-            **SIMULATION_DEFAULTS,
+            **DEMO_SETTINGS,
         },
     )
+
+
+def write_bands_tile_yaml(
+    out: Path, band_names: dict[str, dict], name: str, truth: dict[str, Path],
+    detection_band: str,
+) -> Path:  # fmt: skip
+    """``out/tile.yaml`` of a DEMO tile of several bands (the multi-band form):
+    ``band_names[band]`` are :func:`file_names` of the band, ``truth[band]`` its
+    truth folder."""
+    bands = {
+        b: BandFiles(out / n["calexp"], out / n["frames"], out / n["coadd"], truth[b])
+        for b, n in band_names.items()
+    }
+    return write_tile(
+        out / "tile.yaml",
+        {
+            "tile_name": name, "bands": bands, "detection_band": detection_band,
+            **_star_inputs(out, band_names[detection_band]), **DEMO_SETTINGS,
+        },
+    )  # fmt: skip
 
 
 #: HDF5 chunks of the truth's ``map_pointings``: those of stage 01's

@@ -7,7 +7,9 @@ SIMULATED coadd follow from a model of the individual visits:
   electrons per coadd ADU (zero point 27 AB), ZP_e = 28.5 the HSC-i2 magnitude
   giving 1 e-/s (NAOJ, HSC filters and sensitivities page), minus an extinction
   of 0.05 mag per airmass above one (Buton et al. 2013, A&A 549, A8: ~0.04-0.05
-  at 770 nm on Maunakea) and a cloud loss |N(0, 0.03)| mag: K ~ 1000 e-/ADU.
+  at 770 nm on Maunakea) and a cloud loss |N(0, 0.03)| mag: K ~ 1000 e-/ADU
+  (the i band; the other bands' ZP_e and extinction are in
+  :mod:`hscsim_utils.demo.galsim_bands`).
   Airmass and parallactic angle follow from an hour angle drawn in +-2 h at
   Maunakea (latitude 19.83 deg);
 - sky and read-out: the single-visit background rms sigma_v of the visit plan
@@ -132,11 +134,20 @@ def hour_angle_geometry(
 
 
 def draw_visit_photometry(
-    rng: np.random.Generator, plan: VisitPlan, frames: FrameTable, airmass: np.ndarray
+    rng: np.random.Generator,
+    plan: VisitPlan,
+    frames: FrameTable,
+    airmass: np.ndarray,
+    zp_electrons: float = ZP_ELECTRONS,
+    extinction: float = EXTINCTION_PER_AIRMASS,
 ) -> VisitPhotometry:
-    """Photometry of every visit of ``plan``; sky from the plan's noise."""
+    """Photometry of every visit of ``plan``; sky from the plan's noise.
+
+    ``zp_electrons`` (1 e-/s at airmass 1) and ``extinction`` (mag per airmass)
+    are the i band's by default (:mod:`hscsim_utils.demo.galsim_bands` has
+    every band's)."""
     n = plan.n_visits
-    zp_e = ZP_ELECTRONS - EXTINCTION_PER_AIRMASS * (airmass - 1.0)
+    zp_e = zp_electrons - extinction * (airmass - 1.0)
     zp_e = zp_e - np.abs(rng.normal(0.0, 0.03, n))
     k = EXPTIME_S * 10 ** (0.4 * (zp_e - ZERO_POINT_AB))
     read = rng.normal(READ_NOISE_E, 0.3, n)

@@ -6,35 +6,46 @@ The sky of the SIMULATED tile, independent of the simulation's rendering:
   galsbi's own sampler only (the plugin ``galsbi.ucat.plugins.sample_galaxies``
   run alone through ``GalSBI(...)(mode="intrinsic")``; no ufig plugin), with
   posterior sample 1 and a seed of its own (the simulation uses sample 0 and
-  seed 42), i band 14 < i < 28 over the tile plus a 32-pixel
-  margin. Each galaxy is a ``galsim.Sersic`` with the catalogue's half-light
-  radius (taken as the circularised radius: GalSim's shear keeps the area), index
-  n clipped to GalSim's range 0.3-6.2 and rounded to a grid of 10% steps in n
-  (31 values; GalSim tabulates each n once, ~70 ms per value and process), and
-  ellipticity (e1, e2) as a distortion (galsbi's convention,
-  (a^2 - b^2) / (a^2 + b^2)). With ``knots=True``, half of the blue galaxies get
-  10-40 ``galsim.RandomKnots`` carrying 10-30% of their flux (star-forming
-  clumps). The convolution uses the true coadd PSF (with the pixel response) of
-  the nearest point of the 100-pixel PSF grid;
+  seed 42), 14 < i < 28 (galsbi's reference band) over the tile plus a 32-pixel
+  margin. One sampling serves every band: galsbi draws numbers, redshifts,
+  templates, positions and shapes from seeds that do not depend on the filters
+  asked for and then integrates each galaxy's SED over every filter, so a galaxy
+  has the same position, size, Sersic index and ellipticity in all bands and
+  only its magnitude changes (sampling with g r i z y gives the galaxies and i
+  magnitudes of sampling with i alone, tested). Each galaxy is a
+  ``galsim.Sersic`` with the catalogue's half-light radius (taken as the
+  circularised radius: GalSim's shear keeps the area), index n clipped to
+  GalSim's range 0.3-6.2 and rounded to a grid of 10% steps in n (31 values;
+  GalSim tabulates each n once, ~70 ms per value and process), and ellipticity
+  (e1, e2) as a distortion (galsbi's convention, (a^2 - b^2) / (a^2 + b^2)).
+  With ``knots=True``, half of the blue galaxies get 10-40
+  ``galsim.RandomKnots`` carrying 10-30% of their flux (star-forming clumps).
+  The convolution uses the true coadd PSF (with the pixel response) of the
+  nearest point of the 100-pixel PSF grid;
 - stars: Gaia DR3 stars (the demo's table, ``gaiadr3.cat`` of ufig's tests) at
   their catalogue positions, and below G = 20.5, where Gaia is not complete,
   stars drawn from the Besancon model catalogue of the field (pixel 403, 13,521
-  stars for 2 deg^2): a Poisson number for the area, each a catalogue star
-  picked at random with its magnitudes moved by N(0, 0.1) mag (a kernel-density
-  draw, so not the catalogue stage 04 reads), uniformly placed. Gaia G of model
-  stars follows Evans et al. 2018 (A&A 616, A4, Table A.2: G - g in g - i);
-  a Gaia star gets the i - G colour of the model star of closest G. A star is
+  stars for 2 deg^2, with g r i z y): a Poisson number for the area, each a
+  catalogue star picked at random with all its magnitudes moved by the same
+  N(0, 0.1) mag (a kernel-density draw, so not the catalogue stage 04 reads),
+  uniformly placed. Gaia G of model stars follows Evans et al. 2018 (A&A 616,
+  A4, Table A.2: G - g in g - i); a Gaia star gets the colours m - G (m each of
+  g r i z y) of the model star of closest G. A star is
   the coadd PSF at its exact position (the visits covering it, bilinear between
   PSF anchors); stars brighter than i = 19.5 also get the far wings of
   :mod:`hscsim_utils.demo.galsim_psf` (Kolmogorov continuation, aureole,
-  one spike pattern per visit).
+  one spike pattern per visit) in that band.
 
-Fluxes are in coadd ADU, zero point 27 AB: F = 10^(-0.4 (i - 27)).
+Catalogues of an i-band tile hold the i magnitude in ``mag``; those of several
+bands also hold every band's in ``mag_g`` ... ``mag_y``, and :func:`in_band`
+gives the catalogue seen in one band (``mag`` that band's). Fluxes are in coadd
+ADU, zero point 27 AB: F = 10^(-0.4 (m - 27)).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import math
 import warnings
@@ -44,15 +55,17 @@ import galsim
 import numpy as np
 from scipy.special import gamma
 
+from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.demo import galsim_psf as gpsf
 from hscsim_utils.hsc.files import ZERO_POINT_AB
 from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC, PatchGeometry
 
 __all__ = [
     "GALAXY_MARGIN_PX", "GALAXY_MODEL", "GALS_MAG_MAX", "GAIA_G_LIMIT",
-    "POSTERIOR_INDEX", "STAR_DTYPE", "WING_MAG_LIMIT", "Stamp", "besancon_stars",
-    "draw_galaxy_chunk", "draw_star", "flux", "gaia_g_from_sdss", "gaia_stars",
-    "galaxy_half_size", "galsbi_seed", "sample_galaxies", "sersic_grid",
+    "POSTERIOR_INDEX", "STAR_DTYPE", "WING_MAG_LIMIT", "Stamp", "band_dtype",
+    "besancon_stars", "draw_galaxy_chunk", "draw_star", "flux", "gaia_g_from_sdss",
+    "gaia_stars", "galaxy_half_size", "galsbi_seed", "in_band", "sample_galaxies",
+    "sersic_grid",
 ]  # fmt: skip
 
 GALAXY_MODEL = "Moser+24"
@@ -84,8 +97,35 @@ STAR_DTYPE = np.dtype([
 
 
 def flux(mag: np.ndarray) -> np.ndarray:
-    """Flux in coadd ADU (zero point 27) of i-band magnitudes."""
+    """Flux in coadd ADU (zero point 27) of AB magnitudes."""
     return 10 ** (-0.4 * (np.asarray(mag, dtype=np.float64) - ZERO_POINT_AB))
+
+
+def band_dtype(base: np.dtype, bands: tuple[str, ...]) -> np.dtype:
+    """``base`` with a ``mag_<band>`` column per band, unless the band is i alone."""
+    if tuple(bands) == ("i",):
+        return base
+    return np.dtype(base.descr + [(f"mag_{b}", "f4") for b in bands])
+
+
+def _set_band_mags(cat: np.ndarray, mags) -> None:
+    """Fill the ``mag_<band>`` columns of ``cat`` from ``mags[band]``."""
+    for name in cat.dtype.names:
+        if name.startswith("mag_"):
+            cat[name] = mags[name[4:]]
+
+
+def in_band(cat: np.ndarray, band: str) -> np.ndarray:
+    """``cat`` seen in ``band``: a copy whose ``mag`` is ``mag_<band>``; an
+    i-only catalogue (no such columns) is its own i band."""
+    name = f"mag_{band}"
+    if name not in cat.dtype.names:
+        if band != "i":
+            raise ValueError(f"the catalogue has no magnitudes in band {band!r}")
+        return cat
+    out = cat.copy()
+    out["mag"] = cat[name]
+    return out
 
 
 def galsbi_seed(seed: int) -> int:
@@ -103,10 +143,13 @@ def sample_galaxies(
     posterior_index: int = POSTERIOR_INDEX,
     knots: bool = False,
     margin: int = GALAXY_MARGIN_PX,
+    bands: tuple[str, ...] = ("i",),
 ) -> np.ndarray:
-    """GalSBI galaxies over the tile and ``margin`` (FITS positions, i band).
+    """GalSBI galaxies over the tile and ``margin`` (FITS positions), ``mag``
+    in i, and ``mag_<band>`` of every band of ``bands`` unless it is i alone.
 
-    Only galsbi's catalogue sampler runs (no ufig plugin, nothing written).
+    Only galsbi's catalogue sampler runs (no ufig plugin, nothing written); its
+    filters are ``bands`` and i, its reference band.
     """
     from hscsim_utils.compat.galsbi import import_galsbi
 
@@ -119,7 +162,8 @@ def sample_galaxies(
         warnings.simplefilter("ignore")
         model(
             mode="intrinsic", model_index=int(posterior_index),
-            plugins=["galsbi.ucat.plugins.sample_galaxies"], filters=["i"],
+            plugins=["galsbi.ucat.plugins.sample_galaxies"],
+            filters=[b for b in HSC_BANDS if b in bands or b == "i"],
             sampling_mode="wcs", size_x=geom.nx + 2 * margin,
             size_y=geom.ny + 2 * margin, ra0=geom.crval[0], dec0=geom.crval[1],
             crpix_ra=geom.crpix[0] + margin, crpix_dec=geom.crpix[1] + margin,
@@ -128,11 +172,12 @@ def sample_galaxies(
             lum_fct_z_max=6, lum_fct_m_max=-4,
         )  # fmt: skip
     g = model.ctx.galaxies
-    cat = np.zeros(len(g.z), GALAXY_DTYPE)
+    cat = np.zeros(len(g.z), band_dtype(GALAXY_DTYPE, bands))
     # galsbi's pixel convention: pixel corners at integers (FITS = x + 0.5)
     cat["X_IMAGE"] = np.asarray(g.x, np.float64) + 0.5 - margin
     cat["Y_IMAGE"] = np.asarray(g.y, np.float64) + 0.5 - margin
     cat["mag"] = g.magnitude_dict["i"]
+    _set_band_mags(cat, g.magnitude_dict)
     cat["r50_arcsec"] = g.int_r50_arcsec
     cat["sersic_n"] = g.sersic_n
     cat["sersic_n_drawn"] = sersic_grid(g.sersic_n)
@@ -187,9 +232,22 @@ class Stamp:
 
 
 _PSF_CACHE: dict[tuple[int, int], galsim.InterpolatedImage] = {}
+#: Digest of the PSF grid the cache holds images of (a process may draw the
+#: galaxies of several bands, each with its own grid).
+_PSF_CACHE_GRID = [b""]
 
 
-def _grid_psf(epsf_grid: np.ndarray, gx: int, gy: int) -> galsim.InterpolatedImage:
+def _grid_digest(epsf_grid: np.ndarray) -> bytes:
+    data = np.ascontiguousarray(epsf_grid).data
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _grid_psf(
+    epsf_grid: np.ndarray, gx: int, gy: int, digest: bytes
+) -> galsim.InterpolatedImage:
+    if digest != _PSF_CACHE_GRID[0]:
+        _PSF_CACHE.clear()
+        _PSF_CACHE_GRID[0] = digest
     key = (gx, gy)
     if key not in _PSF_CACHE:
         if len(_PSF_CACHE) > 4096:
@@ -232,6 +290,7 @@ def draw_galaxy_chunk(
     to each; returns (index, stamp) pairs."""
     half = galaxy_half_size(cat[index])
     ny_g, nx_g = epsf_grid.shape[:2]
+    digest = _grid_digest(epsf_grid)
     out = []
     for k, h in zip(index, half, strict=True):
         row = cat[k]
@@ -239,7 +298,7 @@ def draw_galaxy_chunk(
         gx = min(max(round((x - 0.5) / grid_step), 0), nx_g - 1)
         gy = min(max(round((y - 0.5) / grid_step), 0), ny_g - 1)
         prof = galsim.Convolve(
-            _galaxy_profile(row, seed + int(k)), _grid_psf(epsf_grid, gx, gy)
+            _galaxy_profile(row, seed + int(k)), _grid_psf(epsf_grid, gx, gy, digest)
         )
         xc, yc = round(x), round(y)
         bounds = galsim.BoundsI(xc - h, xc + h, yc - h, yc + h)
@@ -264,10 +323,12 @@ def besancon_stars(
     geom: PatchGeometry,
     rng: np.random.Generator,
     margin: int,
+    bands: tuple[str, ...] = ("i",),
 ) -> np.ndarray:
     """Model stars fainter than G = 20.5 (brighter ones come from Gaia) over the
     tile and ``margin``: a Poisson number for the area, catalogue stars drawn at
-    random with their magnitudes moved by N(0, 0.1), uniform positions."""
+    random with their magnitudes moved by N(0, 0.1), uniform positions; ``mag``
+    in i and ``mag_<band>`` as :func:`sample_galaxies`."""
     area = (
         (geom.nx + 2 * margin)
         * (geom.ny + 2 * margin)
@@ -276,22 +337,28 @@ def besancon_stars(
     n = rng.poisson(len(model) * area / area_deg2)
     pick = model[rng.integers(0, len(model), n)]
     shift = rng.normal(0.0, BESANCON_MAG_JITTER, n)
-    mag_i = pick["i"] + shift
     g_gaia = gaia_g_from_sdss(pick["g"] + shift, pick["i"] + shift)
     keep = g_gaia >= GAIA_G_LIMIT
-    out = np.zeros(int(keep.sum()), STAR_DTYPE)
+    out = np.zeros(int(keep.sum()), band_dtype(STAR_DTYPE, bands))
     out["X_IMAGE"] = rng.uniform(0.5 - margin, geom.nx + 0.5 + margin, n)[keep]
     out["Y_IMAGE"] = rng.uniform(0.5 - margin, geom.ny + 0.5 + margin, n)[keep]
-    out["mag"], out["gaia_G"] = mag_i[keep], g_gaia[keep]
+    mags = {b: pick[b][keep] + shift[keep] for b in HSC_BANDS}
+    out["mag"], out["gaia_G"] = mags["i"], g_gaia[keep]
+    _set_band_mags(out, mags)
     out["gaia_id"] = -1
     return out
 
 
 def gaia_stars(
-    gaia: np.ndarray, model: np.ndarray, geom: PatchGeometry, margin: int
+    gaia: np.ndarray,
+    model: np.ndarray,
+    geom: PatchGeometry,
+    margin: int,
+    bands: tuple[str, ...] = ("i",),
 ) -> np.ndarray:
-    """Gaia stars over the tile and ``margin`` at their positions; i from the
-    i - G colour of the model star of closest G."""
+    """Gaia stars over the tile and ``margin`` at their positions; each band's
+    magnitude m from the m - G colour of the model star of closest G (``mag``
+    in i, ``mag_<band>`` as :func:`sample_galaxies`)."""
     x, y = geom.wcs().all_world2pix(gaia["ra"], gaia["dec"], 1)
     inside = (x > 0.5 - margin) & (x < geom.nx + 0.5 + margin)
     inside &= (y > 0.5 - margin) & (y < geom.ny + 0.5 + margin)
@@ -300,10 +367,14 @@ def gaia_stars(
     order = np.argsort(g_model)
     idx = np.searchsorted(g_model[order], sel["phot_g_mean_mag"])
     idx = order[np.clip(idx, 0, len(order) - 1)]
-    out = np.zeros(len(sel), STAR_DTYPE)
+    out = np.zeros(len(sel), band_dtype(STAR_DTYPE, bands))
     out["X_IMAGE"], out["Y_IMAGE"] = x[inside], y[inside]
     out["gaia_G"] = sel["phot_g_mean_mag"]
-    out["mag"] = sel["phot_g_mean_mag"] + (model["i"][idx] - g_model[idx])
+    mags = {
+        b: sel["phot_g_mean_mag"] + (model[b][idx] - g_model[idx]) for b in HSC_BANDS
+    }
+    out["mag"] = mags["i"]
+    _set_band_mags(out, mags)
     out["gaia_id"] = sel["id"]
     out["is_gaia"] = True
     return out

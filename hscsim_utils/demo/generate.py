@@ -28,19 +28,26 @@ def build_tile(
     generator: str = "galsim",
     preset: str = "ud",
     centre: tuple[float, float] | None = None,
+    bands: str | tuple[str, ...] = ("i",),
 ) -> Path:
     """Build a DEMO tile into ``out_dir`` with ``generator``; return its tile.yaml.
 
-    ``preset`` (``ud`` or ``deep``) chooses the depth of the ``galsim`` tile.
+    ``preset`` (``ud`` or ``deep``) chooses the depth of the ``galsim`` tile,
+    ``bands`` (any of g r i z y, e.g. "grizy") its bands; the ``ufig`` tile has
+    the i band only.
     """
     if generator == "galsim":
         from hscsim_utils.demo.independent import build_independent_demo_tile
 
-        return build_independent_demo_tile(out_dir, size, seed, centre, preset)
+        return build_independent_demo_tile(
+            out_dir, size, seed, centre, preset, bands=bands
+        )
     if generator == "ufig":
         from hscsim_utils.demo.build import build_demo_tile
 
         if preset != "ud":
             raise InputError("preset", "the ufig generator has only the ud preset")
+        if tuple(bands) != ("i",):
+            raise InputError("bands", "the ufig generator has only the i band")
         return build_demo_tile(out_dir, size, seed, centre=centre)
     raise InputError("generator", f"must be one of {GENERATORS}, got {generator!r}")

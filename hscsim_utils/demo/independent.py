@@ -8,7 +8,7 @@ Besancon header + FITS, Gaia VOTable, ``truth/`` and ``tile.yaml``) from a model
 of the observation that shares nothing with the simulation's rendering:
 
 - observing history (:mod:`hscsim_utils.demo.observation`): visits, CCD frames
-  and exact coverage maps of the visit plan, fixed per preset;
+  and exact coverage maps of the visit plan, fixed per preset and band;
 - PSF (:mod:`hscsim_utils.demo.galsim_psf`): Kolmogorov x ``galsim.OpticalPSF``
   per visit with aberrations varying over the focal plane; the coadd PSF is the
   weighted sum of the covering visits' PSFs; truth measured on its images;
@@ -23,24 +23,38 @@ of the observation that shares nothing with the simulation's rendering:
 Presets (visits of 270 s; single-visit noise of the UD design of
 :mod:`hscsim_utils.demo.observation`, Aihara et al. 2018a, PASJ 70, S4):
 
-- ``"ud"``: 150 visits (PDR3 delivered ~80% of the planned UltraDeep time,
+- ``"ud"``: 240 visits (PDR3 delivered ~80% of the planned UltraDeep time,
   Aihara et al. 2022), circular 5-point dithers, atmospheric FWHM median 0.60",
   sigma(ln) 0.15 (measured visit PSFs: median ~0.6", the HSC-SSP i band,
   Aihara et al. 2018b, 2022), as the real UD tile;
 - ``"deep"``: 22 visits, the Deep layer's i band as designed (126 min, Aihara
   et al. 2018a) at PDR3's ~80%, seeing median 0.62" (sigma(ln) 0.18).
 
+Bands: any of g r i z y (``bands``, default i). The galaxies and stars are drawn
+once, with every band's magnitude; each band then has its own observation
+(visits in proportion to the layer's design time, seeing, zero point, sky,
+noise seed: :mod:`hscsim_utils.demo.galsim_bands`), rendered and written one
+band after the other (the worker processes serve them all). The i band of a
+tile of several bands is, pixel for pixel, the i-band tile of the same seed.
+
 Masks: NO_DATA where no visit covers a pixel, SAT from the visits' saturation,
 BRIGHT_OBJECT around Gaia stars with G < 17.5 with the HSC-SSP radius law
-(Coupon et al. 2018, PASJ 70, S7), as the ordinary demo.
+(Coupon et al. 2018, PASJ 70, S7), as the ordinary demo (the same in every
+band).
 
-``truth/truth.json`` records the generator, its settings and the versions of
-GalSim, galsbi and numpy. Everything written says DEMO (simulated); the file
-names are those of the real inputs, which the pipeline expects.
+Truth: ``truth/`` of an i-band tile holds its files and ``truth.json`` (the
+generator, its settings and the versions of GalSim, galsbi and numpy); a tile
+of several bands has those per band in ``truth/<band>/`` (catalogues with
+``mag`` the band's magnitude and ``mag_g`` ... of every band) and a
+``truth/truth.json`` over all bands, and its ``tile.yaml`` the multi-band form
+(detection band i when present, else the first band). Everything written says
+DEMO (simulated); the file names are those of the real inputs, which the
+pipeline expects.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -53,8 +67,10 @@ import h5py
 import numpy as np
 
 from hscsim_utils.atomic import atomic_dir, atomic_path, write_json
+from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.data import provision
 from hscsim_utils.demo import files as demo_files
+from hscsim_utils.demo import galsim_bands as gbands
 from hscsim_utils.demo import galsim_observation as gobs
 from hscsim_utils.demo import galsim_psf as gpsf
 from hscsim_utils.demo import galsim_scene as gscene
@@ -65,11 +81,10 @@ from hscsim_utils.hsc import files as hsc_io
 from hscsim_utils.hsc import skymap
 
 __all__ = [
-    "PRESETS", "Preset", "build_independent_demo_tile", "independent_tile_name",
-    "observing_history",
+    "PRESETS", "Preset", "build_independent_demo_tile", "detection_band",
+    "independent_tile_name", "observing_history",
 ]  # fmt: skip
 
-FILTER_NAME = "HSC-I2"
 GENERATOR = "hscsim_utils.demo.independent (GalSim forward model)"
 LABEL = "DEMO tile (simulated, independent GalSim model)"
 BRIGHT_OBJECT_G = 17.5
@@ -79,13 +94,21 @@ STAR_MARGIN_PX = 64
 
 @dataclass(frozen=True)
 class Preset:
-    """Depth, pointing and seeing of a simulated layer."""
+    """Depth, pointing and seeing of a simulated layer (those of its i band;
+    the other bands' follow from them, :meth:`band`)."""
 
     name: str
     n_visits: int
     seeing: gpsf.SeeingModel
     observation_seed: int
     pointing: tuple[float, float]  # dither centre (RA, Dec in deg)
+    design_min: dict[str, float]  # the layer's design time per band
+
+    def band(self, band: str) -> gbands.BandObservation:
+        """How ``band`` is observed in this layer."""
+        return gbands.band_observation(
+            band, self.n_visits, self.seeing, self.observation_seed, self.design_min
+        )
 
 
 #: ``ud``: 240 visits of 270 s around a pointing 0.2 deg from the patch centre give
@@ -95,9 +118,9 @@ class Preset:
 #: crosses the patch (an exposure gradient and a NO_DATA corner).
 PRESETS = {
     "ud": Preset("ud", 240, gpsf.SeeingModel(0.60, 0.15), 60221409,
-                 obs.UD_PATCH_POINTING),
+                 obs.UD_PATCH_POINTING, gbands.UD_DESIGN_MIN),
     "deep": Preset("deep", 22, gpsf.SeeingModel(0.62, 0.18), 60221410,
-                   obs.UD_SXDS_CENTER),
+                   obs.UD_SXDS_CENTER, gbands.DEEP_DESIGN_MIN),
 }  # fmt: skip
 
 
@@ -110,35 +133,50 @@ def build_independent_demo_tile(
     *,
     knots: bool = False,
     workers: int | None = None,
+    bands: str | tuple[str, ...] = ("i",),
 ) -> Path:
     """Build the independent DEMO tile into ``out_dir`` (replaced atomically).
 
     ``size`` pixels of patch 8523-4,2 around its centre or ``centre`` (0-based
     pixel of the full patch); ``seed`` draws galaxies, stars and noise (the
-    observing history is fixed per ``preset``, "ud" or "deep"); ``knots`` adds
-    star-forming knots to blue galaxies; ``workers`` processes draw PSFs and
-    galaxies (default: up to 2). Returns the path of ``tile.yaml``.
+    observing history is fixed per ``preset``, "ud" or "deep", and band);
+    ``bands`` any of g r i z y (e.g. "grizy"; kept in that order); ``knots``
+    adds star-forming knots to blue galaxies; ``workers`` processes draw PSFs
+    and galaxies (default: up to 2). Returns the path of ``tile.yaml``.
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InputError("seed", f"must be a non-negative integer, got {seed!r}")
     if preset not in PRESETS:
         raise InputError("preset", f"must be one of {sorted(PRESETS)}, got {preset!r}")
+    band_list = gbands.parse_bands(bands)
     geom = obs.demo_geometry(demo_files.parse_size(size), centre=centre)
     n_workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     out_dir = Path(out_dir).resolve()
     with atomic_dir(out_dir) as tmp:
-        _build(tmp, geom, int(seed), PRESETS[preset], bool(knots), n_workers)
+        _build(tmp, geom, int(seed), PRESETS[preset], bool(knots), n_workers,
+               band_list)  # fmt: skip
     return out_dir / "tile.yaml"
 
 
-def independent_tile_name(geom: skymap.PatchGeometry, seed: int, preset: str) -> str:
-    """e.g. ``demo-galsim-ud-8523-402-1000x1000-seed7`` (corner when not centred)."""
-    return demo_files.tile_name(geom, seed, kind=f"demo-galsim-{preset}")
+def detection_band(bands: tuple[str, ...]) -> str:
+    """The detection band of a tile of ``bands``: i when there, else the first."""
+    return "i" if "i" in bands else bands[0]
+
+
+def independent_tile_name(
+    geom: skymap.PatchGeometry, seed: int, preset: str, bands: tuple[str, ...] = ("i",)
+) -> str:
+    """e.g. ``demo-galsim-ud-8523-402-1000x1000-seed7`` (corner when not centred;
+    ``demo-galsim-ud-grizy-...`` for bands other than i alone)."""
+    kind = f"demo-galsim-{preset}"
+    if tuple(bands) != ("i",):
+        kind += "-" + "".join(bands)
+    return demo_files.tile_name(geom, seed, kind=kind)
 
 
 @dataclass
 class History:
-    """The fixed observing history of a preset on a tile."""
+    """The fixed observing history of a preset's band on a tile."""
 
     plan: obs.VisitPlan
     frames: obs.FrameTable
@@ -146,28 +184,49 @@ class History:
     used: np.ndarray  # plan rows with a frame on the tile
     psfs: gpsf.VisitPSFs
     phot: gobs.VisitPhotometry
+    observation: gbands.BandObservation
 
 
-def observing_history(geom: skymap.PatchGeometry, preset: Preset) -> History:
+def camera_gains(preset: Preset) -> np.ndarray:
+    """The amplifier gains of the camera: those the i band's visit plan draws."""
+    rng = np.random.default_rng(preset.observation_seed)
+    return obs.plan_visits(rng, preset.n_visits, preset.pointing).ccd_gains
+
+
+def observing_history(
+    geom: skymap.PatchGeometry, preset: Preset, band: str = "i"
+) -> History:
     """Visits, frames, exact coverage, PSF and photometry of every visit."""
+    ob = preset.band(band)
+    seed = ob.observation_seed
     plan = obs.plan_visits(
-        np.random.default_rng(preset.observation_seed), preset.n_visits,
-        preset.pointing,
+        np.random.default_rng(seed), ob.n_visits, preset.pointing, ob.sky_sigma,
+        ob.first_visit,
     )  # fmt: skip
+    if band != "i":
+        plan = dataclasses.replace(plan, ccd_gains=camera_gains(preset))
     frames = obs.overlapping_frames(plan, geom)
     cov = obs.coverage_maps(plan, geom, frames)
-    hour_angle = np.random.default_rng([preset.observation_seed, 3]).uniform(
+    hour_angle = np.random.default_rng([seed, 3]).uniform(
         -gobs.HOUR_ANGLE_MAX_H, gobs.HOUR_ANGLE_MAX_H, plan.n_visits
     )
     airmass, parallactic = gobs.hour_angle_geometry(hour_angle, plan.dec)
     psfs = gpsf.draw_visit_psfs(
-        np.random.default_rng([preset.observation_seed, 1]), plan.n_visits,
-        preset.seeing, parallactic,
-    )  # fmt: skip
-    phot = gobs.draw_visit_photometry(
-        np.random.default_rng([preset.observation_seed, 2]), plan, frames, airmass
+        np.random.default_rng([seed, 1]), plan.n_visits, ob.seeing, parallactic
     )
-    return History(plan, frames, cov, np.unique(frames.visit_row), psfs, phot)
+    phot = gobs.draw_visit_photometry(
+        np.random.default_rng([seed, 2]), plan, frames, airmass, ob.zp_electrons,
+        ob.extinction,
+    )  # fmt: skip
+    return History(plan, frames, cov, np.unique(frames.visit_row), psfs, phot, ob)
+
+
+def noise_rng(seed: int, band: str) -> np.random.Generator:
+    """The noise stream of ``band``: the i band keeps the first child of the
+    tile's sky stream ``[seed, 3]`` (that of the i-band tiles), the other bands
+    take children of their own."""
+    stream = 0 if band == "i" else 1 + HSC_BANDS.index(band)
+    return np.random.default_rng(np.random.SeedSequence([seed, 3], spawn_key=(stream,)))
 
 
 class _Result:
@@ -195,92 +254,188 @@ class _Workers:
         return _Result(pending=self._pool.apply_async(fn, args))
 
     def close(self, cancel: bool = False) -> None:
-        """Wait for the workers to finish, or stop them at once (``cancel``)."""
+        """Wait for the workers to finish, or stop them at once (``cancel``);
+        nothing once closed."""
         if self._pool is not None:
             if cancel:
                 self._pool.terminate()
             else:
                 self._pool.close()
             self._pool.join()
+            self._pool = None
+
+
+class _Clock:
+    """Seconds of the named steps since the last :meth:`take`."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 2)
+        self._last = now
+
+    def take(self) -> dict[str, float]:
+        out, self.timings = self.timings, {}
+        return out
+
+
+@dataclass
+class _Scene:
+    """What every band shares: catalogues (every band's magnitudes), the Gaia
+    query and the BRIGHT_OBJECT mask."""
+
+    galaxies: np.ndarray
+    stars: np.ndarray
+    gaia_query: np.ndarray
+    bright: np.ndarray
+
+
+@dataclass
+class _Band:
+    """One band under way: its history and, once rendered, its products."""
+
+    hist: History
+    lattice: gpsf.AnchorLattice
+    anchor_futures: list
+    grid: dict | None = None
+    signal: np.ndarray | None = None
+    galaxies: np.ndarray | None = None
+    stars: np.ndarray | None = None
+    visit_seeing: np.ndarray | None = None
+    frame_seeing: np.ndarray | None = None
 
 
 def _build(
     out: Path, geom: skymap.PatchGeometry, seed: int, preset: Preset, knots: bool,
-    workers: int,
+    workers: int, bands: tuple[str, ...],
 ) -> None:  # fmt: skip
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 2)
-        clock = now
-
+    clock = _Clock()
+    several = bands != ("i",)
     names = demo_files.file_names(geom)
     truth = out / "truth"
     truth.mkdir()
-    rng_sky = np.random.default_rng([seed, 3])
     pool = _Workers(workers)
+    summaries = {}
     try:
-        hist = observing_history(geom, preset)
-        lattice = gpsf.anchor_lattice(geom)
-        ax, ay = lattice.points()
-        anchor_jobs = gpsf.psf_jobs(hist.plan, geom, hist.used, ax, ay)
-        anchor_futures = [
-            pool.submit(gpsf.draw_psf_job, hist.psfs, j) for j in anchor_jobs
-        ]
-        lap("observation")
-        stars_in = _write_star_inputs(out, geom, names)
-        galaxies = gscene.sample_galaxies(geom, seed, knots=knots)
-        model = stars_in["model"]
-        stars = np.concatenate([
-            gscene.gaia_stars(stars_in["gaia_all"], model, geom, STAR_MARGIN_PX),
-            gscene.besancon_stars(model, stars_in["area"], geom, rng_sky,
-                                  STAR_MARGIN_PX),
-        ])  # fmt: skip
-        lap("catalogues")
-        # (n_used, n_anchors, 132, 132)
-        images = np.stack([f.result() for f in anchor_futures])
-        lap("visit PSFs")
-        grid = _coadd_psf_grid(hist, geom, lattice, images)
-        galaxy_futures = _submit_galaxies(pool, galaxies, grid["epsf"], seed, workers)
-        # the frames' seeing (written last) after the galaxies
-        frame_jobs = _frame_jobs(hist, geom)
-        frame_futures = [
-            pool.submit(gpsf.draw_psf_job, hist.psfs, j, True) for j, _ in frame_jobs
-        ]
-        grid.update(_measure_grid(grid["os"], grid["covered"]))
-        del grid["os"]
-        visit_seeing = _visit_seeing(images, lattice, geom)
-        lap("coadd PSF truth")
-        signal = np.zeros((geom.ny, geom.nx))
-        stars = _draw_stars(signal, stars, hist, geom, lattice, images)
-        for future in galaxy_futures:
-            for _, stamp in future.result():
-                _add_stamp(signal, stamp)
-        del images
-        lap("rendering")
-        frame_seeing = np.empty(len(hist.frames.ccd))
-        for (_, rows), future in zip(frame_jobs, frame_futures, strict=True):
-            frame_seeing[rows] = future.result()
-        lap("frame seeing")
+        state = _start_band(pool, geom, preset, bands[0])
+        clock.lap("observation")
+        scene = _scene(out, geom, seed, knots, bands, names)
+        clock.lap("catalogues")
+        for k, band in enumerate(bands):
+            if k:
+                state = _start_band(pool, geom, preset, band)
+                clock.lap("observation")
+            _render_band(pool, state, scene, geom, seed, workers, clock)
+            if k == len(bands) - 1:
+                pool.close()
+            where = truth / band if several else truth
+            summaries[band] = _finish_band(
+                out, where, state, scene, geom, seed, preset, knots, clock, several
+            )
+            state = None  # free this band's arrays before the next band's
     except BaseException:
         pool.close(cancel=True)
         raise
-    pool.close()
-    signal, sat = gobs.saturate(signal, hist.cov, hist.plan, hist.phot, hist.used)
-    lap("saturation")
+    tile_name = independent_tile_name(geom, seed, preset.name, bands)
+    if not several:
+        demo_files.write_tile_yaml(out, names, tile_name, truth)
+        return
+    _write_bands_summary(truth, summaries, geom, seed, preset, knots, bands)
+    demo_files.write_bands_tile_yaml(
+        out, {b: demo_files.file_names(geom, b) for b in bands}, tile_name,
+        {b: truth / b for b in bands}, detection_band(bands),
+    )  # fmt: skip
+
+
+def _start_band(pool: _Workers, geom, preset: Preset, band: str) -> _Band:
+    """The band's observing history; its visit PSFs at the anchors submitted."""
+    hist = observing_history(geom, preset, band)
+    lattice = gpsf.anchor_lattice(geom)
+    ax, ay = lattice.points()
+    jobs = gpsf.psf_jobs(hist.plan, geom, hist.used, ax, ay)
+    return _Band(hist, lattice, [pool.submit(gpsf.draw_psf_job, hist.psfs, j)
+                                 for j in jobs])  # fmt: skip
+
+
+def _scene(out: Path, geom, seed: int, knots: bool, bands, names: dict) -> _Scene:
+    """Star inputs and Gaia table written; galaxies and stars in every band."""
+    stars_in = _write_star_inputs(out, geom, names)
+    galaxies = gscene.sample_galaxies(geom, seed, knots=knots, bands=bands)
+    model = stars_in["model"]
+    rng_sky = np.random.default_rng([seed, 3])
+    stars = np.concatenate([
+        gscene.gaia_stars(stars_in["gaia_all"], model, geom, STAR_MARGIN_PX, bands),
+        gscene.besancon_stars(model, stars_in["area"], geom, rng_sky, STAR_MARGIN_PX,
+                              bands),
+    ])  # fmt: skip
+    bright, gaia_query = _bright_object_mask(geom, stars_in["gaia_all"])
+    demo_stars.write_gaia_votable(out / names["gaia"], gaia_query)
+    return _Scene(galaxies, stars, gaia_query, bright)
+
+
+def _render_band(
+    pool: _Workers, band: _Band, scene: _Scene, geom, seed: int, workers: int,
+    clock: _Clock,
+) -> None:  # fmt: skip
+    """Coadd PSF truth, the noise-free signal of the band's stars and galaxies
+    and the frames' seeing, into ``band``."""
+    hist, lattice = band.hist, band.lattice
+    name = hist.observation.band
+    band.galaxies = gscene.in_band(scene.galaxies, name)
+    # (n_used, n_anchors, 132, 132)
+    images = np.stack([f.result() for f in band.anchor_futures])
+    band.anchor_futures = []
+    clock.lap("visit PSFs")
+    grid = _coadd_psf_grid(hist, geom, lattice, images)
+    galaxy_futures = _submit_galaxies(pool, band.galaxies, grid["epsf"], seed, workers)
+    # the frames' seeing (written last) after the galaxies
+    frame_jobs = _frame_jobs(hist, geom)
+    frame_futures = [
+        pool.submit(gpsf.draw_psf_job, hist.psfs, j, True) for j, _ in frame_jobs
+    ]
+    grid.update(_measure_grid(grid["os"], grid["covered"]))
+    del grid["os"]
+    band.grid = grid
+    band.visit_seeing = _visit_seeing(images, lattice, geom)
+    clock.lap("coadd PSF truth")
+    signal = np.zeros((geom.ny, geom.nx))
+    stars = gscene.in_band(scene.stars, name)
+    band.stars = _draw_stars(signal, stars, hist, geom, lattice, images)
+    for future in galaxy_futures:
+        for _, stamp in future.result():
+            _add_stamp(signal, stamp)
+    band.signal = signal
+    del images, galaxy_futures
+    clock.lap("rendering")
+    band.frame_seeing = np.empty(len(hist.frames.ccd))
+    for (_, rows), future in zip(frame_jobs, frame_futures, strict=True):
+        band.frame_seeing[rows] = future.result()
+    clock.lap("frame seeing")
+
+
+def _finish_band(
+    out: Path, truth: Path, band: _Band, scene: _Scene, geom, seed: int,
+    preset: Preset, knots: bool, clock: _Clock, several: bool,
+) -> dict:  # fmt: skip
+    """Saturation, noise and the band's files and truth; its truth summary."""
+    hist = band.hist
+    name = hist.observation.band
+    signal, sat = gobs.saturate(band.signal, hist.cov, hist.plan, hist.phot, hist.used)
+    band.signal = None
+    clock.lap("saturation")
     grids = gobs.visit_grids(hist.plan, geom, hist.used)
     groups = gobs.group_visits(grids, hist.phot.weight, hist.used)
     noise = gobs.coadd_noise(
-        signal, hist.cov, hist.plan, hist.phot, groups, grids, rng_sky.spawn(1)[0]
+        signal, hist.cov, hist.plan, hist.phot, groups, grids, noise_rng(seed, name)
     )
     gain_eff = gobs.effective_gain(hist.cov, hist.plan, hist.phot, hist.used)
-    lap("noise")
+    clock.lap("noise")
+    names = demo_files.file_names(geom, name)
     nodata = hist.cov.invvar <= 0
-    bright, gaia_query = _bright_object_mask(geom, stars_in["gaia_all"])
-    mask = demo_files.mask_plane(nodata, bright, sat)
+    mask = demo_files.mask_plane(nodata, scene.bright, sat)
     image = signal.astype(np.float32)
     del signal
     image += noise.noise
@@ -288,83 +443,145 @@ def _build(
     variance = noise.variance
     variance[nodata] = np.nan
     hsc_io.write_calexp(
-        out / names["calexp"], image, mask, variance, geom.header(), band=FILTER_NAME,
+        out / names["calexp"], image, mask, variance, geom.header(),
+        band=hist.observation.filter_name,
         primary_cards={"OBJECT": LABEL, "TRACT": geom.tract,
                        "PATCH": f"{geom.patch[0]},{geom.patch[1]}"},
     )  # fmt: skip
-    demo_stars.write_gaia_votable(out / names["gaia"], gaia_query)
+    del image, variance
     demo_files.write_frame_csv(
-        out / names["frames"], hist.plan, hist.frames, frame_seeing
+        out / names["frames"], hist.plan, hist.frames, band.frame_seeing
     )
-    cov = grid["covered"]
+    grid, cov = band.grid, band.grid["covered"]
     demo_files.write_coadd_csv(
         out / names["coadd"], geom, float(np.median(grid["fwhm"][cov])),
         float(np.median(grid["e1"][cov])), float(np.median(grid["e2"][cov])),
     )  # fmt: skip
-    _write_mask_truth(truth / "mask.h5", nodata, bright, mask)
+    truth.mkdir(exist_ok=True)
+    _write_mask_truth(truth / "mask.h5", nodata, scene.bright, mask)
     rms_sky = np.sqrt(noise.variance_sky)
     _write_sysmaps(truth / "sysmaps.h5", hist.cov, rms_sky, gain_eff)
-    _write_psf_truth(truth / "psf_model.h5", grid, hist, visit_seeing)
-    n_gal = _write_table(truth / "galaxies.h5", _with_sky(galaxies, geom), "galaxies")
-    n_star = _write_table(truth / "stars.h5", _with_sky(stars, geom), "stars")
-    lap("writing")
+    _write_psf_truth(truth / "psf_model.h5", grid, hist, band.visit_seeing)
+    n_gal = _write_table(
+        truth / "galaxies.h5", _with_sky(band.galaxies, geom), "galaxies"
+    )
+    n_star = _write_table(truth / "stars.h5", _with_sky(band.stars, geom), "stars")
+    clock.lap("writing")
     covered = ~nodata
-    phot, used = hist.phot, hist.used
     summary = {
         "description": f"{LABEL}: truth behind the simulated patch",
         "generator": {
-            "name": GENERATOR,
-            "versions": {p: version(p) for p in ("galsim", "galsbi", "numpy")},
-            "preset": preset.name, "seed": seed, "knots": knots,
-            "galsbi_model": gscene.GALAXY_MODEL,
-            "galsbi_posterior_index": gscene.POSTERIOR_INDEX,
-            "galsbi_seed": gscene.galsbi_seed(seed),
-            "observation_seed": preset.observation_seed,
-            "seconds": timings,
+            **_generator(seed, preset, knots),
+            "observation_seed": hist.observation.observation_seed,
+            "seconds": clock.take(),
         },
-        "tract": geom.tract, "patch": list(geom.patch), "size": [geom.nx, geom.ny],
-        "crval": list(geom.crval), "crpix": list(geom.crpix),
-        "pixel_scale_arcsec": skymap.PIXEL_SCALE_ARCSEC,
+        **_geometry(geom),
         "zero_point": hsc_io.ZERO_POINT_AB, "exptime_per_visit_s": obs.EXPTIME_S,
-        "n_visits_planned": int(hist.plan.n_visits), "n_visits_used": len(hist.used),
-        "n_frames": len(hist.frames.ccd), "n_noise_groups": noise.n_groups,
-        "expt_max_s": int(hist.cov.expt.max()),
-        "expt_median_covered_s": _median(hist.cov.expt[covered]),
-        "fraction_no_data": float(nodata.mean()),
-        "electrons_per_adu_visit_median": float(np.median(phot.k_e_per_adu[used])),
-        "sky_electrons_visit_median": float(np.median(phot.sky_e[used])),
-        "sky_mag_arcsec2_median": _sky_brightness(hist),
+        **_observation_summary(hist, covered),
+        "n_noise_groups": noise.n_groups,
         "effective_gain_median_e_per_adu": _median(gain_eff[covered]),
         "sky_rms_median_adu": _median(rms_sky[covered]),
         "full_well_e": gobs.FULL_WELL_E,
         "fraction_sat": float(sat.mean()),
-        "fraction_bright_object": float(bright.mean()),
-        "visit_seeing_arcsec": _percentiles(visit_seeing[np.isfinite(visit_seeing)]),
-        "frame_seeing_arcsec": _percentiles(frame_seeing),
-        "psf_fwhm_arcsec": _percentiles(grid["fwhm"][grid["covered"]]),
-        "psf_ellipticity": _percentiles(
-            np.hypot(grid["e1"], grid["e2"])[grid["covered"]]
+        "fraction_bright_object": float(scene.bright.mean()),
+        "visit_seeing_arcsec": _percentiles(
+            band.visit_seeing[np.isfinite(band.visit_seeing)]
         ),
+        "frame_seeing_arcsec": _percentiles(band.frame_seeing),
+        "psf_fwhm_arcsec": _percentiles(grid["fwhm"][cov]),
+        "psf_ellipticity": _percentiles(np.hypot(grid["e1"], grid["e2"])[cov]),
         "n_galaxies": n_gal, "n_stars": n_star,
-        "n_gaia_in_query": len(gaia_query),
-        "files": {**names, "truth": _TRUTH_FILES},
+        "n_gaia_in_query": len(scene.gaia_query),
+        "files": {**names, "truth": _truth_files(name, several)},
     }  # fmt: skip
+    if several:
+        summary |= {"band": name, "observation": dataclasses.asdict(hist.observation)}
     write_json(truth / "truth.json", summary)
-    demo_files.write_tile_yaml(
-        out, names, independent_tile_name(geom, seed, preset.name), truth
-    )
+    return summary
 
 
-_TRUTH_FILES = {
-    "sysmaps.h5": "map_bsig (1/sqrt(sum w)), map_rms_realised (sky noise rms of the "
-    "image), map_expt, map_nexp, map_gain, map_gain_amp, map_invvar_weight, "
-    "map_pointings, map_gain_effective (e- per coadd ADU)",
-    "psf_model.h5": "grid_psf (FWHM in pixels, e1, e2, flux ratio), grid/* (FWHM "
-    "in arcsec, effective PSF images), visits",
-    "mask.h5": "mask (ufig flags 2 bright star, 4 no data), mask_plane (MASK HDU)",
-    "galaxies.h5": "data: drawn galaxies (X_IMAGE, Y_IMAGE FITS, mag i, r50, n, e)",
-    "stars.h5": "data: drawn stars (X_IMAGE, Y_IMAGE FITS, mag i, Gaia id and G)",
-}
+def _generator(seed: int, preset: Preset, knots: bool) -> dict:
+    return {
+        "name": GENERATOR,
+        "versions": {p: version(p) for p in ("galsim", "galsbi", "numpy")},
+        "preset": preset.name, "seed": seed, "knots": knots,
+        "galsbi_model": gscene.GALAXY_MODEL,
+        "galsbi_posterior_index": gscene.POSTERIOR_INDEX,
+        "galsbi_seed": gscene.galsbi_seed(seed),
+    }  # fmt: skip
+
+
+def _geometry(geom) -> dict:
+    return {
+        "tract": geom.tract, "patch": list(geom.patch), "size": [geom.nx, geom.ny],
+        "crval": list(geom.crval), "crpix": list(geom.crpix),
+        "pixel_scale_arcsec": skymap.PIXEL_SCALE_ARCSEC,
+    }  # fmt: skip
+
+
+def _observation_summary(hist: History, covered: np.ndarray) -> dict:
+    phot, used = hist.phot, hist.used
+    return {
+        "n_visits_planned": int(hist.plan.n_visits), "n_visits_used": len(used),
+        "n_frames": len(hist.frames.ccd),
+        "expt_max_s": int(hist.cov.expt.max()),
+        "expt_median_covered_s": _median(hist.cov.expt[covered]),
+        "fraction_no_data": float((~covered).mean()),
+        "electrons_per_adu_visit_median": float(np.median(phot.k_e_per_adu[used])),
+        "sky_electrons_visit_median": float(np.median(phot.sky_e[used])),
+        "sky_mag_arcsec2_median": _sky_brightness(hist),
+    }  # fmt: skip
+
+
+#: Per-band figures ``truth/truth.json`` of a tile of several bands lists.
+_OVERVIEW_KEYS = (
+    "n_visits_planned", "n_visits_used", "expt_median_covered_s",
+    "sky_mag_arcsec2_median", "sky_rms_median_adu", "fraction_sat", "n_galaxies",
+    "n_stars",
+)  # fmt: skip
+
+
+def _write_bands_summary(
+    truth: Path, summaries: dict, geom, seed: int, preset: Preset, knots: bool,
+    bands: tuple[str, ...],
+) -> None:  # fmt: skip
+    """``truth/truth.json`` of a tile of several bands: the generator, the bands
+    and a few figures of each (the rest in ``truth/<band>/truth.json``)."""
+    overview = {
+        b: {
+            "truth_dir": b, "calexp": s["files"]["calexp"],
+            "filter": s["observation"]["filter_name"],
+            "observation_seed": s["generator"]["observation_seed"],
+            **{k: s[k] for k in _OVERVIEW_KEYS},
+            "psf_fwhm_arcsec_median": s["psf_fwhm_arcsec"].get("median"),
+            "seconds": round(sum(s["generator"]["seconds"].values()), 2),
+        }
+        for b, s in summaries.items()
+    }  # fmt: skip
+    write_json(truth / "truth.json", {
+        "description": f"{LABEL}: truth behind the simulated patch, bands "
+                       + " ".join(bands),
+        "generator": {**_generator(seed, preset, knots), "bands": list(bands),
+                      "detection_band": detection_band(bands)},
+        **_geometry(geom), "zero_point": hsc_io.ZERO_POINT_AB,
+        "bands": overview,
+    })  # fmt: skip
+
+
+def _truth_files(band: str, several: bool) -> dict[str, str]:
+    """What each truth file of ``band`` holds."""
+    mags = f"mag {band}" + (", mag_g ... of every band" if several else "")
+    return {
+        "sysmaps.h5": "map_bsig (1/sqrt(sum w)), map_rms_realised (sky noise rms of "
+        "the image), map_expt, map_nexp, map_gain, map_gain_amp, map_invvar_weight, "
+        "map_pointings, map_gain_effective (e- per coadd ADU)",
+        "psf_model.h5": "grid_psf (FWHM in pixels, e1, e2, flux ratio), grid/* (FWHM "
+        "in arcsec, effective PSF images), visits",
+        "mask.h5": "mask (ufig flags 2 bright star, 4 no data), mask_plane (MASK HDU)",
+        "galaxies.h5": f"data: drawn galaxies (X_IMAGE, Y_IMAGE FITS, {mags}, r50, n, "
+        "e)",
+        "stars.h5": f"data: drawn stars (X_IMAGE, Y_IMAGE FITS, {mags}, Gaia id and G)",
+    }
 
 
 def _median(values: np.ndarray) -> float:

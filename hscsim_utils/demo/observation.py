@@ -91,6 +91,7 @@ DEMO_TRACT = 8523
 DEMO_PATCH = (4, 2)
 N_VISITS = 150
 DITHER_PER_SEQUENCE = 5
+FIRST_VISIT = 7288  # visit numbers start above it, even and increasing
 
 
 def hsc_ccds() -> np.ndarray:
@@ -158,9 +159,12 @@ def plan_visits(
     rng: np.random.Generator,
     n_visits: int = N_VISITS,
     pointing: tuple[float, float] = UD_SXDS_CENTER,
+    sky_sigma: float = SINGLE_VISIT_SIGMA,
+    first_visit: int = FIRST_VISIT,
 ) -> VisitPlan:
-    """Dithered i-band visits around ``pointing`` (RA, Dec in deg): circular
-    5-point dithers at a few position angles."""
+    """Dithered visits around ``pointing`` (RA, Dec in deg): circular 5-point
+    dithers at a few position angles; single-visit background rms ``sky_sigma``
+    (coadd ADU, the i band's by default) within a log-normal scatter of 0.12."""
     n_seq = -(-n_visits // DITHER_PER_SEQUENCE)
     radius = rng.uniform(0.033, 0.08, n_seq)  # deg: 120" (NAOJ minimum) .. 288"
     phase = rng.uniform(0.0, 2 * np.pi, n_seq)
@@ -171,8 +175,8 @@ def plan_visits(
     cos_dec = math.cos(math.radians(pointing[1]))
     ra = pointing[0] + radius[seq] * np.cos(angle) / cos_dec
     dec = pointing[1] + radius[seq] * np.sin(angle)
-    visit = 7288 + 2 * np.cumsum(rng.integers(1, 40, n_visits))
-    sky = SINGLE_VISIT_SIGMA * np.exp(rng.normal(0.0, 0.12, n_visits))
+    visit = first_visit + 2 * np.cumsum(rng.integers(1, 40, n_visits))
+    sky = sky_sigma * np.exp(rng.normal(0.0, 0.12, n_visits))
     ccd_gain = rng.normal(3.05, 0.12, len(hsc_ccds()))
     amp_gain = ccd_gain[:, None] * (1.0 + rng.normal(0.0, 0.015, (len(ccd_gain), 4)))
     return VisitPlan(

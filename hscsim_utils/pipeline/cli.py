@@ -40,8 +40,9 @@ def _cmd_demo_tile(args: argparse.Namespace) -> None:
     from hscsim_utils.pipeline.runner import MIN_DEMO_SIZE
 
     path = build_tile(
-        args.out, tuple(args.size), args.seed, args.generator, args.preset
-    )
+        args.out, tuple(args.size), args.seed, args.generator, args.preset,
+        bands=args.bands,
+    )  # fmt: skip
     print(f"demo tile (simulated, not real HSC data) written to {path}")
     spec = load_tile(path)
     print(
@@ -218,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("ud", "deep"),
         default="ud",
         help="depth of the galsim tile: UltraDeep or Deep layer",
+    )
+    p.add_argument(
+        "--bands",
+        default="i",
+        help="HSC bands of the galsim tile, letters of grizy (e.g. grizy); "
+        "detection band i when among them, else the first",
     )
     p.set_defaults(func=_cmd_demo_tile)
 
