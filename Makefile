@@ -29,7 +29,7 @@ demo: data $(DEMO)/input/tile.yaml
 	$(BIN)/hscsim run --tile params/demo_tile.yaml --out $(DEMO)/run
 
 $(DEMO)/input/tile.yaml: | data
-	$(BIN)/hscsim demo-tile --out $(DEMO)/input
+	$(BIN)/hscsim demo-tile --bands grizy --out $(DEMO)/input
 
 test: data
 	$(BIN)/ruff check .

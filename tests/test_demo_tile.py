@@ -362,26 +362,39 @@ def _tutorial_header_parse(path):
 
 def test_params_demo_tile_names_the_built_files(demo):
     """params/demo_tile.yaml (used by `make demo`) agrees with what is built."""
+    from hscsim_utils.bands import HSC_BANDS
+
     built = demo["spec"]
     shipped = tile.load_tile(Path(__file__).parents[1] / "params" / "demo_tile.yaml")
+    # the i band's files are named as in a tile of the i band alone
     for key in ("calexp", "frame_metadata", "coadd_metadata", "gaia_table"):
         assert getattr(shipped, key).name == getattr(built, key).name
     assert [p.name for p in shipped.besancon_headers] == [
         p.name for p in built.besancon_headers
     ]
-    assert shipped.truth_dir.name == built.truth_dir.name
     assert (shipped.seed, shipped.posterior_index) == (
         built.seed,
         built.posterior_index,
     )
-    # `make demo` builds the full patch with the default generator, preset, seed
+    # `make demo` builds the full patch in the five bands (the Makefile says
+    # --bands grizy) with the default generator, preset and seed
+    assert shipped.band_names == HSC_BANDS and shipped.detection_band == "i"
+    for band, files in shipped.bands.items():
+        assert files.calexp.name == built.calexp.name.replace(
+            "-I-", f"-{band.upper()}-"
+        )
+        assert (files.truth_dir.parent.name, files.truth_dir.name) == (
+            built.truth_dir.name, band
+        )  # fmt: skip
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert "hscsim demo-tile --bands grizy --out $(DEMO)/input" in makefile
     from hscsim_utils.demo import generate, independent
 
     geom = demo_observation.demo_geometry((4200, 4200))
     defaults = inspect.signature(generate.build_tile).parameters
     assert defaults["generator"].default == "galsim"
     name = independent.independent_tile_name(
-        geom, defaults["seed"].default, defaults["preset"].default
+        geom, defaults["seed"].default, defaults["preset"].default, HSC_BANDS
     )
     assert shipped.tile_name == name
 

@@ -158,5 +158,5 @@ def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
     from hscsim_utils.stages.quality_plots import plot_colours
 
     fig = plot_colours(same, "DEMO tile (simulated): gr")
-    assert "SIMULATION versus DEMO data" in fig._suptitle.get_text()
+    assert "SIMULATION versus DEMO data, colours" in fig._suptitle.get_text()
     assert "g-r: KS" in fig.axes[0].get_title()

@@ -221,8 +221,8 @@ def plot_colours(comparison, label: str):
         bottom.set_ylabel(f"{name} [mag]")
         bottom.legend(fontsize=8, markerscale=4)
     block = comparison.block
-    fig.suptitle(f"SIMULATION versus {block['data']} data: {label}\n"
-                 f"colours ({block['selection']}; scoring half)")  # fmt: skip
+    fig.suptitle(f"SIMULATION versus {block['data']} data, colours\n{label}\n"
+                 f"({block['selection']}; scoring half)", fontsize=10)  # fmt: skip
     return fig
 
 

@@ -1,0 +1,99 @@
+"""The chain on a DEMO tile of three bands: the real notebooks, run by the runner.
+
+A 2000 x 2000 GalSim DEMO tile in g, r and i (detection band i) goes through
+stages 01-07 with ``hscsim run``'s runner and papermill: every other band's
+per-band stages run in its band run beside the detection band's, its source
+extraction measures the i-band detections (forced photometry), stage 06
+simulates the three bands in one GalSBI/UFig run and stage 07 compares their
+colours with the data's. A second run finds everything up to date.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hscsim_utils.pipeline import runner
+from hscsim_utils.runfolder import STATE_FILE, RunFolder
+from hscsim_utils.stages.source_extraction import read_catalog
+
+pytestmark = pytest.mark.slow
+
+BANDS = "gri"
+SIZE = (2000, 2000)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    from hscsim_utils.demo.independent import build_independent_demo_tile
+
+    root = tmp_path_factory.mktemp("gri")
+    tile = build_independent_demo_tile(root / "input", size=SIZE, seed=7,
+                                       bands=tuple(BANDS))  # fmt: skip
+    run = RunFolder(root / "run")
+    state = runner.run_tile(tile, run.root, stages="01-07")
+    return tile, run, state
+
+
+def test_every_stage_of_every_band_ran(chain):
+    _, run, state = chain
+    assert {name: s["status"] for name, s in state.items()} == {
+        name: "ok" for name in state
+    }  # fmt: skip
+    assert len(state) == 7
+    for band in "gr":
+        band_state = json.loads((run.band_run(band).root / STATE_FILE).read_text())
+        assert sorted(band_state) == [
+            "01_sky_and_sysmaps", "02_masks", "03_source_extraction", "04_stars",
+            "05_psf",
+        ]  # fmt: skip
+        assert all(s["status"] == "ok" for s in band_state.values())
+    assert "Band runs" in (run.root / "report.html").read_text()
+
+
+def test_other_bands_are_measured_on_the_detection_bands_sources(chain):
+    _, run, _ = chain
+    columns = ["X_IMAGE", "Y_IMAGE", "MAG_AUTO"]
+    detection = read_catalog(run.sextractor_cat, columns)
+    assert len(detection) > 1000
+    for band in "gr":
+        cat = read_catalog(run.band_run(band).sextractor_cat, columns)
+        np.testing.assert_array_equal(cat["X_IMAGE"], detection["X_IMAGE"])
+        assert not np.array_equal(cat["MAG_AUTO"], detection["MAG_AUTO"])
+
+
+def test_colours_are_compared_with_their_floors(chain):
+    _, run, _ = chain
+    block = json.loads(run.metrics.read_text())["quality"]["colours"]
+    assert block["bands"] == ["g", "r", "i"] and block["data"] == "DEMO"
+    stats = block["statistics"]
+    assert sorted(stats) == ["g-r_ks", "g-r_median_shift", "r-i_ks",
+                             "r-i_median_shift"]  # fmt: skip
+    for stat in stats.values():
+        assert min(stat["n"]) > 500 and 0 < stat["floor"] < 0.1
+        assert stat["significant"] in (True, False)
+    notebooks = run.notebooks_dir
+    for figure in ("01_bands.png", "02_bands.png", "05_bands.png", "07_colours.png"):
+        assert (notebooks / figure).is_file(), figure
+
+
+def test_each_band_has_its_own_seeing(chain):
+    """The DEMO's g band has broader seeing than its i band; stage 05 of each
+    band finds it (PSF model FWHM on the grid)."""
+    from hscsim_utils.stages.psf_plots import fwhm_map
+
+    _, run, _ = chain
+    fwhm = {b: np.nanmedian(fwhm_map(r.psf_model)[0])
+            for b, r in run.band_runs(BANDS, "i").items()}  # fmt: skip
+    assert fwhm["g"] > fwhm["i"] + 0.1 and fwhm["r"] > fwhm["i"] + 0.05
+
+
+def test_a_second_run_skips_everything(chain, capfd):
+    tile, run, _ = chain
+    capfd.readouterr()
+    runner.run_tile(tile, run.root, stages="01-07")
+    printed = capfd.readouterr().out
+    assert printed.count("unchanged, skipped") == 7 + 2 * 5
+    assert ": ok in" not in printed
