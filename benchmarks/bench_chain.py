@@ -86,12 +86,17 @@ def _run_folder(path: Path):
     return run
 
 
-def chain(tile_file: Path, run_dir: Path, stages: str | None = None) -> dict:
-    """Run the chain once; per stage its wall time, floor calls and peak memory."""
+def chain(
+    tile_file: Path, run_dir: Path, stages: str | None = None, bands: str | None = None
+) -> dict:
+    """Run the chain once (``bands``: those of the tile's bands, as ``--bands``);
+    per stage its wall time, floor calls and peak memory, and the stages of the
+    band runs of a tile of several bands."""
     from hscsim_utils.pipeline import runner
 
     with PeakMemory(include_self=True, interval=0.2) as mem:
-        state = runner.run_tile(tile_file, run_dir, stages=stages, force=True)
+        state = runner.run_tile(tile_file, run_dir, stages=stages, force=True,
+                                bands=bands)  # fmt: skip
     rows = []
     for name, s in state.items():
         calls = s.get("calls_s", {})
@@ -105,7 +110,20 @@ def chain(tile_file: Path, run_dir: Path, stages: str | None = None) -> dict:
             "runner_s": round(wall - sum(r["wall_s"] for r in rows), 1),
             "ratio": round(wall / floor, 3) if floor else None,
             "stage_peak_gb": max(r["peak_gb"] for r in rows),
-            "peak_gb": round(mem.peak / 2**30, 2)}  # fmt: skip
+            "peak_gb": round(mem.peak / 2**30, 2),
+            "band_runs": band_run_rows(Path(run_dir))}  # fmt: skip
+
+
+def band_run_rows(run_dir: Path) -> list[dict]:
+    """Band, stage, wall time and peak memory of every band run of a run."""
+    from hscsim_utils.runfolder import STATE_FILE
+
+    rows = []
+    for path in sorted(run_dir.glob(f"bands/*/{STATE_FILE}")):
+        for name, s in json.loads(path.read_text()).items():
+            rows.append({"band": path.parent.name, "stage": name, "wall_s": s["wall_s"],
+                         "peak_gb": round(s["peak_rss_mb"] / 1024, 2)})  # fmt: skip
+    return rows
 
 
 def print_chain(size: str, result: dict) -> None:
@@ -117,6 +135,10 @@ def print_chain(size: str, result: dict) -> None:
         calls = ", ".join(f"{k} {v:.1f}" for k, v in r["calls"].items())
         print(f"{r['stage']:26s} {r['wall_s']:7.1f} {r['floor_s']:7.1f} "
               f"{r['fixed_s']:7.1f} {r['peak_gb']:8.2f}  {calls}")  # fmt: skip
+    for r in result.get("band_runs", []):
+        blank = " " * 15
+        print(f"  band {r['band']} {r['stage']:19s} {r['wall_s']:7.1f} {blank} "
+              f"{r['peak_gb']:8.2f}  (beside the stages above)")  # fmt: skip
     print(f"{'runner (check, fingerprints, report)':26s} {result['runner_s']:7.1f}")
     r = result
     print(f"chain {r['chain_s']:.1f} s, floor {r['floor_s']:.1f} s, "
