@@ -39,7 +39,6 @@ mask_sources = True  # False: background RMS with sigma clipping only (tutorial)
 from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
-from hscsim_utils.stages import bands_plots
 from hscsim_utils.stages import sky_and_sysmaps as sysmaps
 from hscsim_utils.stages import sky_and_sysmaps_plots as plots
 
@@ -97,18 +96,3 @@ fig = plots.plot_map(
     result.background.rms, tile.label, "background RMS (Background2D)", "image units"
 )
 save_and_show(fig, run.plot("01_background_rms.png"), dpi=120)
-
-# %% [markdown]
-# ## Every band side by side
-#
-# On a tile of several bands, `hscsim run` has run this stage for the other bands
-# first (in `bands/<band>/`); their background RMS is shown here on one colour scale.
-# The deeper bands (g, r) have the lower noise, z and y the higher.
-
-# %%
-maps = bands_plots.band_maps(tile, run, "sysmaps", plots.background_rms_map)
-if len(maps) > 1:
-    fig = bands_plots.plot_bands(maps, tile.label, "background RMS", "ADU")
-    save_and_show(fig, run.plot("01_bands.png"), dpi=100)
-else:
-    print("one band: nothing to compare")

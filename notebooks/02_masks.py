@@ -39,7 +39,7 @@ import numpy as np
 from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
-from hscsim_utils.stages import bands_plots, masks, masks_plots
+from hscsim_utils.stages import masks, masks_plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
@@ -56,19 +56,3 @@ print(f"written: {run.mask}, {run.overlap}")
 # %%
 fig = masks_plots.plot_mask(result.image, result.mask, tile.label)
 save_and_show(fig, run.plot("02_mask.png"), dpi=120)
-
-# %% [markdown]
-# ## Every band side by side
-#
-# On a tile of several bands, `hscsim run` has run this stage for the other bands
-# first (in `bands/<band>/`); their masked fraction is shown here on one colour scale.
-# Bright-star masks come from the same stars in every band; saturation and
-# coverage differ.
-
-# %%
-maps = bands_plots.band_maps(tile, run, "mask", masks_plots.masked_map)
-if len(maps) > 1:
-    fig = bands_plots.plot_bands(maps, tile.label, "masked fraction", "per block")
-    save_and_show(fig, run.plot("02_bands.png"), dpi=100)
-else:
-    print("one band: nothing to compare")

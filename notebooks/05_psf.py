@@ -57,7 +57,7 @@ seeing_prior = True  # per-visit FWHM prior from the frame metadata
 from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
-from hscsim_utils.stages import bands_plots, psf, psf_plots
+from hscsim_utils.stages import psf, psf_plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
@@ -148,18 +148,3 @@ else:
 
 # %%
 print(f"written: {run.psf_model}, {run.psf_catalog}, {run.psf_summary}")
-
-# %% [markdown]
-# ## Every band side by side
-#
-# On a tile of several bands, `hscsim run` has run this stage for the other bands
-# first (in `bands/<band>/`); their PSF model FWHM is shown here on one colour scale.
-# Seeing differs from band to band (each band's visits have their own).
-
-# %%
-maps = bands_plots.band_maps(tile, run, "psf_model", psf_plots.fwhm_map)
-if len(maps) > 1:
-    fig = bands_plots.plot_bands(maps, tile.label, "PSF model FWHM", "arcsec")
-    save_and_show(fig, run.plot("05_bands.png"), dpi=100)
-else:
-    print("one band: nothing to compare")

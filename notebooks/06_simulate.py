@@ -47,7 +47,7 @@ from hscsim_utils.figure_output import save_and_show
 from hscsim_utils.hsc.files import read_calexp
 from hscsim_utils.hsc.tile import resolve_tile
 from hscsim_utils.runfolder import resolve_run
-from hscsim_utils.stages import simulate, simulate_plots
+from hscsim_utils.stages import bands_plots, simulate, simulate_plots
 
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
@@ -111,3 +111,27 @@ for key, value in {**images, **catalogs}.items():
 data = read_calexp(tile.calexp, tile.band)
 fig = simulate_plots.plot_sim_vs_data(images["image"], data.image, tile.label)
 save_and_show(fig, run.plot("06_sim_vs_data.png"), dpi=100)
+
+# %% [markdown]
+# ## What every band is simulated from (tiles of several bands)
+#
+# Stages 01, 02 and 05 ran for every band (the others in `bands/<band>/`); the
+# simulation takes each band's background RMS, masks and PSF model from there.
+# Side by side on one colour scale: the bands' depth, coverage and seeing.
+
+# %%
+figures = {
+    "background_rms": ("sysmaps", bands_plots.background_rms_map,
+                       "background RMS (stage 01)", "ADU"),
+    "masked": ("mask", bands_plots.masked_map, "masked fraction (stage 02)",
+               "per block"),
+    "psf_fwhm": ("psf_model", bands_plots.psf_fwhm_map,
+                 "PSF model FWHM (stage 05)", "arcsec"),
+}  # fmt: skip
+for name, (product, reader, what, unit) in figures.items():
+    maps = bands_plots.band_maps(tile, run, product, reader)
+    if len(maps) < 2:
+        print("one band: nothing to compare")
+        break
+    fig = bands_plots.plot_bands(maps, tile.label, what, unit)
+    save_and_show(fig, run.plot(f"06_bands_{name}.png"), dpi=100)

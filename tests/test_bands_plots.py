@@ -1,4 +1,4 @@
-"""Every band's products side by side, read where the runner puts them."""
+"""Every band's products side by side (stage 06), read where the runner puts them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from hscsim_utils.hsc.tile import BandFiles
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages import (
     bands_plots,
-    masks_plots,
-    psf_plots,
-    sky_and_sysmaps_plots,
 )
 from tests.fabricated_run import make_run_folder, make_tile
 
@@ -31,9 +28,9 @@ def two_band_run(tmp_path):
 
 @pytest.mark.parametrize(
     "product, reader, expected",
-    [("sysmaps", sky_and_sysmaps_plots.background_rms_map, {"g": 0.02, "i": 0.03}),
-     ("psf_model", psf_plots.fwhm_map, {"g": 4.4 * 0.168, "i": 3.6 * 0.168}),
-     ("mask", masks_plots.masked_map, {"g": 0.0, "i": 0.0})],
+    [("sysmaps", bands_plots.background_rms_map, {"g": 0.02, "i": 0.03}),
+     ("psf_model", bands_plots.psf_fwhm_map, {"g": 4.4 * 0.168, "i": 3.6 * 0.168}),
+     ("mask", bands_plots.masked_map, {"g": 0.0, "i": 0.0})],
 )  # fmt: skip
 def test_every_band_read_where_the_runner_puts_it(two_band_run, product, reader,
                                                   expected):  # fmt: skip
@@ -49,7 +46,7 @@ def test_every_band_read_where_the_runner_puts_it(two_band_run, product, reader,
 
 def test_nothing_side_by_side_for_one_band_or_inside_a_band_run(two_band_run):
     tile, run = two_band_run
-    read = sky_and_sysmaps_plots.background_rms_map
+    read = bands_plots.background_rms_map
     assert bands_plots.band_maps(tile.for_band("g"), run.band_run("g"), "sysmaps",
                                  read) == {}  # fmt: skip
     one = make_tile(run.root)

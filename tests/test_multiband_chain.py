@@ -75,17 +75,19 @@ def test_colours_are_compared_with_their_floors(chain):
         assert min(stat["n"]) > 500 and 0 < stat["floor"] < 0.1
         assert stat["significant"] in (True, False)
     notebooks = run.notebooks_dir
-    for figure in ("01_bands.png", "02_bands.png", "05_bands.png", "07_colours.png"):
+    figures = ("06_bands_background_rms.png", "06_bands_masked.png",
+               "06_bands_psf_fwhm.png", "07_colours.png")  # fmt: skip
+    for figure in figures:
         assert (notebooks / figure).is_file(), figure
 
 
 def test_each_band_has_its_own_seeing(chain):
     """The DEMO's g band has broader seeing than its i band; stage 05 of each
     band finds it (PSF model FWHM on the grid)."""
-    from hscsim_utils.stages.psf_plots import fwhm_map
+    from hscsim_utils.stages.bands_plots import psf_fwhm_map
 
     _, run, _ = chain
-    fwhm = {b: np.nanmedian(fwhm_map(r.psf_model)[0])
+    fwhm = {b: np.nanmedian(psf_fwhm_map(r.psf_model)[0])
             for b, r in run.band_runs(BANDS, "i").items()}  # fmt: skip
     assert fwhm["g"] > fwhm["i"] + 0.1 and fwhm["r"] > fwhm["i"] + 0.05
 

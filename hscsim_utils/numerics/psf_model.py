@@ -43,6 +43,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from hscsim_utils.compat.ufig_psf import ERR_VAL
+
 #: Parameter names of the PSF as ufig stores them (``grid_psf`` with ``_ipt``).
 PARAM_NAMES: tuple[str, ...] = (
     "psf_fwhm",
@@ -440,3 +442,16 @@ def render_star_field(
             sy.start - y_lo : sy.stop - y_lo, sx.start - x_lo : sx.stop - x_lo
         ]
     return image
+
+
+def grid_image(grid: np.ndarray, column: str) -> tuple[np.ndarray, list[float]]:
+    """2-D array of ``column`` on the model grid and its imshow extent (pixels)."""
+    xs, ys = np.unique(grid["X_IMAGE"]), np.unique(grid["Y_IMAGE"])
+    img = np.full((len(ys), len(xs)), np.nan)
+    values = np.where(grid[column] == ERR_VAL, np.nan, grid[column])
+    img[np.searchsorted(ys, grid["Y_IMAGE"]), np.searchsorted(xs, grid["X_IMAGE"])] = (
+        values
+    )
+    step = xs[1] - xs[0] if len(xs) > 1 else 100.0
+    extent = [xs[0] - step / 2, xs[-1] + step / 2, ys[0] - step / 2, ys[-1] + step / 2]
+    return img, extent

@@ -42,7 +42,7 @@ KEY_FIGURES = (
     ("07_triangle.png", "detected objects: magnitude, size, ellipticity"),
     ("05_psf_fwhm_e1_e2.png", "PSF model across the patch"),
     ("07_colours.png", "colours of simulation and data (several bands)"),
-    ("05_bands.png", "PSF model FWHM of every band (several bands)"),
+    ("06_bands_psf_fwhm.png", "PSF model FWHM of every band (several bands)"),
 )
 VERSIONS = ("galsbi", "ufig", "numpy", "scipy", "astropy", "photutils")
 

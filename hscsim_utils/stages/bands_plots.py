@@ -1,14 +1,12 @@
 """Figures of a tile's bands side by side (tiles of several bands).
 
 ``hscsim run`` runs the per-band stages of every band other than the detection
-band first, each in its band run (``RUN/bands/<band>/``), so when a stage
-notebook runs in the detection band's run folder the other bands' products of
-that stage are there too. :func:`band_maps` reads one product of every band
-that has it (the detection band's own and the band runs', read by the stage's
-plot module); the notebooks of stages 01, 02 and 05 show them with
-:func:`plot_bands` on one colour scale, so
-that the bands' depth, coverage, masks and seeing compare at a glance. A notebook
-run inside a band run, or on a tile of one band, shows none (one band only).
+band in band runs (``RUN/bands/<band>/``) beside the detection band's own, and
+stage 06 starts when all have finished. Its notebook shows what it simulates
+from: :func:`band_maps` reads one product of every band (the detection band's
+own and the band runs') with one of the readers here, :func:`plot_bands` shows
+them on one colour scale, so that the bands' depth, coverage, masks and seeing
+compare at a glance. On a tile of one band there is nothing to show.
 """
 
 from __future__ import annotations
@@ -16,15 +14,41 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
 from hscsim_utils.hsc.tile import TileSpec
+from hscsim_utils.numerics.psf_model import grid_image
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.thumbnail import thumbnail
 
-__all__ = ["Reader", "band_maps", "plot_bands"]
+__all__ = [
+    "Reader", "background_rms_map", "band_maps", "masked_map", "plot_bands",
+    "psf_fwhm_map",
+]  # fmt: skip
+
+
+def background_rms_map(path: Path) -> tuple[np.ndarray, None]:
+    """Stage 01's background RMS map (``map_bsig`` of the sysmaps file)."""
+    with h5py.File(path, "r") as fh5:
+        return np.asarray(fh5["map_bsig"][()], float), None
+
+
+def masked_map(path: Path) -> tuple[np.ndarray, None]:
+    """Stage 02's masked pixels (any ufig flag bit) as 0 or 1."""
+    with h5py.File(path, "r") as fh5:
+        return (fh5["mask"][()] != 0).astype(np.float32), None
+
+
+def psf_fwhm_map(path: Path) -> tuple[np.ndarray, list[float]]:
+    """Stage 05's PSF model FWHM (arcsec) on its grid, with the grid's extent."""
+    with h5py.File(path, "r") as fh5:
+        grid = fh5["grid_psf"][()]
+    image, extent = grid_image(grid, "psf_fwhm_ipt")
+    return image * PIXEL_SCALE_ARCSEC, extent
 
 
 #: Reads one band's product: the image to show and its extent (None: the pixels).

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 from astropy.visualization import ImageNormalize, PercentileInterval
@@ -36,10 +33,3 @@ def plot_mask(image: np.ndarray, mask: np.ndarray, label: str) -> Figure:
     axs[1].set_title("ufig mask flags")
     fig.suptitle(label)
     return fig
-
-
-def masked_map(path: Path) -> tuple[np.ndarray, None]:
-    """The masked pixels of a mask file (any ufig flag bit) as 0 or 1, for
-    :func:`hscsim_utils.stages.bands_plots.band_maps`."""
-    with h5py.File(path, "r") as fh5:
-        return (fh5["mask"][()] != 0).astype(np.float32), None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import AsinhNorm, Normalize
@@ -11,22 +9,8 @@ from matplotlib.colors import AsinhNorm, Normalize
 from hscsim_utils.compat.ufig_psf import ERR_VAL
 from hscsim_utils.hsc.skymap import PIXEL_SCALE_ARCSEC
 from hscsim_utils.numerics import psf_direct
-from hscsim_utils.numerics.psf_model import StampRenderer
-from hscsim_utils.stages.psf import PSFStageResult, match_grids, read_grid, used_stars
-
-
-def grid_image(grid: np.ndarray, column: str) -> tuple[np.ndarray, list[float]]:
-    """2-D array of ``column`` on the model grid and its imshow extent (pixels)."""
-    xs, ys = np.unique(grid["X_IMAGE"]), np.unique(grid["Y_IMAGE"])
-    img = np.full((len(ys), len(xs)), np.nan)
-    values = np.where(grid[column] == ERR_VAL, np.nan, grid[column])
-    img[np.searchsorted(ys, grid["Y_IMAGE"]), np.searchsorted(xs, grid["X_IMAGE"])] = (
-        values
-    )
-    step = xs[1] - xs[0] if len(xs) > 1 else 100.0
-    extent = [xs[0] - step / 2, xs[-1] + step / 2, ys[0] - step / 2, ys[-1] + step / 2]
-    return img, extent
-
+from hscsim_utils.numerics.psf_model import StampRenderer, grid_image
+from hscsim_utils.stages.psf import PSFStageResult, match_grids, used_stars
 
 _LABELS = {
     "psf_fwhm": "FWHM [arcsec]",
@@ -177,10 +161,3 @@ def plot_truth_comparison(grid: np.ndarray, truth: np.ndarray, label: str):
         ax.set_ylabel("y [pixel]")
     fig.suptitle(f"{label}: PSF model against the true PSF")
     return fig
-
-
-def fwhm_map(path: Path) -> tuple[np.ndarray, list[float]]:
-    """The model FWHM (arcsec) on the grid of a PSF model file and the grid's
-    extent, for :func:`hscsim_utils.stages.bands_plots.band_maps`."""
-    image, extent = grid_image(read_grid(path), "psf_fwhm_ipt")
-    return image * PIXEL_SCALE_ARCSEC, extent

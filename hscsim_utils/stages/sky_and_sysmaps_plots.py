@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
@@ -47,10 +44,3 @@ def plot_map(data: np.ndarray, label: str, what: str, unit: str) -> Figure:
     ax.set_ylabel("y [pixel]")
     ax.set_title(f"{label}\n{what}")
     return fig
-
-
-def background_rms_map(path: Path) -> tuple[np.ndarray, None]:
-    """The background RMS map of a sysmaps file (``map_bsig``), for
-    :func:`hscsim_utils.stages.bands_plots.band_maps`."""
-    with h5py.File(path, "r") as fh5:
-        return np.asarray(fh5["map_bsig"][()], float), None
