@@ -410,6 +410,10 @@ def test_band_runs_run_beside_the_detection_bands_stages(tmp_path):
     assert times(out, "03_c")[0] > max(band_ends)  # c reads every band run
     assert runner.band_workers(1) == 1
     assert 1 <= runner.band_workers(4) <= min(4, os.cpu_count() or 1)
+    from hscsim_utils.threads import limited_threads
+
+    with limited_threads(1):  # a tile of a batch with one thread: one worker
+        assert runner.band_workers(4) == 1
 
 
 def test_a_failed_band_run_fails_the_chain_before_its_readers(tmp_path):

@@ -36,6 +36,7 @@ from hscsim_utils.pipeline.parameters import parse_assignments, stage_parameters
 from hscsim_utils.pipeline.report import write_report
 from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, STATE_FILE, RunFolder
 from hscsim_utils.stages.registry import RUNNER_PRODUCTS, STAGES, StageSpec
+from hscsim_utils.threads import limited_threads, n_threads
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 DIGEST_FILE = ".hscsim_digests.json"
@@ -407,16 +408,15 @@ def _band_jobs(
 
 def band_workers(n_runs: int) -> int:
     """Processes for ``n_runs`` band runs (beside the detection band's stages,
-    which run meanwhile): one per core and per :data:`BAND_RUN_MEMORY_GB` of
-    the machine's memory, at most one per band run."""
+    which run meanwhile): one per thread this run may use (all cores, or its
+    share in a batch: :func:`hscsim_utils.threads.n_threads`) and per
+    :data:`BAND_RUN_MEMORY_GB` of the machine's memory, at most one per band
+    run."""
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cores = os.cpu_count() or 1
-    return max(1, min(n_runs, cores, int(memory_gb // BAND_RUN_MEMORY_GB)))
+    return max(1, min(n_runs, n_threads(), int(memory_gb // BAND_RUN_MEMORY_GB)))
 
 
 def _run_band_job(job: dict, threads: int) -> None:
-    from hscsim_utils.threads import limited_threads
-
     with limited_threads(threads):
         run_tile(**job)
 
@@ -438,10 +438,8 @@ class BandRuns:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from hscsim_utils.threads import limited_threads
-
         workers = band_workers(len(self.jobs))
-        share = max(1, (os.cpu_count() or 1) // (workers + 1))
+        share = max(1, n_threads() // (workers + 1))
         for job in self.jobs:
             print(f"{self.prefix}band run {job['label'].split()[-1]}: stages "
                   f"{job['stages']} in {job['out_dir']}", flush=True)  # fmt: skip
