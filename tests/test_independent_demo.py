@@ -629,6 +629,9 @@ def test_bands_differ_in_seeing_noise_and_visits_as_designed(built5):
     var = {b: float(np.sqrt(np.nanmedian(built5["calexp"][b].variance)))
            for b in BANDS}  # fmt: skip
     assert list(rms.values()) == sorted(rms.values())  # g < r < i < z < y
+    for b in BANDS:  # the sky the design noise implies: brighter than a dark sky
+        brighter = gbands.DARK_SKY_MAG_ARCSEC2[b] - truth[b]["sky_mag_arcsec2_median"]
+        assert 0.2 < brighter < 1.3, (b, brighter)
     for b in BANDS:  # resampling lowers each band's noise by the same factor
         ratio = rms[b] / design[b] / (rms["i"] / design["i"])
         assert ratio == pytest.approx(1.0, abs=0.08), (b, ratio)
