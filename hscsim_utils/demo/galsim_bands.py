@@ -23,24 +23,27 @@ else (galaxies, stars, camera, pointing, BRIGHT_OBJECT masks) is shared.
   (:func:`hscsim_utils.demo.observation.single_visit_sigma`): g 0.0665, r 0.0961,
   i 0.1792, z 0.3618, y 0.5406 coadd ADU (zero point 27) per 270 s visit, in
   both presets (a visit's noise does not depend on the layer; the i band's is
-  today's). The sky level follows from it and the zero point
+  the one the i-band tile always had). The sky level follows from it and the
+  zero point, as for the i band
   (:func:`hscsim_utils.demo.galsim_observation.draw_visit_photometry`): g 21.1,
   r 20.3, i 19.3, z 18.7, y 18.2 mag/arcsec^2, ~1 mag (y 0.4 mag) brighter than
-  the dark sky of Maunakea (approximately g 22.0, r 21.2, i 20.4, z 19.6,
-  y 18.6, as quoted for Subaru/HSC by NAOJ's exposure-time calculator and
-  CFHT's Maunakea sky pages), the margin the design depths keep for moon,
-  seeing and weather; the sky colours are those of the dark sky to 0.2 mag but
-  for z - y (0.5 instead of 1.0).
+  a dark Maunakea sky (g 22.0, r 21.2, i 20.4, z 19.6, y 18.6: typical
+  new-moon zenith values, approximate and not from one publication), presumably
+  the margin the design depths keep for moon, seeing and weather; the sky
+  colours are the dark sky's within ~0.2 mag but for z - y (0.5 instead of
+  1.0). The dark-sky values are a check only: taking them for the sky would
+  change the i band's noise, which matches the real UD-COSMOS patch.
 - Zero points: ZP_e, the magnitude giving 1 e-/s, is 28.5 in i2 (NAOJ HSC
   filters and sensitivities page); the other bands scale it by the photon
   count of an AB source, int T(lambda) dlambda / lambda, of the HSC total
   throughput curves shipped with galsbi (``HSC_filters_collection_yfix.h5``):
   g 28.80, r 28.87, z 27.60, y 27.21 (the same integral with the 8.2 m pupil
   and its 0.2 obscuration gives 28.55 for i2).
-- Extinction per airmass at Maunakea (Buton et al. 2013, A&A 549, A8, mean
-  curve: Rayleigh at 616 hPa, ozone, aerosols, water; read off at each band's
-  effective wavelength, so approximate): g 0.14, r 0.09, i 0.05, z 0.03,
-  y 0.03 mag.
+- Extinction per airmass at Maunakea, approximate: Rayleigh scattering at
+  616 hPa plus ozone and aerosols at each band's effective wavelength (481,
+  623, 775, 891, 978 nm from the same curves), the shape of the mean Maunakea
+  curve of Buton et al. 2013 (A&A 549, A8) that the i band's 0.05 cites:
+  g 0.14, r 0.09, i 0.05, z 0.03, y 0.03 mag.
 - Seeing: median PSF FWHM of PDR3 per band (Aihara et al. 2022): g 0.77",
   r 0.76", i 0.58-0.61" (the i band keeps its preset's 0.60", Deep 0.62"),
   z 0.68", y 0.68", the median of the atmospheric FWHM of the visits (sigma(ln)
@@ -65,21 +68,22 @@ from hscsim_utils.demo import observation as obs
 from hscsim_utils.errors import InputError
 
 __all__ = [
-    "BandObservation", "DEEP_DESIGN_MIN", "EXTINCTION_PER_AIRMASS", "FILTER_NAMES",
-    "MAX_VISITS", "SEEING_MEDIAN_ARCSEC", "UD_DESIGN_DEPTH", "UD_DESIGN_MIN",
-    "ZP_ELECTRONS", "band_observation", "parse_bands", "visit_sigma",
+    "BandObservation", "DARK_SKY_MAG_ARCSEC2", "DEEP_DESIGN_MIN",
+    "EXTINCTION_PER_AIRMASS", "FILTER_NAMES", "MAX_VISITS", "SEEING_MEDIAN_ARCSEC",
+    "UD_DESIGN_DEPTH", "UD_DESIGN_MIN", "ZP_ELECTRONS", "band_observation",
+    "parse_bands", "visit_sigma",
 ]  # fmt: skip
 
 FILTER_NAMES = {"g": "HSC-G", "r": "HSC-R2", "i": "HSC-I2", "z": "HSC-Z", "y": "HSC-Y"}
 UD_DESIGN_MIN = {"g": 420.0, "r": 420.0, "i": 840.0, "z": 1134.0, "y": 1008.0}
 UD_DESIGN_DEPTH = {"g": 28.1, "r": 27.7, "i": 27.4, "z": 26.8, "y": 26.3}
 DEEP_DESIGN_MIN = {"g": 84.0, "r": 84.0, "i": 126.0, "z": 210.0, "y": 126.0}
-DEEP_DESIGN_DEPTH = {"g": 27.5, "r": 27.1, "i": 26.8, "z": 26.3, "y": 25.3}
 ZP_ELECTRONS = {"g": 28.80, "r": 28.87, "i": gobs.ZP_ELECTRONS, "z": 27.60, "y": 27.21}
 EXTINCTION_PER_AIRMASS = {
     "g": 0.14, "r": 0.09, "i": gobs.EXTINCTION_PER_AIRMASS, "z": 0.03, "y": 0.03,
 }  # fmt: skip
 SEEING_MEDIAN_ARCSEC = {"g": 0.77, "r": 0.76, "z": 0.68, "y": 0.68}
+#: A dark Maunakea sky (approximate): the check of the skies the noise implies.
 DARK_SKY_MAG_ARCSEC2 = {"g": 22.0, "r": 21.2, "i": 20.4, "z": 19.6, "y": 18.6}
 MAX_VISITS = 64 * obs.N_BIT_WORDS
 #: Offsets of the other bands' visit-plan seeds from the i band's, and of their

@@ -34,7 +34,8 @@ Bands: any of g r i z y (``bands``, default i). The galaxies and stars are drawn
 once, with every band's magnitude; each band then has its own observation
 (visits in proportion to the layer's design time, seeing, zero point, sky,
 noise seed: :mod:`hscsim_utils.demo.galsim_bands`), rendered and written one
-band after the other (the worker processes serve them all). The i band of a
+band after the other (the worker processes serve them all, drawing the next
+band's visit PSFs while the main process makes this band's noise). The i band of a
 tile of several bands is, pixel for pixel, the i-band tile of the same seed.
 
 Masks: NO_DATA where no visit covers a pixel, SAT from the visits' saturation,
@@ -325,17 +326,19 @@ def _build(
         scene = _scene(out, geom, seed, knots, bands, names)
         clock.lap("catalogues")
         for k, band in enumerate(bands):
-            if k:
-                state = _start_band(pool, geom, preset, band)
-                clock.lap("observation")
             _render_band(pool, state, scene, geom, seed, workers, clock)
-            if k == len(bands) - 1:
+            # the workers draw the next band's visit PSFs during this band's noise
+            following = None
+            if k + 1 < len(bands):
+                following = _start_band(pool, geom, preset, bands[k + 1])
+                clock.lap("next band's observation")
+            else:
                 pool.close()
             where = truth / band if several else truth
             summaries[band] = _finish_band(
                 out, where, state, scene, geom, seed, preset, knots, clock, several
             )
-            state = None  # free this band's arrays before the next band's
+            state = following
     except BaseException:
         pool.close(cancel=True)
         raise
