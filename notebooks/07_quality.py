@@ -113,6 +113,21 @@ save_and_show(fig, run.plot("07_number_counts.png"), dpi=100)
 print(result.statistics_table())
 
 # %% [markdown]
+# ## Every other band (tiles of several bands)
+#
+# The same statistics in each band but the detection band: that band's image
+# against the simulation of that band, background pixels outside the detection
+# band's segments, objects measured in forced photometry (detected in the
+# detection band, flags and magnitudes of this band), floors from the band's own
+# data halves.
+
+# %%
+for band, table in result.band_tables().items():
+    print(f"{band} band:\n{table}\n")
+if not result.bands:
+    print("one band")
+
+# %% [markdown]
 # ## Detections against the true objects
 #
 # Detections matched one-to-one to the true galaxies and stars within 3 pixels

@@ -81,6 +81,24 @@ def test_colours_are_compared_with_their_floors(chain):
         assert (notebooks / figure).is_file(), figure
 
 
+def test_every_band_has_its_realism_block(chain):
+    """Stage 07 compares every other band's image and objects too, each band
+    with floors from its own data."""
+    _, run, _ = chain
+    quality = json.loads(run.metrics.read_text())["quality"]
+    bands = quality["bands"]
+    assert sorted(bands) == ["g", "r"]
+    for band, block in bands.items():
+        assert block["band"] == band and block["data"] == "DEMO"
+        assert 0.7 < block["bkg_std_ratio"] < 1.4
+        stats = block["statistics"]
+        assert stats.keys() == quality["realism"]["statistics"].keys()
+        floors = [stats[k]["floor"] for k in ("bkg_ks", "mag_auto_ks")]
+        assert all(0 < f < 0.2 for f in floors)
+    # each band's own pixels: not the detection band's numbers again
+    assert bands["g"]["bkg_ks"] != quality["realism"]["bkg_ks"]
+
+
 def test_each_band_has_its_own_seeing(chain):
     """The DEMO's g band has broader seeing than its i band; stage 05 of each
     band finds it (PSF model FWHM on the grid)."""

@@ -53,6 +53,9 @@ for ``MAG_AUTO`` below 23, 24 and 25, with bootstrap errors
 (:mod:`hscsim_utils.numerics.redshift_distribution`). The data have no
 redshifts: this describes the simulation and is not a realism number.
 
+Every band (tile of several bands, :func:`band_realism`): the realism block of
+each band but the detection band, from its band run, as ``bands.<band>``.
+
 Colours (tile of several bands, :mod:`hscsim_utils.stages.quality_colours`):
 per colour of neighbouring bands the KS distance and median shift of the
 simulation against the data on the scoring half, with floors, as block
@@ -66,8 +69,8 @@ Every metric is a number or null (``None``) when its inputs are missing or too
 few; nulls come with a warning saying why. The stage's section ``quality`` of
 ``metrics.json`` holds the blocks ``realism`` (saying which simulation it
 describes, whether the data are DEMO or REAL, and the half), ``truth``,
-``redshifts``, ``colours`` (several bands) and, for a DEMO tile, ``closure``; it
-is written whole on every run.
+``redshifts``, ``colours`` and ``bands`` (several bands) and, for a DEMO tile,
+``closure``; it is written whole on every run.
 
 Entry point: :func:`run`. The stage's figures are in
 :mod:`hscsim_utils.stages.quality_plots`; stage 09 uses :func:`load_inputs`,
@@ -445,7 +448,8 @@ def load_inputs(
     reference: RealismReference | None = None,
 ) -> QualityInputs:
     """Read the data (calexp, stage 02/03 products) and the simulation in the
-    folder ``simulation`` (default: stage 06's ``sim_baseline``).
+    folder ``simulation`` (default: stage 06's ``sim_baseline``), both of the
+    band the tile is seen from (``run``: that band's run folder).
 
     ``data`` (:meth:`QualityInputs.data_side` of another simulation of the same
     tile and run) and ``reference`` (its :meth:`QualityInputs.reference`) are
@@ -456,6 +460,8 @@ def load_inputs(
 
     folder = Path(simulation) if simulation is not None else run.sim_baseline
     sim = simulate.load_simulation(folder)
+    if tile.band != sim.settings.band:  # the tile seen from another simulated band
+        sim = sim.for_band(tile.band)
     images = sim.load_images()
     catalogs = sim.load_catalogs()
     data = dict(data) if data is not None else _data_side(tile, run)
@@ -661,6 +667,23 @@ def redshift_block(inputs: QualityInputs, band: str, simulation: str) -> dict | 
     }
 
 
+def band_realism(tile: TileSpec, run: RunFolder, folder: Path) -> dict | None:
+    """The realism block of every band but the detection band (tiles of several
+    bands): simulation against data in that band, from its band run (its
+    calexp, mask and forced-photometry catalogue; detections and segmentation
+    are the detection band's in data and simulation alike), with the same
+    statistics, halves and floors as the detection band's block. None on a tile
+    of one band."""
+    if len(tile.bands) < 2:
+        return None
+    out = {}
+    for band, band_run in run.band_runs(tile.bands, tile.band).items():
+        if band != tile.band:
+            inputs = load_inputs(tile.for_band(band), band_run, folder)
+            out[band] = {"band": band, **described_realism(tile, run, inputs)}
+    return out
+
+
 def write_metrics(
     run: RunFolder,
     realism: Mapping[str, object],
@@ -668,12 +691,14 @@ def write_metrics(
     truth: Mapping[str, object] | None = None,
     redshifts: Mapping[str, object] | None = None,
     colours: Mapping[str, object] | None = None,
+    bands: Mapping[str, Mapping[str, object]] | None = None,
 ) -> dict:
     """Write the stage's section of ``metrics.json`` whole (after checking the
     schema): ``realism`` (a block of :func:`described_realism`), ``truth``
     (:func:`truth_diagnostics`), ``redshifts`` (:func:`redshift_block`),
-    ``colours`` (:func:`~hscsim_utils.stages.quality_colours.colour_comparison`)
-    and ``closure``, each left out when None. Returns the file's contents."""
+    ``colours`` (:func:`~hscsim_utils.stages.quality_colours.colour_comparison`),
+    ``bands`` (:func:`band_realism`) and ``closure``, each left out when None.
+    Returns the file's contents."""
     check_schema(realism, REALISM_KEYS)
     missing = [k for k in ("simulation", "data") if k not in realism]
     if missing:
@@ -685,6 +710,10 @@ def write_metrics(
         section["redshifts"] = dict(redshifts)
     if colours is not None:
         section["colours"] = dict(colours)
+    if bands is not None:
+        for block in bands.values():
+            check_schema(block, REALISM_KEYS)
+        section["bands"] = {band: dict(block) for band, block in bands.items()}
     if closure is not None:
         check_schema(closure, CLOSURE_KEYS)
         section["closure"] = dict(closure)
@@ -707,6 +736,8 @@ class Products:
     #: Several bands: colours of simulation and data (``colours.block`` in
     #: metrics.json).
     colours: ColourComparison | None = None
+    #: Several bands: the realism block of every other band (``bands``).
+    bands: dict | None = None
 
     @property
     def area_deg2(self) -> float:
@@ -717,6 +748,11 @@ class Products:
     def statistics_table(self) -> str:
         """Statistic, value, floor, threshold, significant (scoring half)."""
         return rs.table(self.realism["statistics"])
+
+    def band_tables(self) -> dict[str, str]:
+        """:meth:`statistics_table` of every other band (several bands)."""
+        return {band: rs.table(block["statistics"])
+                for band, block in (self.bands or {}).items()}  # fmt: skip
 
     def colour_table(self) -> str:
         """The colour statistics like :meth:`statistics_table` (several bands)."""
@@ -795,7 +831,9 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     simulation = relative_path(run.root, folder)
     redshifts = redshift_block(inputs, tile.band, simulation)
     colours = colour_comparison(tile, run, folder, inputs.masked)
+    bands = band_realism(tile, run, folder)
     closure = compute_closure(tile, run) if tile.is_demo else None
     write_metrics(run, realism, closure, truth, redshifts,
-                  colours.block if colours else None)  # fmt: skip
-    return Products(inputs, realism, closure, simulation, truth, redshifts, colours)
+                  colours.block if colours else None, bands)  # fmt: skip
+    return Products(inputs, realism, closure, simulation, truth, redshifts, colours,
+                    bands)  # fmt: skip
