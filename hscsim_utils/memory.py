@@ -7,6 +7,7 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 
 
 class PeakMemory:
@@ -14,8 +15,10 @@ class PeakMemory:
 
     A thread samples every ``interval`` seconds the resident memory of the
     descendants of process ``pid`` (this process when None), and of the process
-    itself with ``include_self``. Sampling stops at the end of the block or when
-    the process has gone. ``wall`` is the block's wall time in seconds::
+    itself with ``include_self``; ``exclude`` gives (at each sample) processes
+    whose trees do not count (work running beside the measured one). Sampling
+    stops at the end of the block or when the process has gone. ``wall`` is the
+    block's wall time in seconds::
 
         with PeakMemory() as mem:  # children of this process, e.g. a kernel
             ...
@@ -28,9 +31,11 @@ class PeakMemory:
         *,
         include_self: bool = False,
         interval: float = 0.2,
+        exclude: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self.pid = os.getpid() if pid is None else pid
         self.include_self = include_self
+        self.exclude = exclude
         self.interval = interval
         self.peak = 0
         self.wall = 0.0
@@ -51,6 +56,9 @@ class PeakMemory:
                 return  # the process has gone
             if self.include_self:
                 procs.append(root)
+            if self.exclude is not None:
+                left_out = _trees(self.exclude())
+                procs = [p for p in procs if p.pid not in left_out]
             total = 0
             for proc in procs:
                 try:
@@ -69,6 +77,20 @@ class PeakMemory:
         self.wall = time.perf_counter() - self._t0
         self._stop.set()
         self._thread.join()
+
+
+def _trees(pids: Iterable[int]) -> set[int]:
+    """``pids`` and all their descendants (those still running)."""
+    import psutil
+
+    out = set()
+    for pid in pids:
+        out.add(pid)
+        try:
+            out.update(p.pid for p in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            pass
+    return out
 
 
 def max_rss() -> tuple[int, int]:

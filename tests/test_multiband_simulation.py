@@ -132,8 +132,8 @@ def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
     files = BandFiles(tmp_path / "g.fits", tmp_path / "g.csv", tmp_path / "gm.csv")
     tile = make_tile(tmp_path, seed=SEED, band="r", bands={"g": files},
                      detection_band="r")  # fmt: skip
-    masked = np.zeros(SHAPE, bool)
-    same = colour_comparison(tile, run, sim.directory, masked)
+    masks = {band: np.zeros(SHAPE, bool) for band in BANDS}
+    same = colour_comparison(tile, run, sim.directory, masks)
     stats = same.block["statistics"]
     assert same.block["bands"] == ["g", "r"] and same.block["data"] == "DEMO"
     assert set(stats) == {"g-r_ks", "g-r_median_shift"}
@@ -146,12 +146,17 @@ def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
 
     with h5py.File(run.band_run("g").sextractor_cat, "r+") as fh5:
         fh5["MAG_AUTO"][...] = fh5["MAG_AUTO"][()] + np.float32(0.3)
-    shifted = colour_comparison(tile, run, sim.directory, masked).block["statistics"]
+    shifted = colour_comparison(tile, run, sim.directory, masks).block["statistics"]
     moved = shifted["g-r_median_shift"]
     assert moved["value"] == pytest.approx(
         stats["g-r_median_shift"]["value"] - 0.3, abs=0.03
     )
     assert moved["significant"], (moved, stats)
+    # a g catalogue that does not list the r detections row for row is refused
+    cat = at.load_hdf_cols(str(run.band_run("g").sextractor_cat))
+    at.save_hdf_cols(str(run.band_run("g").sextractor_cat), cat[1:])
+    with pytest.raises(InputError, match="not the r band's detections row for row"):
+        colour_comparison(tile, run, sim.directory, masks)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -438,3 +438,12 @@ def test_a_failed_band_run_fails_the_chain_before_its_readers(tmp_path):
                         products=BAND_PRODUCTS)  # fmt: skip
     assert (out / "02_b.txt").is_file()  # the detection band's own stages ran
     assert not (out / "03_c.txt").exists()  # c reads the band runs: not run
+
+
+def test_a_block_of_a_metrics_section_is_in_that_section():
+    """Staleness passes from the stage that writes a section to one that reads
+    a block of it (stage 09 reads stage 07's realism block)."""
+    assert runner._whole("metrics:quality.realism") == "metrics:quality"
+    assert runner._whole("metrics:quality") == "metrics:quality"
+    assert runner._whole("sim_baseline") == "sim_baseline"
+    assert runner._whole("tile:calexp") == "tile:calexp"

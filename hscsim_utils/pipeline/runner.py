@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,7 +304,7 @@ def run_tile(
     try:
         jobs = _band_jobs(chain, chosen, force, notebook_dir, specs)
         with BandRuns(jobs, chain.prefix) as band_runs:
-            _run_stages(bar, chain, chosen, force, band_runs.wait)
+            _run_stages(bar, chain, chosen, force, band_runs)
     finally:  # a failed run reports too: what ran and where it failed
         stale = stale_stages(chain)
         write_json(run.root / DIGEST_FILE, chain.cache.known)
@@ -381,7 +381,8 @@ def _band_jobs(
     the tile seen from that band (the several-band stages read their products
     there). The chosen per-band stages run, or all of them (each skipped when
     up to date) when a chosen stage reads the band runs, so that it never reads
-    stale ones. None for a tile of one band or seen from another band."""
+    stale ones. None (an empty list) for a tile of one band or seen from
+    another band."""
     tile = chain.tile
     if tile.band != tile.detection_band:
         return []
@@ -407,13 +408,16 @@ def _band_jobs(
 
 
 def band_workers(n_runs: int) -> int:
-    """Processes for ``n_runs`` band runs (beside the detection band's stages,
-    which run meanwhile): one per thread this run may use (all cores, or its
-    share in a batch: :func:`hscsim_utils.threads.n_threads`) and per
-    :data:`BAND_RUN_MEMORY_GB` of the machine's memory, at most one per band
-    run."""
+    """Processes for ``n_runs`` band runs, beside this process, which runs the
+    detection band's stages meanwhile: one per thread this run may use (all
+    cores, or its share in a batch: :func:`hscsim_utils.threads.n_threads`; the
+    kernels start, read and write much of the time, so this process and the
+    workers together may outnumber the cores by one), and per
+    :data:`BAND_RUN_MEMORY_GB` of the machine's memory beyond this process's
+    own, at most one per band run."""
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return max(1, min(n_runs, n_threads(), int(memory_gb // BAND_RUN_MEMORY_GB)))
+    by_memory = int(memory_gb // BAND_RUN_MEMORY_GB) - 1
+    return max(1, min(n_runs, n_threads(), by_memory))
 
 
 def _run_band_job(job: dict, threads: int) -> None:
@@ -426,39 +430,61 @@ class BandRuns:
     this process runs the detection band's stages (:func:`band_workers` of
     them, the cores shared among all: each kernel limited to its share of
     threads until :meth:`wait`). :meth:`wait` returns when every band run has
-    finished (raising the first failure); leaving the block waits too."""
+    finished, raising the first failure; leaving the block waits too. In a
+    daemonic process (a Dask worker), which may not start processes, the band
+    runs run one after the other when the block starts, as they did before."""
 
     def __init__(self, jobs: list[dict], prefix: str = "") -> None:
         self.jobs, self.prefix = jobs, prefix
         self._pool = self._futures = self._threads = None
 
     def __enter__(self) -> BandRuns:
-        if not self.jobs:
-            return self
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        workers = band_workers(len(self.jobs))
-        share = max(1, n_threads() // (workers + 1))
         for job in self.jobs:
             print(f"{self.prefix}band run {job['label'].split()[-1]}: stages "
                   f"{job['stages']} in {job['out_dir']}", flush=True)  # fmt: skip
+        if not self.jobs:
+            return self
+        if multiprocessing.current_process().daemon:
+            for job in self.jobs:
+                run_tile(**job)
+            return self
+        workers = band_workers(len(self.jobs))
+        share = max(1, n_threads() // (workers + 1))
         ctx = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-        self._futures = [self._pool.submit(_run_band_job, job, share)
-                         for job in self.jobs]  # fmt: skip
+        try:
+            self._futures = [self._pool.submit(_run_band_job, job, share)
+                             for job in self.jobs]  # fmt: skip
+        except BaseException:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise
         self._threads = limited_threads(share)
         self._threads.__enter__()
         return self
 
+    def pids(self) -> list[int]:
+        """Process ids of the workers (their trees are the band runs' kernels)."""
+        processes = getattr(self._pool, "_processes", None) or {}
+        return list(processes) if self._futures is not None else []
+
     def wait(self) -> None:
         """Block until every band run has finished; raise the first failure."""
+        from concurrent.futures import FIRST_EXCEPTION
+        from concurrent.futures import wait as wait_for
+
         if self._futures is None:
             return
         futures, self._futures = self._futures, None
         try:
-            for future in futures:
-                future.result()
+            done, _ = wait_for(futures, return_when=FIRST_EXCEPTION)
+            for future in done:  # the first failure, if any, stops the others
+                if future.exception() is not None:
+                    for other in futures:
+                        other.cancel()
+                    raise future.exception()
         finally:
             self._threads.__exit__(None, None, None)
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -510,6 +536,12 @@ def check_demo_size(tile_file: Path, chosen: set[str]) -> None:
         )
 
 
+def _whole(entry: str) -> str:
+    """A read or write as the product that holds it: ``metrics:quality.realism``
+    (a block) is in ``metrics:quality`` (the section its stage writes)."""
+    return entry.split(".", 1)[0] if entry.startswith("metrics:") else entry
+
+
 def stale_stages(chain: _Chain) -> dict[str, str]:
     """Stages whose recorded result no longer matches their inputs, with why.
 
@@ -524,7 +556,8 @@ def stale_stages(chain: _Chain) -> dict[str, str]:
         if not done or done.get("status") != "ok":
             continue
         why = chain.why_run(stage, chain.fingerprint(stage))
-        upstream = sorted({stale_products[r] for r in stage.spec.reads
+        reads = {_whole(r) for r in stage.spec.reads}
+        upstream = sorted({stale_products[r] for r in reads
                            if r in stale_products})  # fmt: skip
         if not why and upstream:
             why = f"reads results of stale {', '.join(upstream)}"
@@ -536,10 +569,11 @@ def stale_stages(chain: _Chain) -> dict[str, str]:
 
 def _run_stages(
     bar, chain: _Chain, chosen: set[str], force: bool,
-    band_runs_done: Callable[[], None] = lambda: None,
+    band_runs: BandRuns | None = None,
 ) -> None:  # fmt: skip
     """Run the chosen stages in order; before the first that reads the band
-    runs, ``band_runs_done`` waits for them."""
+    runs, wait for them (each stage's peak memory leaves them out)."""
+    band_runs = band_runs or BandRuns([])
     from tqdm.auto import tqdm
 
     run, prefix = chain.run, chain.prefix
@@ -547,7 +581,7 @@ def _run_stages(
         if stage.number not in chosen:
             continue
         if any(p in stage.spec.reads for p in RUNNER_PRODUCTS):
-            band_runs_done()
+            band_runs.wait()
         bar.set_postfix_str(stage.name)
         params = chain.params(stage)
         new = chain.fingerprint(stage)
@@ -557,7 +591,7 @@ def _run_stages(
             continue
         t0 = time.perf_counter()
         status = "failed"
-        mem = PeakMemory()
+        mem = PeakMemory(exclude=band_runs.pids)
         log = run.root / CALLS_DIR / f"{stage.name}.jsonl"
         try:
             with mem, _call_log(log):

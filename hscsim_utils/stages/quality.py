@@ -667,21 +667,34 @@ def redshift_block(inputs: QualityInputs, band: str, simulation: str) -> dict | 
     }
 
 
-def band_realism(tile: TileSpec, run: RunFolder, folder: Path) -> dict | None:
+def band_realism(
+    tile: TileSpec, run: RunFolder, folder: Path, masked: np.ndarray
+) -> tuple[dict | None, dict[str, np.ndarray]]:
     """The realism block of every band but the detection band (tiles of several
     bands): simulation against data in that band, from its band run (its
     calexp, mask and forced-photometry catalogue; detections and segmentation
     are the detection band's in data and simulation alike), with the same
-    statistics, halves and floors as the detection band's block. None on a tile
-    of one band."""
+    statistics, halves and floors as the detection band's block; and every
+    band's masked pixels (``masked``: the detection band's), for the colours.
+    None and no masks on a tile of one band, or (with a warning) when the
+    simulation in ``folder`` lacks a band of the tile."""
+    from hscsim_utils.stages import simulate
+
     if len(tile.bands) < 2:
-        return None
-    out = {}
+        return None, {}
+    simulated = simulate.load_simulation(folder).settings.bands
+    absent = [b for b in tile.bands if b not in simulated]
+    if absent:
+        _warn(f"the simulation in {folder} lacks the bands {absent}: the "
+              "detection band only")  # fmt: skip
+        return None, {}
+    blocks, masks = {}, {tile.band: masked}
     for band, band_run in run.band_runs(tile.bands, tile.band).items():
         if band != tile.band:
             inputs = load_inputs(tile.for_band(band), band_run, folder)
-            out[band] = {"band": band, **described_realism(tile, run, inputs)}
-    return out
+            blocks[band] = {"band": band, **described_realism(tile, run, inputs)}
+            masks[band] = inputs.masked
+    return blocks, masks
 
 
 def write_metrics(
@@ -830,8 +843,8 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     truth = inputs.truth()
     simulation = relative_path(run.root, folder)
     redshifts = redshift_block(inputs, tile.band, simulation)
-    colours = colour_comparison(tile, run, folder, inputs.masked)
-    bands = band_realism(tile, run, folder)
+    bands, masks = band_realism(tile, run, folder, inputs.masked)
+    colours = colour_comparison(tile, run, folder, masks)
     closure = compute_closure(tile, run) if tile.is_demo else None
     write_metrics(run, realism, closure, truth, redshifts,
                   colours.block if colours else None, bands)  # fmt: skip

@@ -26,23 +26,23 @@ Entry point: :func:`colour_comparison`; stage 07 writes its block as
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hscsim_utils.errors import InputError
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.metrics import realism_block
 from hscsim_utils.numerics import colours, halves
 from hscsim_utils.runfolder import RunFolder
-from hscsim_utils.stages.masks import masked_at, read_pixel_mask
+from hscsim_utils.stages.masks import masked_at
 from hscsim_utils.stages.source_extraction import read_catalog
 
 __all__ = ["COLUMNS", "ColourComparison", "colour_comparison", "counted_rows"]
 
 #: The catalogue columns the colours need.
-COLUMNS = ("MAG_AUTO", "FLAGS", "XWIN_IMAGE", "YWIN_IMAGE")
+COLUMNS = ("MAG_AUTO", "FLAGS", "X_IMAGE", "Y_IMAGE", "XWIN_IMAGE", "YWIN_IMAGE")
 
 
 @dataclass(frozen=True)
@@ -76,33 +76,44 @@ def counted_rows(
     return keep
 
 
+def _row_aligned(catalogs: dict[str, np.ndarray], detection: str, source) -> None:
+    """Every band's catalogue lists the detection band's objects, row for row
+    (same length and detection positions ``X_IMAGE``, ``Y_IMAGE``; the windowed
+    ones are measured per band): else one InputError naming ``source``."""
+    det = catalogs[detection]
+    for band, cat in catalogs.items():
+        if len(cat) != len(det) or not all(
+            np.array_equal(cat[c], det[c]) for c in ("X_IMAGE", "Y_IMAGE")
+        ):
+            raise InputError(
+                source(band),
+                f"not the {detection} band's detections row for row ({len(cat)} "
+                f"rows against {len(det)}): not measured in forced photometry",
+            )
+
+
 def colour_comparison(
-    tile: TileSpec, run: RunFolder, folder: Path, masked: np.ndarray
+    tile: TileSpec, run: RunFolder, folder: Path, masks: dict[str, np.ndarray]
 ) -> ColourComparison | None:
     """Colours of the simulation in ``folder`` against the data's (see the
-    module docstring); ``masked``: the detection band's masked pixels as stage
-    07 uses them. None (with a warning) on a tile of one band, or when the
-    simulation lacks one of the tile's bands."""
+    module docstring); ``masks``: every band's masked pixels as stage 07 uses
+    them (:func:`hscsim_utils.stages.quality.band_realism`). None without the
+    masks of every band (a tile of one band, or a simulation lacking bands)."""
     from hscsim_utils.stages import simulate
 
-    if len(tile.bands) < 2:
+    if len(tile.bands) < 2 or set(masks) != set(tile.bands):
         return None
     sim = simulate.load_simulation(folder)
-    absent = [b for b in tile.bands if b not in sim.settings.bands]
-    if absent:
-        warnings.warn(f"the simulation in {folder} lacks the bands {absent}: "
-                      "no colours", stacklevel=2)  # fmt: skip
-        return None
-    shape = masked.shape
     runs = run.band_runs(tile.bands, tile.band)
-    masks = {b: masked if b == tile.band else read_pixel_mask(r.mask, shape)
-             for b, r in runs.items()}  # fmt: skip
     sides = {
         "simulation": {b: sim.for_band(b).load_catalogs()["sextractor"]
                        for b in tile.bands},
         "data": {b: read_catalog(r.sextractor_cat, list(COLUMNS))
                  for b, r in runs.items()},
     }  # fmt: skip
+    _row_aligned(sides["simulation"], tile.band, lambda b: sim.for_band(b).catalog_path)
+    _row_aligned(sides["data"], tile.band, lambda b: runs[b].sextractor_cat)
+    shape = masks[tile.band].shape
     samples = {
         side: colours.colour_sample(cats, tile.band, shape,
                                     counted_rows(cats, masks, tile.band))
