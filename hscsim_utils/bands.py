@@ -9,6 +9,26 @@ of simulated bands, so simulations keep this order too.
 
 from __future__ import annotations
 
-__all__ = ["HSC_BANDS"]
+from collections.abc import Sequence
+
+from hscsim_utils.errors import InputError
+
+__all__ = ["HSC_BANDS", "parse_bands"]
 
 HSC_BANDS: tuple[str, ...] = ("g", "r", "i", "z", "y")
+
+
+def parse_bands(bands: str | Sequence[str], source: str = "bands") -> tuple[str, ...]:
+    """HSC band letters (a string such as ``"grizy"`` or ``"g,r,i"``, or a
+    sequence) in the order g r i z y, each once; unknown letters or none at all
+    are one :class:`InputError` naming ``source``."""
+    letters = (
+        [c for c in bands if c not in ", "] if isinstance(bands, str) else list(bands)
+    )
+    unknown = sorted({str(b) for b in letters} - set(HSC_BANDS))
+    if unknown:
+        raise InputError(source, f"unknown bands {unknown}; HSC bands: "
+                         f"{''.join(HSC_BANDS)}, e.g. gri")  # fmt: skip
+    if not letters:
+        raise InputError(source, f"give at least one of {''.join(HSC_BANDS)}")
+    return tuple(b for b in HSC_BANDS if b in letters)

@@ -156,3 +156,15 @@ def test_run_refuses_a_bad_tile_in_seconds_before_stage_01(good, tmp_path):
 @pytest.mark.slow
 def test_the_demo_tile_passes():
     assert check_tile(synthetic.demo_tile_for_tests()) == []
+
+
+def test_check_of_some_bands_only(good):
+    """``--bands``: the bands named are checked (a broken band left out is not),
+    a band the tile lacks or a choice without the detection band is one line."""
+    tile_file = _add_band_g(good)
+    for bands, fragment in [("gz", "has no bands ['z'] (--bands)"),
+                            ("g", "lacks the detection band i")]:  # fmt: skip
+        problems = check_tile(tile_file, bands)
+        assert len(problems) == 1 and fragment in problems[0], problems
+    load_tile(tile_file).bands["g"].calexp.unlink()
+    assert check_tile(tile_file, "i") == [] and len(check_tile(tile_file, "gi")) == 1

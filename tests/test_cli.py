@@ -90,7 +90,7 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
                 "--bands",
                 "iq",
             ],
-            "--bands: must be HSC band letters (grizy), got 'iq'",
+            "--bands: unknown bands ['q']; HSC bands: grizy, e.g. gri",
         ),
         "run-absent-band": (
             [

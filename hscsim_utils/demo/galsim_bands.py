@@ -65,13 +65,12 @@ from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.demo import galsim_observation as gobs
 from hscsim_utils.demo import galsim_psf as gpsf
 from hscsim_utils.demo import observation as obs
-from hscsim_utils.errors import InputError
 
 __all__ = [
     "BandObservation", "DARK_SKY_MAG_ARCSEC2", "DEEP_DESIGN_MIN",
     "EXTINCTION_PER_AIRMASS", "FILTER_NAMES", "MAX_VISITS", "SEEING_MEDIAN_ARCSEC",
     "UD_DESIGN_DEPTH", "UD_DESIGN_MIN", "ZP_ELECTRONS", "band_observation",
-    "parse_bands", "visit_sigma",
+    "visit_sigma",
 ]  # fmt: skip
 
 FILTER_NAMES = {"g": "HSC-G", "r": "HSC-R2", "i": "HSC-I2", "z": "HSC-Z", "y": "HSC-Y"}
@@ -90,20 +89,6 @@ MAX_VISITS = 64 * obs.N_BIT_WORDS
 #: visit numbers (the i band's start at 7288; HSC numbers visits across bands).
 SEED_STEP = 1000
 VISIT_STEP = 100_000
-
-
-def parse_bands(bands) -> tuple[str, ...]:
-    """HSC band letters (a string such as "grizy" or a sequence) in the order
-    g r i z y, each once; anything else is an :class:`InputError`."""
-    letters = list(bands) if not isinstance(bands, str) else list(bands.strip())
-    unknown = sorted({str(b) for b in letters} - set(HSC_BANDS))
-    if unknown:
-        raise InputError(
-            "bands", f"unknown bands {unknown}; HSC bands: {' '.join(HSC_BANDS)}"
-        )
-    if not letters:
-        raise InputError("bands", "give at least one of g r i z y")
-    return tuple(b for b in HSC_BANDS if b in letters)
 
 
 def visit_sigma(band: str) -> float:

@@ -68,7 +68,7 @@ import h5py
 import numpy as np
 
 from hscsim_utils.atomic import atomic_dir, atomic_path, write_json
-from hscsim_utils.bands import HSC_BANDS
+from hscsim_utils.bands import HSC_BANDS, parse_bands
 from hscsim_utils.data import provision
 from hscsim_utils.demo import files as demo_files
 from hscsim_utils.demo import galsim_bands as gbands
@@ -149,7 +149,7 @@ def build_independent_demo_tile(
         raise InputError("seed", f"must be a non-negative integer, got {seed!r}")
     if preset not in PRESETS:
         raise InputError("preset", f"must be one of {sorted(PRESETS)}, got {preset!r}")
-    band_list = gbands.parse_bands(bands)
+    band_list = parse_bands(bands)
     geom = obs.demo_geometry(demo_files.parse_size(size), centre=centre)
     n_workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     out_dir = Path(out_dir).resolve()

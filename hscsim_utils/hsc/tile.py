@@ -28,13 +28,13 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from hscsim_utils.bands import HSC_BANDS
+from hscsim_utils.bands import HSC_BANDS, parse_bands
 from hscsim_utils.errors import InputError
 from hscsim_utils.runfolder import REPO_ROOT
 
@@ -130,6 +130,25 @@ class TileSpec:
     def band_names(self) -> tuple[str, ...]:
         """The tile's bands, in the order g r i z y."""
         return tuple(self.bands)
+
+    def with_bands(self, bands: str | Sequence[str], source: str = "") -> TileSpec:
+        """The same tile with ``bands`` of its bands only (``--bands``, e.g.
+        ``"gri"``), the detection band among them; a band it lacks is an
+        :class:`InputError` naming ``source`` (its tile file)."""
+        chosen = parse_bands(bands, "--bands")
+        absent, source = (
+            [b for b in chosen if b not in self.bands],
+            source or self.tile_name,
+        )
+        if absent:
+            raise InputError(source, f"has no bands {absent} (--bands); its "
+                             f"bands: {''.join(self.bands)}")  # fmt: skip
+        if self.detection_band not in chosen:
+            raise InputError(
+                "--bands", f"{''.join(chosen)!r} lacks the detection band "
+                f"{self.detection_band} of {source}",
+            )  # fmt: skip
+        return dataclasses.replace(self, bands={b: self.bands[b] for b in chosen})
 
     def for_band(self, band: str) -> TileSpec:
         """The same tile seen from ``band``: that band's calexp, frame and mosaic

@@ -159,14 +159,19 @@ def _check_band(problems: list[str], spec, detection) -> tuple | None:
     return geometry
 
 
-def check_tile(tile_file: str | os.PathLike) -> list[str]:
-    """Problems with the inputs of ``tile_file``, one line each (empty: all fine)."""
+def check_tile(tile_file: str | os.PathLike, bands: str | None = None) -> list[str]:
+    """Problems with the inputs of ``tile_file``, one line each (empty: all
+    fine); ``bands`` (``--bands``): of those bands only."""
     from hscsim_utils.hsc.tile import load_tile
 
     problems: list[str] = []
     spec = _try(problems, load_tile, tile_file)
     if spec is None:
         return problems
+    if bands:
+        spec = _try(problems, spec.with_bands, bands, str(tile_file))
+        if spec is None:
+            return problems
     _try(problems, _galaxy_model_known, spec)
     detection = _check_band(problems, spec, None)
     for band in spec.band_names:

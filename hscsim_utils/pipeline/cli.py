@@ -56,14 +56,15 @@ def _cmd_demo_tile(args: argparse.Namespace) -> None:
         )
 
 
-def _check_inputs(tile: Path) -> None:
-    """Check every input of ``tile``: one line per problem, then fail."""
+def _check_inputs(tile: Path, bands: str | None = None) -> None:
+    """Check every input of ``tile`` (of ``bands``): one line per problem, then
+    fail."""
     import time
 
     from hscsim_utils.pipeline.check_tile import check_tile
 
     start = time.perf_counter()
-    problems = check_tile(tile)
+    problems = check_tile(tile, bands)
     if problems:  # main() prints one line per problem
         raise HscsimError("\n".join(problems))
     print(f"{tile}: inputs checked in {time.perf_counter() - start:.1f} s")
@@ -93,7 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from hscsim_utils.threads import limited_threads
 
     if not args.no_check:
-        _check_inputs(args.tile)
+        _check_inputs(args.tile, args.bands)
 
     limit = limited_threads(args.threads) if args.threads else contextlib.nullcontext()
     with limit:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from hscsim_utils import calltimes
 from hscsim_utils.atomic import TMP_PREFIX, sweep_temporaries, write_json
-from hscsim_utils.bands import HSC_BANDS
 from hscsim_utils.errors import InputError, StageFailed
 from hscsim_utils.hsc.tile import TileSpec, load_tile, tile_text, write_tile
 from hscsim_utils.interpreter import KERNEL_NAME
@@ -315,39 +314,18 @@ def run_tile(
     return chain.state
 
 
-def parse_bands(text: str) -> list[str]:
-    """Band letters of ``--bands`` (``gri`` or ``g,r,i``), in the order g r i z
-    y, each once."""
-    letters = [c for c in text if c not in ", "]
-    unknown = sorted(set(letters) - set(HSC_BANDS))
-    if not letters or unknown:
-        raise InputError(
-            "--bands",
-            f"must be HSC band letters ({''.join(HSC_BANDS)}), got {text!r}",
-        )
-    return [b for b in HSC_BANDS if b in letters]
-
-
 def tile_of_bands(tile_file: Path, bands: str | None, folder: Path) -> Path:
     """The tile file to run: ``tile_file`` itself, or, for ``bands`` fewer than
-    its own, ``folder/tile-<bands>.yaml``, the same tile with those bands (the
-    detection band among them; paths as in ``tile_file``)."""
+    its own, ``folder/tile-<bands>.yaml``, the same tile with those bands
+    (:meth:`TileSpec.with_bands`; paths as in ``tile_file``)."""
     if not bands:
         return tile_file
-    tile, chosen = load_tile(tile_file), parse_bands(bands)
-    absent = [b for b in chosen if b not in tile.bands]
-    if absent:
-        raise InputError(tile_file, f"has no bands {absent} (--bands); its bands: "
-                         f"{''.join(tile.bands)}")  # fmt: skip
-    if tile.detection_band not in chosen:
-        raise InputError(
-            "--bands",
-            f"{bands!r} lacks the detection band {tile.detection_band} of {tile_file}",
-        )
-    if chosen == list(tile.bands):
+    tile = load_tile(tile_file)
+    chosen = tile.with_bands(bands, str(tile_file))
+    if chosen.band_names == tile.band_names:
         return tile_file
-    values = _tile_values(tile) | {"bands": {b: tile.bands[b] for b in chosen}}
-    return _write_if_changed(folder / f"tile-{''.join(chosen)}.yaml", values)
+    name = f"tile-{''.join(chosen.band_names)}.yaml"
+    return _write_if_changed(folder / name, _tile_values(chosen))
 
 
 def band_tile_file(tile: TileSpec, band: str, folder: Path) -> Path:
