@@ -116,14 +116,14 @@ def chain(
 
 def band_run_rows(run_dir: Path) -> list[dict]:
     """Band, stage, wall time and peak memory of every band run of a run."""
-    from hscsim_utils.runfolder import STATE_FILE
+    from hscsim_utils.runfolder import RunFolder
 
-    rows = []
-    for path in sorted(run_dir.glob(f"bands/*/{STATE_FILE}")):
-        for name, s in json.loads(path.read_text()).items():
-            rows.append({"band": path.parent.name, "stage": name, "wall_s": s["wall_s"],
-                         "peak_gb": round(s["peak_rss_mb"] / 1024, 2)})  # fmt: skip
-    return rows
+    return [
+        {"band": band, "stage": name, "wall_s": s["wall_s"],
+         "peak_gb": round(s["peak_rss_mb"] / 1024, 2)}
+        for band, state in RunFolder(run_dir).band_run_states().items()
+        for name, s in state.items()
+    ]  # fmt: skip
 
 
 def print_chain(size: str, result: dict) -> None:

@@ -84,6 +84,18 @@ class RunFolder:
         bands whose detection band runs here (``bands/<band>/``)."""
         return RunFolder(self.root / PRODUCTS["band_runs"] / band)
 
+    def band_run_states(self) -> dict[str, dict]:
+        """The runner's record (:data:`STATE_FILE`) of every band run here, by
+        band."""
+        import json
+
+        return {
+            path.parent.name: json.loads(path.read_text())
+            for path in sorted(
+                (self.root / PRODUCTS["band_runs"]).glob(f"*/{STATE_FILE}")
+            )
+        }
+
     def band_runs(self, bands: Iterable[str], here: str) -> dict[str, RunFolder]:
         """Where each of ``bands`` has its per-band products: band ``here`` (the
         detection band) in this run, every other in its :meth:`band_run`."""

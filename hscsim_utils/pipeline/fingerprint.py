@@ -160,9 +160,10 @@ def _read_digest(
         return _value_digest(getattr(tile, name), cache)
     if kind == "repo" and name:
         return cache.path(REPO_ROOT / name)
-    if entry in RUNNER_PRODUCTS:  # the products of every band run
-        return _band_runs_digest(run_root / products[entry].rstrip("/"), products,
-                                 cache)  # fmt: skip
+    if entry in RUNNER_PRODUCTS:  # the products of the tile's other bands' runs
+        others = [b for b in tile.bands if b != tile.band]
+        return _band_runs_digest(run_root / products[entry].rstrip("/"), others,
+                                 products, cache)  # fmt: skip
     if kind == "metrics" and name:  # another stage's section (or block), by content
         section, *keys = name.split(".")
         value = read_section(run_root / METRICS_FILE, section)
@@ -173,14 +174,15 @@ def _read_digest(
 
 
 def _band_runs_digest(
-    root: Path, products: Mapping[str, str], cache: DigestCache
+    root: Path, bands: list[str], products: Mapping[str, str], cache: DigestCache
 ) -> str:
-    """Digest of the products in each band run below ``root`` (those of the
-    per-band stages; not the runs' notebooks or timings: a band run that comes
-    back with the same products changes nothing)."""
+    """Digest of the products in the runs of ``bands`` below ``root`` (those of
+    the per-band stages; not the runs' notebooks or timings: a band run that
+    comes back with the same products changes nothing; the runs of bands the
+    tile no longer has, e.g. after ``--bands``, do not count)."""
     names = [name for name in products if name not in RUNNER_PRODUCTS]
     h = hashlib.sha256()
-    for folder in sorted(p for p in root.glob("*") if p.is_dir()):
+    for folder in (root / band for band in sorted(bands)):
         for name in names:
             digest = cache.path(folder / products[name].rstrip("/"))
             h.update(f"{folder.name}/{name}:{digest}".encode())

@@ -31,7 +31,7 @@ from hscsim_utils.metrics import (
     closure_verdict,
     read_metrics,
 )
-from hscsim_utils.runfolder import METRICS_FILE, PRODUCTS, STATE_FILE, RunFolder
+from hscsim_utils.runfolder import METRICS_FILE, RunFolder
 
 __all__ = ["clean_stream", "metric_rows", "write_report"]
 
@@ -311,13 +311,11 @@ def _simulation_rows(run: RunFolder) -> list[tuple]:
 def _band_run_rows(run: RunFolder) -> list[tuple]:
     """Band, stage, status, wall time and peak memory of every band run (the
     per-band stages of a tile's other bands, ``RUN/bands/<band>/``)."""
-    rows = []
-    for state_file in sorted(run.root.glob(f"{PRODUCTS['band_runs']}*/{STATE_FILE}")):
-        state = json.loads(state_file.read_text())
-        for name, done in sorted(state.items()):
-            values = (done.get(k, "-") for k in ("status", "wall_s", "peak_rss_mb"))
-            rows.append((state_file.parent.name, name, *values))
-    return rows
+    return [
+        (band, name, *(done.get(k, "-") for k in ("status", "wall_s", "peak_rss_mb")))
+        for band, state in run.band_run_states().items()
+        for name, done in sorted(state.items())
+    ]
 
 
 def _figures(run: RunFolder) -> str:
