@@ -25,10 +25,14 @@ sextractor:
 data: setup
 	$(BIN)/hscsim data
 
-demo: data $(DEMO)/input/tile.yaml
+# the last band's calexp stands for the five-band tile (an older i-band demo
+# folder lacks it and is rebuilt)
+DEMO_TILE := $(DEMO)/input/calexp-HSC-Y-8523-402.fits
+
+demo: data $(DEMO_TILE)
 	$(BIN)/hscsim run --tile params/demo_tile.yaml --out $(DEMO)/run
 
-$(DEMO)/input/tile.yaml: | data
+$(DEMO_TILE): | data
 	$(BIN)/hscsim demo-tile --bands grizy --out $(DEMO)/input
 
 test: data

@@ -191,8 +191,9 @@ else:
 # says which differences exceed the noise); `psf_fwhm_max_abs_diff` is null unless
 # stage 06 measured the PSF of the simulation (with the PSF CNN). `closure` (DEMO
 # tile only): every estimate of the pipeline against the demo's truth; a missing
-# product gives null and a warning. `redshifts`: the n(z) above; `colours` (several
-# bands): the colour statistics above. Stages 08 and 09
+# product gives null and a warning. `redshifts`: the n(z) above; `colours` and
+# `bands` (several bands): the colour statistics and every other band's realism
+# above. Stages 08 and 09
 # write sections of their own.
 
 # %%

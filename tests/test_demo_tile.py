@@ -388,6 +388,7 @@ def test_params_demo_tile_names_the_built_files(demo):
         )  # fmt: skip
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     assert "hscsim demo-tile --bands grizy --out $(DEMO)/input" in makefile
+    assert f"DEMO_TILE := $(DEMO)/input/{shipped.bands['y'].calexp.name}" in makefile
     from hscsim_utils.demo import generate, independent
 
     geom = demo_observation.demo_geometry((4200, 4200))

@@ -28,7 +28,7 @@ Every realism block (stage 07's
 *scoring* half, which the correction never saw, with the noise floors of stage
 07 (the data's halves against each other, read from stage 07's section of
 ``metrics.json``, so both stages score against the same floors; the stage
-therefore reads ``metrics:quality``): the tuned simulation's ``bkg_std_ratio``
+therefore reads ``metrics:quality.realism``): the tuned simulation's ``bkg_std_ratio``
 is then a test of the correction, not its definition. On the 2000 x 2000 DEMO
 tile the correction from the tuning half (1.094) gives a width ratio of 0.9963
 on the scoring half, within its noise floor (threshold ``|r - 1| < 0.011``).
