@@ -61,6 +61,7 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
     tile = write_tile_file(tmp_path, "t")
     batch = tmp_path / "batch.yaml"
     batch.write_text("tiles: []\n")
+    run_args = ["run", "--tile", tile, "--out", tmp_path / "r", "--no-check"]
     return {
         "data-cache-is-a-file": (["data", "--cache", a_file], "not a folder"),
         "demo-out-is-a-file": (
@@ -80,29 +81,11 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
             "--threads: must be at least 1",
         ),
         "run-bad-bands": (
-            [
-                "run",
-                "--tile",
-                tile,
-                "--out",
-                tmp_path / "r",
-                "--no-check",
-                "--bands",
-                "iq",
-            ],
+            [*run_args, "--bands", "iq"],
             "--bands: unknown bands ['q']; HSC bands: grizy, e.g. gri",
         ),
         "run-absent-band": (
-            [
-                "run",
-                "--tile",
-                tile,
-                "--out",
-                tmp_path / "r",
-                "--no-check",
-                "--bands",
-                "gi",
-            ],
+            [*run_args, "--bands", "gi"],
             f"{tile}: has no bands ['g'] (--bands); its bands: i",
         ),
         "batch-missing-file": (

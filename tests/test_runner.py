@@ -284,19 +284,28 @@ BAND_SPECS = (
 BAND_PRODUCTS = {**PRODUCTS, "band_runs": "bands/"}
 
 
-def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path, capfd):
-    from hscsim_utils.hsc.tile import BandFiles, load_tile, write_tile
+def _band_tile(tmp_path, letters: str, **values):
+    """A tile file of ``letters`` (detection band i) whose band files hold the
+    band's letter, and its band files."""
+    from hscsim_utils.hsc.tile import BandFiles, write_tile
 
     bands = {}
-    for band in ("g", "r", "i"):
+    for band in letters:
         files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
         for path in files:
             path.write_bytes(band.encode())
         bands[band] = BandFiles(*files)
     tile = write_tile(tmp_path / "tile.yaml", {
-        "tile_name": "gri", "bands": bands, "detection_band": "i",
-        "besancon_headers": [], "besancon_catalogs": [], "stages": {"b": {"level": 3}},
+        "tile_name": letters, "bands": bands, "detection_band": "i",
+        "besancon_headers": [], "besancon_catalogs": [], **values,
     })  # fmt: skip
+    return tile, bands
+
+
+def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path, capfd):
+    from hscsim_utils.hsc.tile import load_tile
+
+    tile, bands = _band_tile(tmp_path, "gri", stages={"b": {"level": 3}})
     copy_calexp = (  # stage a's product is its band's calexp
         "from hscsim_utils.hsc.tile import load_tile\n"
         "out.write_bytes(load_tile(tile_file).calexp.read_bytes())"
@@ -345,18 +354,9 @@ def test_bands_runs_those_of_the_tiles_bands(tmp_path, capfd):
     """``--bands gi`` on a g r i tile: a tile file of g and i in the run folder,
     one band run (g); bands the tile lacks, or without the detection band, are
     refused before anything runs."""
-    from hscsim_utils.hsc.tile import BandFiles, load_tile, write_tile
+    from hscsim_utils.hsc.tile import load_tile
 
-    bands = {}
-    for band in ("g", "r", "i"):
-        files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
-        for path in files:
-            path.write_bytes(band.encode())
-        bands[band] = BandFiles(*files)
-    tile = write_tile(tmp_path / "tile.yaml", {
-        "tile_name": "gri", "bands": bands, "detection_band": "i",
-        "besancon_headers": [], "besancon_catalogs": [],
-    })  # fmt: skip
+    tile, bands = _band_tile(tmp_path, "gri")
     nbs, out = _notebooks(tmp_path / "nb"), tmp_path / "run"
     kwargs = {"notebook_dir": nbs, "specs": BAND_SPECS, "products": BAND_PRODUCTS}
     for bad, fragment in [("gz", f"{tile}: has no bands ['z'] (--bands)"),
@@ -378,18 +378,8 @@ def test_band_runs_run_beside_the_detection_bands_stages(tmp_path):
     """The other bands' runs start while the detection band's per-band stages
     still run (worker processes); the stage that reads the band runs starts
     only after all of them have finished."""
-    from hscsim_utils.hsc.tile import BandFiles, write_tile
 
-    bands = {}
-    for band in ("g", "r", "i"):
-        files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
-        for path in files:
-            path.write_bytes(band.encode())
-        bands[band] = BandFiles(*files)
-    tile = write_tile(tmp_path / "tile.yaml", {
-        "tile_name": "gri", "bands": bands, "detection_band": "i",
-        "besancon_headers": [], "besancon_catalogs": [],
-    })  # fmt: skip
+    tile, bands = _band_tile(tmp_path, "gri")
     span = (
         "import time\nt0 = time.time()\ntime.sleep(6)\n"
         "(Path(run_dir) / ('span_' + out.stem)).write_text(f'{t0} {time.time()}')"
@@ -418,18 +408,8 @@ def test_band_runs_run_beside_the_detection_bands_stages(tmp_path):
 
 def test_a_failed_band_run_fails_the_chain_before_its_readers(tmp_path):
     from hscsim_utils.errors import StageFailed
-    from hscsim_utils.hsc.tile import BandFiles, write_tile
 
-    bands = {}
-    for band in ("g", "i"):
-        files = [tmp_path / f"{band}_{n}" for n in ("calexp.fits", "f.csv", "m.csv")]
-        for path in files:
-            path.write_bytes(band.encode())
-        bands[band] = BandFiles(*files)
-    tile = write_tile(tmp_path / "tile.yaml", {
-        "tile_name": "gi", "bands": bands, "detection_band": "i",
-        "besancon_headers": [], "besancon_catalogs": [],
-    })  # fmt: skip
+    tile, bands = _band_tile(tmp_path, "gi")
     boom = "if '/bands/g' in run_dir:\n    raise ValueError('boom in g')"
     nbs = _notebooks(tmp_path / "nb", extra={"02_b": boom})
     out = tmp_path / "run"
