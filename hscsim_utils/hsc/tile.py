@@ -136,10 +136,8 @@ class TileSpec:
         ``"gri"``), the detection band among them; a band it lacks is an
         :class:`InputError` naming ``source`` (its tile file)."""
         chosen = parse_bands(bands, "--bands")
-        absent, source = (
-            [b for b in chosen if b not in self.bands],
-            source or self.tile_name,
-        )
+        source = source or self.tile_name
+        absent = [b for b in chosen if b not in self.bands]
         if absent:
             raise InputError(source, f"has no bands {absent} (--bands); its "
                              f"bands: {''.join(self.bands)}")  # fmt: skip

@@ -546,12 +546,10 @@ def stale_stages(chain: _Chain) -> dict[str, str]:
 
 
 def _run_stages(
-    bar, chain: _Chain, chosen: set[str], force: bool,
-    band_runs: BandRuns | None = None,
-) -> None:  # fmt: skip
+    bar, chain: _Chain, chosen: set[str], force: bool, band_runs: BandRuns
+) -> None:
     """Run the chosen stages in order; before the first that reads the band
     runs, wait for them (each stage's peak memory leaves them out)."""
-    band_runs = band_runs or BandRuns([])
     from tqdm.auto import tqdm
 
     run, prefix = chain.run, chain.prefix
