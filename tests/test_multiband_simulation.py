@@ -113,7 +113,8 @@ def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
 
     from hscsim_utils.hsc.tile import BandFiles
     from hscsim_utils.runfolder import RunFolder
-    from hscsim_utils.stages.quality_colours import colour_comparison
+    from hscsim_utils.stages.quality_colours import BandSide, colour_comparison
+    from hscsim_utils.stages.source_extraction import read_catalog
 
     runs, sim = two_bands
     other = make_tile(tmp_path, seed=SEED + 1, band="r")
@@ -132,8 +133,16 @@ def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
     files = BandFiles(tmp_path / "g.fits", tmp_path / "g.csv", tmp_path / "gm.csv")
     tile = make_tile(tmp_path, seed=SEED, band="r", bands={"g": files},
                      detection_band="r")  # fmt: skip
-    masks = {band: np.zeros(SHAPE, bool) for band in BANDS}
-    same = colour_comparison(tile, run, sim.directory, masks)
+
+    def sides():  # what stage 07 reads of every band, from the files
+        return {
+            b: BandSide(np.zeros(SHAPE, bool),
+                        sim.for_band(b).load_catalogs()["sextractor"],
+                        read_catalog(band_run.sextractor_cat))
+            for b, band_run in run.band_runs(BANDS, "r").items()
+        }  # fmt: skip
+
+    same = colour_comparison(tile, run, sim.directory, sides())
     stats = same.block["statistics"]
     assert same.block["bands"] == ["g", "r"] and same.block["data"] == "DEMO"
     assert set(stats) == {"g-r_ks", "g-r_median_shift"}
@@ -146,7 +155,7 @@ def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
 
     with h5py.File(run.band_run("g").sextractor_cat, "r+") as fh5:
         fh5["MAG_AUTO"][...] = fh5["MAG_AUTO"][()] + np.float32(0.3)
-    shifted = colour_comparison(tile, run, sim.directory, masks).block["statistics"]
+    shifted = colour_comparison(tile, run, sim.directory, sides()).block["statistics"]
     moved = shifted["g-r_median_shift"]
     assert moved["value"] == pytest.approx(
         stats["g-r_median_shift"]["value"] - 0.3, abs=0.03
@@ -156,7 +165,7 @@ def test_stage07_colours_compare_simulation_and_data_alike(two_bands, tmp_path):
     cat = at.load_hdf_cols(str(run.band_run("g").sextractor_cat))
     at.save_hdf_cols(str(run.band_run("g").sextractor_cat), cat[1:])
     with pytest.raises(InputError, match="not the r band's detections row for row"):
-        colour_comparison(tile, run, sim.directory, masks)
+        colour_comparison(tile, run, sim.directory, sides())
     import matplotlib
 
     matplotlib.use("Agg")

@@ -117,7 +117,11 @@ from hscsim_utils.runfolder import RunFolder, read_dataset
 from hscsim_utils.stages import registry
 from hscsim_utils.stages.closure import compute_closure
 from hscsim_utils.stages.masks import masked_at, read_pixel_mask
-from hscsim_utils.stages.quality_colours import ColourComparison, colour_comparison
+from hscsim_utils.stages.quality_colours import (
+    BandSide,
+    ColourComparison,
+    colour_comparison,
+)
 
 STAGE = registry.spec("quality")
 #: The half every realism number is computed on (stages 08 and 09 tune on the other).
@@ -668,16 +672,17 @@ def redshift_block(inputs: QualityInputs, band: str, simulation: str) -> dict | 
 
 
 def band_realism(
-    tile: TileSpec, run: RunFolder, folder: Path, masked: np.ndarray
-) -> tuple[dict | None, dict[str, np.ndarray]]:
+    tile: TileSpec, run: RunFolder, folder: Path, inputs: QualityInputs
+) -> tuple[dict | None, dict[str, BandSide]]:
     """The realism block of every band but the detection band (tiles of several
     bands): simulation against data in that band, from its band run (its
     calexp, mask and forced-photometry catalogue; detections and segmentation
     are the detection band's in data and simulation alike), with the same
     statistics, halves and floors as the detection band's block; and every
-    band's masked pixels (``masked``: the detection band's), for the colours.
-    None and no masks on a tile of one band, or (with a warning) when the
-    simulation in ``folder`` lacks a band of the tile."""
+    band's masked pixels and catalogues as read for it (``inputs``: the
+    detection band's), for the colours. None and no bands on a tile of one band,
+    or (with a warning) when the simulation in ``folder`` lacks a band of the
+    tile."""
     from hscsim_utils.stages import simulate
 
     if len(tile.bands) < 2:
@@ -688,13 +693,13 @@ def band_realism(
         _warn(f"the simulation in {folder} lacks the bands {absent}: the "
               "detection band only")  # fmt: skip
         return None, {}
-    blocks, masks = {}, {tile.band: masked}
+    blocks, sides = {}, {tile.band: BandSide.of(inputs)}
     for band, band_run in run.band_runs(tile.bands, tile.band).items():
         if band != tile.band:
-            inputs = load_inputs(tile.for_band(band), band_run, folder)
-            blocks[band] = {"band": band, **described_realism(tile, run, inputs)}
-            masks[band] = inputs.masked
-    return blocks, masks
+            band_inputs = load_inputs(tile.for_band(band), band_run, folder)
+            blocks[band] = {"band": band, **described_realism(tile, run, band_inputs)}
+            sides[band] = BandSide.of(band_inputs)
+    return blocks, sides
 
 
 def write_metrics(
@@ -843,8 +848,8 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     truth = inputs.truth()
     simulation = relative_path(run.root, folder)
     redshifts = redshift_block(inputs, tile.band, simulation)
-    bands, masks = band_realism(tile, run, folder, inputs.masked)
-    colours = colour_comparison(tile, run, folder, masks)
+    bands, sides = band_realism(tile, run, folder, inputs)
+    colours = colour_comparison(tile, run, folder, sides)
     closure = compute_closure(tile, run) if tile.is_demo else None
     write_metrics(run, realism, closure, truth, redshifts,
                   colours.block if colours else None, bands)  # fmt: skip

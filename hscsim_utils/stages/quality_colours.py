@@ -37,12 +37,8 @@ from hscsim_utils.metrics import realism_block
 from hscsim_utils.numerics import colours, halves
 from hscsim_utils.runfolder import RunFolder
 from hscsim_utils.stages.masks import masked_at
-from hscsim_utils.stages.source_extraction import read_catalog
 
-__all__ = ["COLUMNS", "ColourComparison", "colour_comparison", "counted_rows"]
-
-#: The catalogue columns the colours need.
-COLUMNS = ("MAG_AUTO", "FLAGS", "X_IMAGE", "Y_IMAGE", "XWIN_IMAGE", "YWIN_IMAGE")
+__all__ = ["BandSide", "ColourComparison", "colour_comparison", "counted_rows"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +56,21 @@ class ColourComparison:
         sample = self.simulation if which == "simulation" else self.data
         rows = sample.half(halves.SCORING)
         return {k: v[rows] for k, v in sample.colours.items()}, sample.magnitude[rows]
+
+
+@dataclass(frozen=True)
+class BandSide:
+    """What stage 07 read of one band: its masked pixels and the simulation's
+    and the data's SExtractor catalogues."""
+
+    masked: np.ndarray
+    sim_catalog: np.ndarray
+    data_catalog: np.ndarray
+
+    @classmethod
+    def of(cls, inputs) -> BandSide:
+        """The band of a :class:`~hscsim_utils.stages.quality.QualityInputs`."""
+        return cls(inputs.masked, inputs.sim_catalog, inputs.data_catalog)
 
 
 def counted_rows(
@@ -93,31 +104,31 @@ def _row_aligned(catalogs: dict[str, np.ndarray], detection: str, source) -> Non
 
 
 def colour_comparison(
-    tile: TileSpec, run: RunFolder, folder: Path, masks: dict[str, np.ndarray]
+    tile: TileSpec, run: RunFolder, folder: Path, sides: dict[str, BandSide]
 ) -> ColourComparison | None:
     """Colours of the simulation in ``folder`` against the data's (see the
-    module docstring); ``masks``: every band's masked pixels as stage 07 uses
-    them (:func:`hscsim_utils.stages.quality.band_realism`). None without the
-    masks of every band (a tile of one band, or a simulation lacking bands)."""
+    module docstring); ``sides``: every band's masked pixels and catalogues as
+    stage 07 read them (:func:`hscsim_utils.stages.quality.band_realism`). None
+    without every band (a tile of one band, or a simulation lacking bands)."""
     from hscsim_utils.stages import simulate
 
-    if len(tile.bands) < 2 or set(masks) != set(tile.bands):
+    if len(tile.bands) < 2 or set(sides) != set(tile.bands):
         return None
     sim = simulate.load_simulation(folder)
     runs = run.band_runs(tile.bands, tile.band)
-    sides = {
-        "simulation": {b: sim.for_band(b).load_catalogs()["sextractor"]
-                       for b in tile.bands},
-        "data": {b: read_catalog(r.sextractor_cat, list(COLUMNS))
-                 for b, r in runs.items()},
-    }  # fmt: skip
-    _row_aligned(sides["simulation"], tile.band, lambda b: sim.for_band(b).catalog_path)
-    _row_aligned(sides["data"], tile.band, lambda b: runs[b].sextractor_cat)
+    catalogs = {
+        "simulation": {b: side.sim_catalog for b, side in sides.items()},
+        "data": {b: side.data_catalog for b, side in sides.items()},
+    }
+    _row_aligned(catalogs["simulation"], tile.band,
+                 lambda b: sim.for_band(b).catalog_path)  # fmt: skip
+    _row_aligned(catalogs["data"], tile.band, lambda b: runs[b].sextractor_cat)
+    masks = {b: side.masked for b, side in sides.items()}
     shape = masks[tile.band].shape
     samples = {
         side: colours.colour_sample(cats, tile.band, shape,
                                     counted_rows(cats, masks, tile.band))
-        for side, cats in sides.items()
+        for side, cats in catalogs.items()
     }  # fmt: skip
     values = {
         "half": halves.SCORING,
