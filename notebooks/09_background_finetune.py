@@ -112,3 +112,17 @@ for name, block in result.realism.items():
 print(result.realism_table())
 print()
 print(result.significance_table())
+
+# %% [markdown]
+# ## Every band
+#
+# On a tile of several bands each band gets its own map from its background
+# pixels and its own correction (from its own tuning half); the simulations
+# above are each one GalSBI/UFig run of all bands. Per band: the correction and
+# the background width ratio (simulation over data, scoring half) of every
+# simulation, with the noise floor stage 07 computed for that band. The numbers
+# are in `bands.<band>` of the section; the band's sysmaps in
+# `bands/<band>/background_finetune/`.
+
+# %%
+print(result.bands_table())

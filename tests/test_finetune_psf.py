@@ -248,8 +248,10 @@ def test_adjustment_file_and_metrics(tmp_path):
                                ("after", ftp.tuned_sim_dir(run), cat))
     }  # fmt: skip
     settings = dataclasses.asdict(psf.Params(estimator="direct"))
-    section = ftp.metrics_section(run, settings, fits, **measured,
-                                  truth_comparison={})  # fmt: skip
+    paths = ftp.improved_model_path(run), ftp.improved_catalog_path(run)
+    tuning = ftp.BandTuning("i", run, settings, fits, measured["before"], {}, *paths,
+                            measured["after"])  # fmt: skip
+    section = ftp.metrics_section(run, tuning)
     write_section(run.metrics, "quality", {"realism": {"bkg_ks": 0.01}})
     write_section(run.metrics, "psf_finetune", {"stale": True})
     write_section(run.metrics, "psf_finetune", section)
@@ -366,6 +368,6 @@ def test_adjustment_changes_exactly_the_measured_columns(fabricated_sim, tmp_pat
 
 def test_missing_improved_model_is_named(tmp_path):
     run = RunFolder(tmp_path / "run")
-    assert ftp.improved_psf_overrides(run, "i") == {}
+    assert ftp.improved_psf_overrides({"i": run}) == {}
     with pytest.raises(InputError, match="psf_finetune/psf_model.h5"):
         ftp.simulate_with_improved_psf(SimpleNamespace(band="i"), run)

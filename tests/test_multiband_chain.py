@@ -1,11 +1,12 @@
 """The chain on a DEMO tile of three bands: the real notebooks, run by the runner.
 
 A 2000 x 2000 GalSim DEMO tile in g, r and i (detection band i) goes through
-stages 01-07 with ``hscsim run``'s runner and papermill: every other band's
+stages 01-09 with ``hscsim run``'s runner and papermill: every other band's
 per-band stages run in its band run beside the detection band's, its source
 extraction measures the i-band detections (forced photometry), stage 06
 simulates the three bands in one GalSBI/UFig run and stage 07 compares their
-colours with the data's. A second run finds everything up to date.
+colours with the data's; stages 08 and 09 fine-tune the PSF and background of
+every band. A second run finds everything up to date.
 """
 
 from __future__ import annotations
@@ -110,10 +111,70 @@ def test_each_band_has_its_own_seeing(chain):
     assert fwhm["g"] > fwhm["i"] + 0.1 and fwhm["r"] > fwhm["i"] + 0.05
 
 
-def test_a_second_run_skips_everything(chain, capfd):
+@pytest.fixture(scope="module")
+def tuned(chain):
+    """Stages 08 and 09 on the run of ``chain``."""
+    tile, run, _ = chain
+    state = runner.run_tile(tile, run.root, stages="08-09")
+    return json.loads(run.metrics.read_text()), state
+
+
+def test_every_band_has_its_psf_fine_tuned(chain, tuned):
+    """Stage 08 fits an adjustment in every band, on that band's baseline image,
+    estimates the band's PSF again into its run folder, and measures every band
+    of one simulation of all bands with the improved models."""
+    _, run, _ = chain
+    metrics, state = tuned
+    assert state["08_psf_finetune"]["status"] == "ok"
+    section = metrics["psf_finetune"]
+    assert section["band"] == "i" and sorted(section["bands"]) == ["g", "r"]
+    tuned_sim = json.loads((run.psf_finetune_dir / "sim" / "simulation.json")
+                           .read_text())  # fmt: skip
+    assert tuned_sim["settings"]["bands"] == ["g", "r", "i"]
+    for band, block in section["bands"].items():
+        band_run = run.band_run(band)
+        assert block["band"] == band and block["n_fit_stars"] > 5
+        assert (band_run.psf_finetune_dir / "psf_model.h5").is_file()
+        assert block["improved_model"] == f"bands/{band}/psf_finetune/psf_model.h5"
+        assert block["after"]["simulation"] == "psf_finetune/sim"
+        assert block["after"]["psf_catalog"] == (
+            f"psf_finetune/sim/psf_catalog_sim_{band}.cat"
+        )
+        assert block["before"]["n_stars"] > 5 and block["after"]["n_stars"] > 5
+        # each band its own stars and fit, not the detection band's again
+        assert block["adjustment"] != section["adjustment"]
+
+
+def test_every_band_has_its_background_fine_tuned(chain, tuned):
+    """Stage 09 corrects every band's background map from that band's
+    background pixels; on the scoring half, each band's tuned background width
+    is closer to the data's than the baseline's (the DEMO's backgrounds are
+    wider than the untuned simulation's in every band)."""
+    _, run, _ = chain
+    metrics, state = tuned
+    assert state["09_background_finetune"]["status"] == "ok"
+    section = metrics["background_finetune"]
+    assert section["band"] == "i" and sorted(section["bands"]) == ["g", "r"]
+    floors = metrics["quality"]["bands"]
+    for band, block in section["bands"].items():
+        assert block["steps"] == ["baseline", "psf_tuned", "bkg_masked", "bkg_tuned"]
+        assert (run.band_run(band).background_finetune_dir / "sysmaps.h5").is_file()
+        realism = block["realism"]
+        before = abs(realism["baseline"]["bkg_std_ratio"] - 1)
+        after = abs(realism["bkg_tuned"]["bkg_std_ratio"] - 1)
+        assert after < before and block["std_correction"] > 1
+        # scored against the floors stage 07 computed for this band
+        floor = floors[band]["statistics"]["bkg_std_ratio"]["floor"]
+        assert realism["bkg_tuned"]["statistics"]["bkg_std_ratio"]["floor"] == floor
+    assert section["bands"]["g"]["std_correction"] != section["std_correction"]
+
+
+def test_a_second_run_skips_everything(chain, tuned, capfd):
+    """The fine-tuning files in the band runs do not count as band-run
+    products: nothing runs again."""
     tile, run, _ = chain
     capfd.readouterr()
-    runner.run_tile(tile, run.root, stages="01-07")
+    runner.run_tile(tile, run.root, stages="01-09")
     printed = capfd.readouterr().out
-    assert printed.count("unchanged, skipped") == 7 + 2 * 5
+    assert printed.count("unchanged, skipped") == 9 + 2 * 5
     assert ": ok in" not in printed

@@ -346,6 +346,11 @@ def test_every_other_band_runs_its_per_band_stages_in_a_run_of_its_own(tmp_path,
     printed = capfd.readouterr().out
     assert "[band g] 01_a: ok" in printed and "outputs missing: a" in printed
     assert "03_c: unchanged" in printed
+    # what a stage of the detection band writes into a band run (as stages 08
+    # and 09 do) is not a band-run product: c does not rerun
+    (out / "bands" / "g" / "03_c.txt").write_text("tuned in band g")
+    runner.run_tile(tile, out, stages="03", **kwargs)
+    assert "03_c: unchanged" in capfd.readouterr().out
     runner.run_tile(tile, out, stages="02", **kwargs)  # b only: no band run of a
     assert "01_a" not in capfd.readouterr().out
 

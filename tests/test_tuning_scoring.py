@@ -133,7 +133,9 @@ def test_stage08_fits_on_tuning_stars_and_compares_on_scoring_stars(tmp_path):
     assert budget["mean"] == pytest.approx(0.5, abs=0.005)
     assert budget["mean_err"] < 0.001
     assert budget["max"] > budget["noise_max"]  # a bias, not noise
-    section = ftp.metrics_section(RunFolder(tmp_path), {}, fits, before, before, {})
+    tuning = ftp.BandTuning("i", RunFolder(tmp_path), {}, fits, before, {},
+                            tmp_path / "m.h5", tmp_path / "c.cat", before)  # fmt: skip
+    section = ftp.metrics_section(RunFolder(tmp_path), tuning)
     assert section["fit_half"] == "tuning"
     assert section["n_fit_stars"] == (~scoring).sum()
 

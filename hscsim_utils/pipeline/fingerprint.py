@@ -23,7 +23,7 @@ import ast
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def _value_digest(value: Any, cache: DigestCache) -> str:
 
 def _read_digest(
     entry: str, tile: TileSpec, products: Mapping[str, str], run_root: Path,
-    cache: DigestCache,
+    cache: DigestCache, band_products: Collection[str] = (),
 ) -> str:  # fmt: skip
     kind, _, name = entry.partition(":")
     if kind == "tile" and name:
@@ -163,7 +163,7 @@ def _read_digest(
     if entry in RUNNER_PRODUCTS:  # the products of the tile's other bands' runs
         others = [b for b in tile.bands if b != tile.band]
         return _band_runs_digest(run_root / products[entry].rstrip("/"), others,
-                                 products, cache)  # fmt: skip
+                                 band_products, products, cache)  # fmt: skip
     if kind == "metrics" and name:  # another stage's section (or block), by content
         section, *keys = name.split(".")
         value = read_section(run_root / METRICS_FILE, section)
@@ -174,16 +174,21 @@ def _read_digest(
 
 
 def _band_runs_digest(
-    root: Path, bands: list[str], products: Mapping[str, str], cache: DigestCache
+    root: Path,
+    bands: list[str],
+    names: Collection[str],
+    products: Mapping[str, str],
+    cache: DigestCache,
 ) -> str:
-    """Digest of the products in the runs of ``bands`` below ``root`` (those of
-    the per-band stages; not the runs' notebooks or timings: a band run that
+    """Digest of the products ``names`` (those of the per-band stages) in the
+    runs of ``bands`` below ``root`` (not the runs' notebooks or timings, nor
+    what the detection band's fine-tuning stages write there: a band run that
     comes back with the same products changes nothing; the runs of bands the
     tile no longer has, e.g. after ``--bands``, do not count)."""
-    names = [name for name in products if name not in RUNNER_PRODUCTS]
+    counted = [name for name in products if name in names]
     h = hashlib.sha256()
     for folder in (root / band for band in sorted(bands)):
-        for name in names:
+        for name in counted:
             digest = cache.path(folder / products[name].rstrip("/"))
             h.update(f"{folder.name}/{name}:{digest}".encode())
     return h.hexdigest()
@@ -198,9 +203,11 @@ def fingerprint(
     run_root: Path,
     cache: DigestCache,
     package_dir: Path | None = None,
+    band_products: Collection[str] = (),
 ) -> dict[str, str]:
     """The stage's fingerprint: ``key`` (one hash) and its parts, so that a
-    re-run can say what changed."""
+    re-run can say what changed. ``band_products`` are the products of the
+    per-band stages: what counts of the band runs."""
     code = hashlib.sha256()
     for path in code_files(notebook, package_dir):
         code.update(f"{path.name}:{cache.file(path)}".encode())
@@ -211,7 +218,8 @@ def fingerprint(
         ).hexdigest(),
     }
     for entry in spec.reads:
-        parts[entry] = _read_digest(entry, tile, products, run_root, cache)
+        parts[entry] = _read_digest(entry, tile, products, run_root, cache,
+                                    band_products)  # fmt: skip
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return {"key": key, **parts}
 

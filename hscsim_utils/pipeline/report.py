@@ -176,16 +176,17 @@ def _where(block: dict, where: str) -> str:
 
 
 def _expanded(value, top: bool) -> bool:
-    """Whether a dict gets a row per entry: a block naming its simulation, blocks
-    of several simulations, or plain numbers at the top of a section (such as
-    ``closure``)."""
+    """Whether a dict gets a row per entry: a block naming its simulation or its
+    band, blocks of several simulations or bands, or plain numbers at the top of
+    a section (such as ``closure``)."""
     if not isinstance(value, dict) or not value:
         return False
-    if "simulation" in value:
+    if "simulation" in value or "band" in value:  # a simulation's or a band's
         return True
     entries = value.values()
-    if all(isinstance(v, dict) and "simulation" in v for v in entries):
-        return True
+    if all(isinstance(v, dict) and ("simulation" in v or "band" in v)
+           for v in entries):  # fmt: skip
+        return True  # blocks of simulations, or of bands
     return top and all(
         v is None or (isinstance(v, int | float) and not isinstance(v, bool))
         for v in entries

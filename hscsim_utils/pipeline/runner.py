@@ -236,9 +236,10 @@ class _Chain:
     def fingerprint(self, stage: Stage) -> dict[str, str]:
         chosen = {k: v for k, v in self.params(stage).items()
                   if k not in ("tile_file", "run_dir")}  # fmt: skip
+        per_band = {w for s in self.stages if s.spec.per_band for w in s.spec.writes}
         return fp.fingerprint(
             stage.spec, stage.notebook, chosen, self.tile, self.products,
-            self.run.root, self.cache,
+            self.run.root, self.cache, band_products=per_band,
         )  # fmt: skip
 
     def missing(self, stage: Stage) -> list[str]:

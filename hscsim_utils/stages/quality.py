@@ -622,18 +622,28 @@ def described_realism(
 # ---------------------------------------------------------------- metrics.json
 
 
-def stage07_floors(run: RunFolder) -> dict[str, rs.Floor]:
+def stage07_floors(
+    run: RunFolder, band: str | None = None, detection_band: str | None = None
+) -> dict[str, rs.Floor]:
     """The data's noise floors as stage 07 computed and wrote them (the data
     and its halvings do not depend on the simulation): stage 09 scores its
-    simulations against the same floors without the ~7 s of computing them."""
+    simulations against the same floors without the ~7 s of computing them.
+    Those of the detection band (block ``realism``) unless ``band`` names
+    another band (its block ``bands.<band>``)."""
     try:
-        statistics = read_section(run.metrics, STAGE.name)["realism"]["statistics"]
-        return rs.recorded_floors(statistics)
+        section = read_section(run.metrics, STAGE.name)
+        block = (
+            section["realism"]
+            if band is None or band == detection_band
+            else section["bands"][band]
+        )
+        return rs.recorded_floors(block["statistics"])
     except (KeyError, TypeError):
+        which = "" if band is None or band == detection_band else f" in band {band}"
         raise InputError(
             run.metrics,
-            "has no noise floors of stage 07, or floors of an older version: "
-            "run stage 07 (quality) first",
+            f"has no noise floors of stage 07{which}, or floors of an older "
+            "version: run stage 07 (quality) first",
         ) from None
 
 

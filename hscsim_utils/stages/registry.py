@@ -22,7 +22,10 @@ can list it (a test keeps both in sync):
   stage of that name and written by no other; a stage that reads it counts it
   by content.
 
-No stage writes another stage's products. Importing this module imports no
+No stage writes another stage's products. A stage of the detection band that
+tunes every band (08, 09) writes its product in each band run as well (the
+band's ``psf_finetune/``, ``background_finetune/``); the band runs' fingerprint
+counts the per-band stages' products only. Importing this module imports no
 stage (the runner reads the table without loading astropy or ufig).
 """
 
@@ -109,17 +112,19 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "08", "psf_finetune",
-        reads=(*_CALEXP, "tile:frame_metadata", *_TRUTH, *_SIM_SETTINGS,
-               "skymapinfo_npy", "sysmaps", "mask", "overlap", "besancon", "gaia",
-               "sextractor_cat", "psf_model", "psf_summary", "sim_baseline"),
+        reads=(*_CALEXP, "tile:frame_metadata", *_TRUTH, "tile:bands",
+               *_SIM_SETTINGS, "skymapinfo_npy", "sysmaps", "mask", "overlap",
+               "besancon", "gaia", "sextractor_cat", "psf_model", "psf_summary",
+               "sim_baseline", "band_runs"),
         writes=("psf_finetune", "metrics:psf_finetune"),
     ),
     StageSpec(
         "09", "background_finetune",
-        reads=(*_CALEXP, "tile:is_demo", *_SIM_SETTINGS, "skymapinfo_npy",
-               "sysmaps", "mask", "overlap", "besancon", "gaia", "sextractor_cat",
-               "sextractor_seg", "psf_model", "sim_baseline", "psf_finetune",
-               "metrics:quality.realism"),
+        reads=(*_CALEXP, "tile:is_demo", "tile:bands", *_SIM_SETTINGS,
+               "skymapinfo_npy", "sysmaps", "mask", "overlap", "besancon", "gaia",
+               "sextractor_cat", "sextractor_seg", "psf_model", "sim_baseline",
+               "psf_finetune", "band_runs", "metrics:quality.realism",
+               "metrics:quality.bands"),
         writes=("background_finetune", "metrics:background_finetune"),
     ),
 )

@@ -547,10 +547,19 @@ class Simulation:
     def segmentation_path(self) -> Path:
         return self._file("_se_seg.h5")
 
+    def psf_file_name(self, name: str) -> str:
+        """Name of a file of the PSF measured on this band of the simulation
+        (``name``: :data:`PSF_MODEL` or :data:`PSF_CATALOG`): ``name`` itself in
+        a simulation of one band, ``<stem>_<band><suffix>`` in one of several."""
+        if len(self.settings.bands) < 2:
+            return name
+        path = Path(name)
+        return f"{path.stem}_{self.settings.band}{path.suffix}"
+
     @property
     def psf_catalog_path(self) -> Path | None:
         """PSF catalogue measured on the simulation (None if not measured)."""
-        path = self.directory / PSF_CATALOG
+        path = self.directory / self.psf_file_name(PSF_CATALOG)
         return path if path.is_file() else None
 
     def load_images(self) -> dict[str, np.ndarray]:
