@@ -19,6 +19,8 @@ MENDS = {
     "hscsim_utils.compat.ufig_render": ["ufig"],
     "hscsim_utils.compat.ufig_gaia": ["ufig"],
     "hscsim_utils.compat.ufig_counts": ["ufig"],
+    "hscsim_utils.compat.ufig_flag_masks": ["ufig"],
+    "hscsim_utils.compat.ufig_checkimages": ["ufig"],
     "hscsim_utils.compat.galsbi": ["galsbi"],
     "hscsim_utils.compat.cosmo_torrent": ["cosmo_torrent"],
     "hscsim_utils.compat.pycosmo": ["PyCosmo", "sympy2c"],

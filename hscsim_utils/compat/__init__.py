@@ -10,6 +10,10 @@ installed version. The mend may then be unneeded or wrong; its test under
 - :mod:`~hscsim_utils.compat.ufig_render`: ufig's threaded photon rendering;
 - :mod:`~hscsim_utils.compat.ufig_gaia`: ufig's positions of Gaia stars;
 - :mod:`~hscsim_utils.compat.ufig_counts`: ufig's ``gain_map`` photon counts;
+- :mod:`~hscsim_utils.compat.ufig_flag_masks`: ufig's pixel masks of the stamp
+  flags, by bit operations (same numbers, faster);
+- :mod:`~hscsim_utils.compat.ufig_checkimages`: ufig's check images at a cheaper
+  compression (same arrays, faster);
 - :mod:`~hscsim_utils.compat.ufig_numba`: ufig's numba functions, compiled in
   every process;
 - :mod:`~hscsim_utils.compat.galsbi`: galsbi's hand-over of a posterior sample;

@@ -649,7 +649,9 @@ def run_simulation(
     band; ``run`` holds the stars (stage 04). With several bands the
     simulation's PSF is not measured and the photon noise is the tutorial's.
     """
+    from hscsim_utils.compat.ufig_checkimages import fast_checkimages
     from hscsim_utils.compat.ufig_counts import unbiased_gain_map_counts
+    from hscsim_utils.compat.ufig_flag_masks import fast_flag_masks
     from hscsim_utils.compat.ufig_numba import cache_compiled_functions
     from hscsim_utils.compat.ufig_photon_noise import pixel_star_noise
     from hscsim_utils.compat.ufig_psf import import_psf_estimation
@@ -705,6 +707,8 @@ def run_simulation(
             contextlib.chdir(tmp),
             deterministic_threaded_rendering((params["size_y"], params["size_x"])),
             unbiased_gain_map_counts(),
+            fast_flag_masks(),
+            fast_checkimages(),
             pixel_star_noise(scale)
             if photon_noise == "measured"
             else contextlib.nullcontext(),
