@@ -39,8 +39,9 @@
 #
 # The PSF is estimated with the settings stage 05 used (estimator, minimum number
 # of stars, regularisation, seeing prior), read from stage 05's summary.
-# Everything this stage writes goes to `psf_finetune/` in the run folder, its
-# numbers to the section `psf_finetune` of `metrics.json`.
+# Everything this stage writes goes to `psf_finetune/` in the run folder (every
+# other band's model and adjustment to `bands/<band>/psf_finetune/`), its numbers
+# to the section `psf_finetune` of `metrics.json`.
 
 # %% tags=["parameters"]
 tile_file = ""  # tile YAML; empty means the demo tile

@@ -31,8 +31,9 @@
 # simulation is computed on the *scoring* half, so the tuned simulation's
 # width ratio tests the correction instead of restating it.
 #
-# Everything this stage writes goes to `background_finetune/` in the run folder;
-# the section `background_finetune` of `metrics.json` holds the realism of every
+# Everything this stage writes goes to `background_finetune/` in the run folder
+# (every other band's sysmaps to `bands/<band>/background_finetune/`); the
+# section `background_finetune` of `metrics.json` holds the realism of every
 # simulation side by side, each block naming its simulation.
 
 # %% tags=["parameters"]

@@ -371,3 +371,21 @@ def test_missing_improved_model_is_named(tmp_path):
     assert ftp.improved_psf_overrides({"i": run}) == {}
     with pytest.raises(InputError, match="psf_finetune/psf_model.h5"):
         ftp.simulate_with_improved_psf(SimpleNamespace(band="i"), run)
+
+
+def test_each_band_simulates_with_its_own_improved_model(tmp_path):
+    """Several bands: each its improved model; a band without one keeps stage
+    05's model, with a warning naming it."""
+    run = RunFolder(tmp_path / "run")
+    band_runs = run.band_runs("gri", "i")
+    for band in "ri":
+        path = ftp.improved_model_path(band_runs[band])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(band.encode())
+    with pytest.warns(UserWarning, match=r"bands \['g'\].*stage 05"):
+        overrides = ftp.improved_psf_overrides(band_runs)
+    assert overrides["filepath_psfmodel_input_dict"] == {
+        "g": str(band_runs["g"].psf_model),
+        "r": str(tmp_path / "run/bands/r/psf_finetune/psf_model.h5"),
+        "i": str(tmp_path / "run/psf_finetune/psf_model.h5"),
+    }

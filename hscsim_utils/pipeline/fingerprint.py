@@ -203,7 +203,8 @@ def fingerprint(
     run_root: Path,
     cache: DigestCache,
     package_dir: Path | None = None,
-    band_products: Collection[str] = (),
+    *,
+    band_products: Collection[str],
 ) -> dict[str, str]:
     """The stage's fingerprint: ``key`` (one hash) and its parts, so that a
     re-run can say what changed. ``band_products`` are the products of the

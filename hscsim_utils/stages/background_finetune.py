@@ -35,18 +35,21 @@ the width ratios on the scoring half went from 0.927 / 0.926 / 0.909 (baseline)
 to 1.0008 / 1.0063 / 1.0006 (floors 0.0017-0.0019).
 
 Every realism block (stage 07's
-:func:`hscsim_utils.stages.quality.described_realism`) is computed on the
-*scoring* half, which the correction never saw, with the noise floors of stage
-07 (the data's halves against each other, read from stage 07's section of
-``metrics.json``, so both stages score against the same floors; the stage
-therefore reads ``metrics:quality.realism``): the tuned simulation's ``bkg_std_ratio``
-is then a test of the correction, not its definition. On the 2000 x 2000 DEMO
-tile the correction from the tuning half (1.094) gives a width ratio of 0.9963
-on the scoring half, within its noise floor (threshold ``|r - 1| < 0.011``).
+:func:`hscsim_utils.stages.quality.described_realism`) is computed on the *scoring*
+half, which the correction never saw, with the noise floors of stage 07 (the data's
+halves against each other, read from stage 07's section of ``metrics.json``, so both
+stages score against the same floors; the stage therefore reads
+``metrics:quality.realism`` and ``metrics:quality.bands``): the tuned simulation's
+``bkg_std_ratio`` is then a test of the correction, not its definition. On the 2000
+x 2000 DEMO tile the correction from the tuning half (1.094) gives a width ratio of
+0.9963 on the scoring half, within its noise floor (threshold ``|r - 1| < 0.011``).
 
 Entry point: :func:`run`. Everything the stage writes is in its product
 ``background_finetune/`` (besides its section ``background_finetune`` of
-``metrics.json``, which holds the realism of every simulation side by side)::
+``metrics.json``, which holds the realism of every simulation side by side; on a
+tile of several bands every other band's sysmaps are in the same product of its
+band run, ``bands/<band>/background_finetune/``, and the simulations, of all
+bands, only here)::
 
     background_finetune/
       sysmaps_masked.h5   stage 01's sysmaps, map_bsig from background pixels
@@ -396,7 +399,6 @@ class _BandTuning:
     correction."""
 
     steps: _Steps
-    bsig: np.ndarray | None = None  # map_bsig from background pixels
     median: dict[str, float] = field(default_factory=dict)
     correction: tuple[float, float, float, int] | None = None
 
@@ -404,30 +406,31 @@ class _BandTuning:
         """Step 1: ``map_bsig`` from background pixels, into the band's sysmaps of
         :data:`MASKED_SIM`."""
         tile, band_run = self.steps.tile, self.steps.band_run
-        self.bsig = data_background_rms(tile, band_run)
+        bsig = data_background_rms(tile, band_run)
         write_improved_sysmaps(
-            band_run.sysmaps, sysmaps_path(band_run, MASKED_SIM), self.bsig
+            band_run.sysmaps, sysmaps_path(band_run, MASKED_SIM), bsig
         )
         old = read_bsig(band_run.sysmaps)
         good = old > 0
         self.median = {
             "stage_01": float(np.median(old[good])),
-            "background_pixels": float(np.median(self.bsig[good])),
+            "background_pixels": float(np.median(bsig[good])),
         }
 
     def correct(self, masked: simulate.Simulation, account_photon_noise: bool) -> None:
         """Step 2: the correction from the tuning half of the simulation
-        ``masked``; the band's improved sysmaps (:data:`TUNED_SIM`)."""
+        ``masked``; the band's improved sysmaps (:data:`TUNED_SIM`): step 1's map
+        (read back: float32, stored losslessly) times the correction."""
         band_run, band = self.steps.band_run, self.steps.tile.band
         inputs = self.steps.add(masked.directory, MASKED_SIM)
         gain = masked.parameters["gain_dict"][band]
         self.correction = tuning_correction(inputs, gain, account_photon_noise)
         del inputs
+        masked_map = sysmaps_path(band_run, MASKED_SIM)
         write_improved_sysmaps(
-            sysmaps_path(band_run, MASKED_SIM), sysmaps_path(band_run, TUNED_SIM),
-            np.asarray(self.bsig, np.float64) * self.correction[0],
+            masked_map, sysmaps_path(band_run, TUNED_SIM),
+            np.asarray(read_bsig(masked_map), np.float64) * self.correction[0],
         )  # fmt: skip
-        self.bsig = None
 
     def section(self, improved_psf: bool, account_photon_noise: bool) -> dict:
         """The band's block of section ``background_finetune``."""
@@ -453,6 +456,15 @@ class _BandTuning:
         }
 
 
+def _psf_tuned_bands(run: RunFolder) -> tuple[str, ...]:
+    """The bands of stage 08's simulation with the improved PSF models (none
+    when stage 08 has not run)."""
+    folder = psf_finetune.tuned_sim_dir(run)
+    if not (folder / simulate.MANIFEST).is_file():
+        return ()
+    return simulate.load_simulation(folder).settings.bands
+
+
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     """Stage 09 in every band stage 06 simulated: background RMS from background
     pixels, a simulation of all bands with it, each band's correction of its
@@ -467,18 +479,19 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     """
     baseline = simulate.load_simulation(run.sim_baseline)
     band_runs = run.band_runs(psf_finetune.tuned_bands(tile, baseline), tile.band)
-    improved_psf = psf_finetune.improved_model_path(run).is_file()
+    improved = {b: psf_finetune.improved_model_path(r).is_file()
+                for b, r in band_runs.items()}  # fmt: skip
     tunings = {
         band: _BandTuning(_Steps(psf_finetune.band_tile(tile, band), run, band_run,
                                  quality.stage07_floors(run, band, tile.band),
                                  keep_backgrounds=band == tile.band))
         for band, band_run in band_runs.items()
     }  # fmt: skip
-    tuned_psf_sim = psf_finetune.tuned_sim_dir(run)
-    for tuning in tunings.values():
+    psf_tuned = _psf_tuned_bands(run)
+    for band, tuning in tunings.items():
         tuning.steps.add(run.sim_baseline, BASELINE)
-        if improved_psf and (tuned_psf_sim / simulate.MANIFEST).is_file():
-            tuning.steps.add(tuned_psf_sim, PSF_TUNED)
+        if improved[band] and band in psf_tuned:
+            tuning.steps.add(psf_finetune.tuned_sim_dir(run), PSF_TUNED)
         # 1. map_bsig from background pixels only
         tuning.write_masked_map()
         tuning.steps.data = None  # ~160 MB a band: not held while UFig renders
@@ -494,13 +507,13 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     for band, tuning in tunings.items():
         tuning.steps.add(tuned_sim.directory, TUNED_SIM)
         tuning.steps.data = None
-        sections[band] = tuning.section(improved_psf, params.account_photon_noise)
+        sections[band] = tuning.section(improved[band], params.account_photon_noise)
     section = sections.pop(tile.band)
     if sections:
         section["bands"] = sections
     write_section(run.metrics, STAGE.name, section)
     mine = tunings[tile.band]
     correction, plain, fixed, _ = mine.correction
-    return Products(improved_psf, mine.steps.blocks, mine.steps.backgrounds,
+    return Products(improved[tile.band], mine.steps.blocks, mine.steps.backgrounds,
                     mine.steps.data_bkg, mine.median, correction, plain, fixed,
                     sysmaps_path(run, TUNED_SIM), section, sections)  # fmt: skip

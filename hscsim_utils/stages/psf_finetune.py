@@ -39,7 +39,9 @@ the mean: ``s * Phi^-1((1 + 2^(-1/n)) / 2)`` (:func:`expected_max_abs`). A
 maximum beyond it is an outlier or a bias, not noise.
 
 Entry point: :func:`run`. Everything the stage writes is in its product
-``psf_finetune/`` (besides its section ``psf_finetune`` of ``metrics.json``)::
+``psf_finetune/`` (besides its section ``psf_finetune`` of ``metrics.json``; on a
+tile of several bands every other band's files, all but the simulation, are in
+the same product of its band run, ``bands/<band>/psf_finetune/``)::
 
     psf_finetune/
       psf_model.h5, psf_catalog.cat   improved PSF model and its stars
@@ -232,9 +234,11 @@ def measure_simulation_psf(
     :func:`hscsim_utils.stages.psf.estimate_psf` keywords), the run folder's sysmaps
     and Gaia stars. ``adjustment`` ({name: (intercept, slope)}) is applied to
     the per-star measurements. Writes ``psf_model_sim.h5`` and
-    ``psf_catalog_sim.cat`` into ``out_dir`` (default: the simulation's folder,
-    where :func:`hscsim_utils.stages.quality.load_inputs` finds the catalogue),
-    each atomically; the scratch files go to a temporary folder inside it.
+    ``psf_catalog_sim.cat`` (``psf_model_sim_<band>.h5`` and
+    ``psf_catalog_sim_<band>.cat`` for a simulation of several bands) into
+    ``out_dir`` (default: the simulation's folder, where
+    :func:`hscsim_utils.stages.quality.load_inputs` finds the catalogue), each
+    atomically; the scratch files go to a temporary folder inside it.
     """
     out_dir = Path(out_dir) if out_dir is not None else sim.directory
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -586,8 +590,17 @@ def improved_psf_overrides(band_runs: Mapping[str, RunFolder]) -> dict:
     run folder}) use its improved PSF model, stage 05's model where it has none;
     ``{}`` when no band has one."""
     models = {band: improved_model_path(r) for band, r in band_runs.items()}
-    if not any(path.is_file() for path in models.values()):
+    absent = [band for band, path in models.items() if not path.is_file()]
+    if len(absent) == len(models):
         return {}
+    if absent:
+        import warnings
+
+        warnings.warn(
+            f"no improved PSF model of the bands {absent} (stage 08): their "
+            "simulation uses stage 05's model",
+            stacklevel=2,
+        )
     return {
         "filepath_psfmodel_input_dict": {
             band: str(path if path.is_file() else band_runs[band].psf_model)
