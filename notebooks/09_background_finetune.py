@@ -24,7 +24,15 @@
 # compared with the data's: ufig resamples its noise with a Lanczos-3 kernel
 # (the correlated noise of a coadd), which makes the simulated pixels quieter
 # than `map_bsig` says, so `map_bsig` is scaled by the ratio of the measured
-# widths. Both simulations use stage 08's improved PSF model when it exists.
+# widths. The simulations use stage 08's improved PSF model when it exists.
+#
+# The tutorial simulates the patch with the first step's map to measure the
+# simulated width. ufig draws its noise as a unit Gaussian times `map_bsig`, so
+# with the same seed that simulation differs from stage 08's only by its noise,
+# scaled pixel by pixel by the ratio of the two maps: the stage applies that
+# ratio to stage 08's background pixels instead and saves one simulation of
+# every band. `masked_simulation = True` runs the tutorial's simulation and
+# prints both corrections.
 #
 # The correction is measured on the background pixels of the *tuning* half of
 # the patch (a checkerboard of 256-pixel blocks); the realism of every
@@ -40,6 +48,7 @@
 tile_file = ""  # tile YAML; empty means the demo tile
 run_dir = ""  # run folder; empty means the demo run folder
 account_photon_noise = True  # keep shot noise of undetected galaxies out of the scaling
+masked_simulation = False  # simulate with the first step's map, as the tutorial
 
 # %%
 from hscsim_utils.figure_output import save_and_show
@@ -50,7 +59,9 @@ from hscsim_utils.stages import background_finetune, background_finetune_plots
 tile = resolve_tile(tile_file)
 run = resolve_run(run_dir)
 print(tile.label)
-params = background_finetune.Params(account_photon_noise=account_photon_noise)
+params = background_finetune.Params(
+    account_photon_noise=account_photon_noise, masked_simulation=masked_simulation
+)
 result = background_finetune.run(tile, run, params)
 print("PSF model:", "improved (stage 08)" if result.improved_psf else "stage 05")
 
@@ -59,8 +70,8 @@ print("PSF model:", "improved (stage 08)" if result.improved_psf else "stage 05"
 #
 # Background2D as in stage 01 (SExtractor estimator, 3-sigma clipping, boxes of
 # 128 pixels, 3 x 3 filter) with the segmentation and NO_DATA pixels masked;
-# written into `background_finetune/sysmaps_masked.h5` and simulated
-# (`background_finetune/sim_masked/`).
+# written into `background_finetune/sysmaps_masked.h5` (and simulated, into
+# `background_finetune/sim_masked/`, with `masked_simulation`).
 
 # %%
 median = result.median_bsig
@@ -84,6 +95,12 @@ print(f"std correction {result.std_correction:.4f} (plain ratio "
       f"{result.photon_variance:.3g} ADU^2), from "
       f"{result.section['n_correction_pixels']} background pixels of the "
       f"{result.section['correction_half']} half")  # fmt: skip
+section = result.section
+how = "emulated on" if section["correction_emulated"] else "measured on"
+print(f"correction {how} the simulation {section['correction_simulation']}")
+if "emulated_std_correction" in section:
+    print(f"emulated on {section['emulated_from']}: "
+          f"{section['emulated_std_correction']:.4f}")  # fmt: skip
 
 # %% [markdown]
 # ## Background pixels before and after

@@ -66,6 +66,38 @@ def test_shot_noise_of_undetected_light_is_left_out_of_the_scaling():
         ftb.photon_variance(sim, 0.0)
 
 
+def test_emulated_background_is_the_simulation_with_the_other_map():
+    """Same seed, map_bsig times a smooth factor: only the noise changes, by the
+    factor pixel by pixel; scaling the background pixels' deviations from their
+    level gives the width (and the correction) of the simulation with the new
+    map, not of the old one."""
+    y, x = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]] / SHAPE[0]
+    bsig = 0.02 * (1 + 0.3 * x)
+    factor = 1.05 + 0.15 * y  # step 1's map over stage 01's
+    light, gain = 0.01, 100.0
+    old = background(bsig, seed=8, light=light, gain=gain)
+    new = background(bsig * factor, seed=8, light=light, gain=gain)
+    data = background(bsig * factor * 1.1, seed=9, light=light, gain=gain)
+    no_seg = np.zeros(SHAPE, int)
+    inputs = SimpleNamespace(sim_image=old, sim_segmentation=no_seg,
+                             masked=np.zeros(SHAPE, bool))  # fmt: skip
+    emulated = ftb.emulated_background(inputs, bsig, bsig * factor, gain)
+    width = quality.robust_std
+    assert width(emulated) == pytest.approx(width(new), rel=0.002)
+    assert width(old) < 0.95 * width(new)
+    fixed = ftb.photon_variance(new, gain)
+    k_new = ftb.std_correction(data, new, fixed)
+    assert ftb.std_correction(data, emulated, fixed) == pytest.approx(k_new, rel=0.002)
+    assert abs(ftb.std_correction(data, old, fixed) - k_new) > 0.05
+    # the shot noise of the light is not scaled with the map
+    plain = ftb.emulated_background(inputs, bsig, bsig * factor, gain=1e12)
+    assert abs(width(plain) / width(new) - 1) > 3 * abs(
+        width(emulated) / width(new) - 1
+    )
+    with pytest.raises(InputError, match="new_bsig"):
+        ftb.emulated_background(inputs, bsig, factor[:10], gain)
+
+
 def test_std_correction_rejects_bad_input():
     noise = background(np.full((100, 100), 1.0), seed=8)
     with pytest.raises(InputError, match="background pixels"):
@@ -151,6 +183,9 @@ def test_params_are_checked():
     assert ftb.Params().account_photon_noise is True
     with pytest.raises(InputError, match="background_finetune.account_photon_noise"):
         ftb.Params(account_photon_noise="yes")
+    assert ftb.Params().masked_simulation is False
+    with pytest.raises(InputError, match="background_finetune.masked_simulation"):
+        ftb.Params(masked_simulation=1)
 
 
 def test_realism_side_by_side():
@@ -271,28 +306,49 @@ def test_notebooks_08_and_09_fine_tune_psf_and_background(small_run):
     assert "realism" not in metrics
     bkg09 = metrics["background_finetune"]
     steps = bkg09["realism"]
-    assert bkg09["steps"] == ["baseline", "psf_tuned", "bkg_masked", "bkg_tuned"]
+    assert bkg09["steps"] == ["baseline", "psf_tuned", "bkg_tuned"]
     assert set(steps) == set(bkg09["steps"])
     assert steps["baseline"] == baseline  # the same numbers as stage 07's
     assert [steps[k]["simulation"] for k in bkg09["steps"]] == [
-        "sim/baseline", "psf_finetune/sim", "background_finetune/sim_masked",
-        "background_finetune/sim_tuned",
+        "sim/baseline", "psf_finetune/sim", "background_finetune/sim_tuned",
     ]  # fmt: skip
     assert {b["data"] for b in steps.values()} == {"DEMO"}
+    # the correction emulated on stage 08's simulation: no simulation with step 1's map
+    assert bkg09["correction_simulation"] == "psf_tuned"
+    assert bkg09["correction_emulated"] is True
+    assert not ftb.sim_dir(run, ftb.MASKED_SIM).exists()
     final = steps[ftb.TUNED_SIM]
     assert abs(final["bkg_std_ratio"] - 1) < abs(baseline["bkg_std_ratio"] - 1)
     assert abs(final["bkg_std_ratio"] - 1) < 0.02
     assert final["bkg_ks"] < baseline["bkg_ks"]
     assert bkg09["improved_psf"] is True
-    expected = ftb.data_background_rms(load_tile(tile_file), run)
+    tile = load_tile(tile_file)
+    expected = ftb.data_background_rms(tile, run)
     ratio = ftb.read_bsig(ftb.sysmaps_path(run)) / expected
     good = expected > 0
     assert np.allclose(ratio[good], bkg09["std_correction"], rtol=1e-5)
     masked = ftb.read_bsig(ftb.sysmaps_path(run, ftb.MASKED_SIM))
     assert np.allclose(masked[good], expected[good], rtol=1e-6)
-    for step in (ftb.MASKED_SIM, ftb.TUNED_SIM):
-        manifest = json.loads((ftb.sim_dir(run, step) / "simulation.json").read_text())
-        assert manifest["parameters"]["filepath_sysmaps_dict"]["i"] == str(
-            ftb.sysmaps_path(run, step)
-        )
+    manifest = json.loads((ftb.sim_dir(run, ftb.TUNED_SIM) / "simulation.json")
+                          .read_text())  # fmt: skip
+    assert manifest["parameters"]["filepath_sysmaps_dict"]["i"] == str(
+        ftb.sysmaps_path(run, ftb.TUNED_SIM)
+    )
     assert run.plot("09_background_histograms.png").is_file()
+
+    # the tutorial's way: simulated with step 1's map; the emulated correction
+    # beside it is the one above, and the two agree
+    tutorial = ftb.run(tile, run, ftb.Params(masked_simulation=True))
+    section = tutorial.section
+    assert section["steps"] == ["baseline", "psf_tuned", "bkg_masked", "bkg_tuned"]
+    assert section["correction_simulation"] == "bkg_masked"
+    assert section["correction_emulated"] is False
+    assert section["emulated_std_correction"] == bkg09["std_correction"]
+    assert section["std_correction"] == pytest.approx(
+        section["emulated_std_correction"], abs=0.003
+    )
+    manifest = json.loads((ftb.sim_dir(run, ftb.MASKED_SIM) / "simulation.json")
+                          .read_text())  # fmt: skip
+    assert manifest["parameters"]["filepath_sysmaps_dict"]["i"] == str(
+        ftb.sysmaps_path(run, ftb.MASKED_SIM)
+    )

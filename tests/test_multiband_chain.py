@@ -157,7 +157,8 @@ def test_every_band_has_its_background_fine_tuned(chain, tuned):
     assert section["band"] == "i" and sorted(section["bands"]) == ["g", "r"]
     floors = metrics["quality"]["bands"]
     for band, block in section["bands"].items():
-        assert block["steps"] == ["baseline", "psf_tuned", "bkg_masked", "bkg_tuned"]
+        assert block["steps"] == ["baseline", "psf_tuned", "bkg_tuned"]
+        assert block["correction_simulation"] == "psf_tuned"
         assert (run.band_run(band).background_finetune_dir / "sysmaps.h5").is_file()
         realism = block["realism"]
         before = abs(realism["baseline"]["bkg_std_ratio"] - 1)

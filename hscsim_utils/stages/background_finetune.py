@@ -5,12 +5,12 @@
    clipping, 128-pixel boxes, 3 x 3 filter, plus stage 01's own source mask)
    with the data's SExtractor segmentation (``segmentation != 0``) and NO_DATA
    masked, written into a copy of the sysmaps (:func:`write_improved_sysmaps`).
-2. A simulation with it shows the noise ufig actually makes: ufig resamples its
-   noise with a Lanczos-3 kernel (the coadd's correlated noise), which lowers
-   the pixel RMS below ``map_bsig``, and undetected galaxies add their photon
-   noise. :func:`std_correction` is the ratio of the robust standard
-   deviations of the background pixels (segmentation 0, not masked: stage 07's
-   selection) of data and simulation in the *tuning* half of the patch
+2. The simulation's noise against the data's: ufig resamples its noise with a
+   Lanczos-3 kernel (the coadd's correlated noise), which lowers the pixel RMS
+   below ``map_bsig``, and undetected galaxies add their photon noise.
+   :func:`std_correction` is the ratio of the robust standard deviations of the
+   background pixels (segmentation 0, not masked: stage 07's selection) of data
+   and simulation in the *tuning* half of the patch
    (:mod:`hscsim_utils.numerics.halves`), and ``map_bsig`` is multiplied by it
    (:func:`scale_bsig` does so in place). The shot noise of the undetected
    galaxies' light does not scale with ``map_bsig``; leaving it out of the scaling
@@ -19,15 +19,29 @@
    correction was computed from. A correction per region (blocks of 128
    pixels) was tried as well: emulated on the demo tile it changed the
    background KS statistic by 0.0003, so one global factor is kept.
+
+   The tutorial simulates the patch with step 1's map to measure that width.
+   The stage does not need to: ufig draws its noise as ``N(0, 1) * map_bsig``
+   (``ufig.plugins.background_noise.add_from_map``) before resampling and
+   rendering, so with the same seed a simulation with step 1's map differs from
+   one with stage 01's map (stage 08's, or stage 06's when stage 08 has not
+   run) only by its noise, multiplied pixel by pixel by the ratio of the two
+   maps (smooth on the scale of the 7-pixel resampling kernel).
+   :func:`emulated_background` applies that ratio to the background pixels of
+   the simulation at hand (their deviations from their median level), and the
+   correction is measured on them. ``Params(masked_simulation=True)`` runs the
+   tutorial's simulation instead (``sim_masked/``) and takes the correction
+   from it, with the emulated one beside it in the section
+   (``emulated_std_correction``).
 3. A last simulation with the scaled map.
 
-Both simulations use stage 08's improved PSF model when it exists.
+The simulations use stage 08's improved PSF model when it exists.
 
 On a tile of several bands every band the baseline simulated gets its own map
 from its own background pixels (step 1, in its run folder:
 ``RUN/bands/<band>/background_finetune/``) and its own correction from its own
-tuning half (step 2); each of the two simulations is one GalSBI/UFig run of all
-bands, so the tuned simulation keeps one galaxy population. Each band is scored
+tuning half (step 2); each simulation is one GalSBI/UFig run of all bands, so
+the tuned simulation keeps one galaxy population. Each band is scored
 against the floors stage 07 computed for it (block ``bands.<band>`` of
 ``quality``), and its numbers are in ``bands.<band>`` of the section. On a
 2000 x 2000 g r i DEMO the corrections were 1.082 (g), 1.083 (r), 1.088 (i), and
@@ -53,7 +67,7 @@ bands, only here)::
 
     background_finetune/
       sysmaps_masked.h5   stage 01's sysmaps, map_bsig from background pixels
-      sim_masked/         simulation with it
+      sim_masked/         simulation with it (only with masked_simulation)
       sysmaps.h5          the improved sysmaps: map_bsig scaled by the correction
       sim_tuned/          simulation with it
 
@@ -98,13 +112,14 @@ class Params:
     """Settings of stage 09: the parameters of its notebook."""
 
     account_photon_noise: bool = True  # shot noise of undetected light not scaled
+    masked_simulation: bool = False  # the tutorial's simulation with step 1's map
 
     def __post_init__(self) -> None:
-        if not isinstance(self.account_photon_noise, bool):
-            raise InputError(
-                f"{STAGE.name}.account_photon_noise",
-                f"must be True or False, got {self.account_photon_noise!r}",
-            )
+        for name in ("account_photon_noise", "masked_simulation"):
+            if not isinstance(value := getattr(self, name), bool):
+                raise InputError(
+                    f"{STAGE.name}.{name}", f"must be True or False, got {value!r}"
+                )
 
 
 def sysmaps_path(run: RunFolder, step: str = TUNED_SIM) -> Path:
@@ -259,17 +274,63 @@ def simulate_with_sysmaps(
     )  # fmt: skip
 
 
+def emulated_background(
+    inputs: quality.QualityInputs,
+    old_bsig: np.ndarray,
+    new_bsig: np.ndarray,
+    gain: float,
+    half: str | None = None,
+) -> np.ndarray:
+    """Background pixels of the simulation of ``inputs`` (in ``half``; simulated
+    with ``old_bsig``) as they would be had it been simulated with ``new_bsig``
+    and the same seed.
+
+    ufig's noise is ``N(0, 1) * map_bsig`` drawn before anything else of the
+    band, so only the noise changes with the map; the light of undetected
+    galaxies and its shot noise (:func:`photon_variance`, ``f``) stay. A pixel's
+    deviation from the median level is scaled by
+    ``sqrt((a b_new^2 + f) / (a b_old^2 + f))``, with ``a`` the variance of the
+    resampled noise per unit ``map_bsig^2`` (the pixels' robust variance less
+    ``f``, over the mean ``b_old^2``).
+    """
+    image = inputs.sim_image
+    for name, bsig in (("old_bsig", old_bsig), ("new_bsig", new_bsig)):
+        if np.shape(bsig) != image.shape:
+            raise InputError(name, f"shape {np.shape(bsig)} is not the image's "
+                             f"{image.shape}")  # fmt: skip
+    keep = quality.background_mask(image, inputs.sim_segmentation, inputs.masked, half)
+    values = np.asarray(image[keep], np.float64)
+    if values.size == 0:
+        raise InputError("background pixels", "no simulated background pixels")
+    shot = photon_variance(values, gain)
+    old = np.asarray(old_bsig, np.float64)[keep] ** 2
+    new = np.asarray(new_bsig, np.float64)[keep] ** 2
+    a = max(quality.robust_std(values) ** 2 - shot, 0.0) / max(np.mean(old), 1e-300)
+    before = a * old + shot
+    scale = np.ones_like(values)
+    np.divide(a * new + shot, before, out=scale, where=before > 0)
+    level = float(np.median(values))
+    return level + (values - level) * np.sqrt(scale)
+
+
 def tuning_correction(
-    inputs: quality.QualityInputs, gain: float, account_photon_noise: bool = True
+    inputs: quality.QualityInputs,
+    gain: float,
+    account_photon_noise: bool = True,
+    maps: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float, float, float, int]:
     """:func:`std_correction` from the background pixels of the tuning half of
-    simulation and data (the scoring half is left for the realism numbers).
+    simulation and data (the scoring half is left for the realism numbers);
+    with ``maps`` (the simulation's ``map_bsig`` and another), of the
+    simulation emulated with the other map (:func:`emulated_background`).
 
     Returns the correction, the plain ratio of the widths, the variance left
     out of the scaling (:func:`photon_variance`, or 0) and the number of
     simulated background pixels used.
     """
     sim_bkg, data_bkg = inputs.background(TUNING)
+    if maps is not None:
+        sim_bkg = emulated_background(inputs, *maps, gain, TUNING)
     fixed = photon_variance(sim_bkg, gain) if account_photon_noise else 0.0
     correction = std_correction(data_bkg, sim_bkg, fixed)
     return correction, std_correction(data_bkg, sim_bkg), fixed, int(sim_bkg.size)
@@ -399,8 +460,12 @@ class _BandTuning:
     correction."""
 
     steps: _Steps
+    account_photon_noise: bool = True
     median: dict[str, float] = field(default_factory=dict)
+    emulated: tuple[float, float, float, int] | None = None
+    emulated_from: str = ""  # the simulation the emulation scaled
     correction: tuple[float, float, float, int] | None = None
+    correction_from: str = ""  # the simulation the correction was measured on
 
     def write_masked_map(self) -> None:
         """Step 1: ``map_bsig`` from background pixels, into the band's sysmaps of
@@ -417,28 +482,47 @@ class _BandTuning:
             "background_pixels": float(np.median(bsig[good])),
         }
 
-    def correct(self, masked: simulate.Simulation, account_photon_noise: bool) -> None:
-        """Step 2: the correction from the tuning half of the simulation
-        ``masked``; the band's improved sysmaps (:data:`TUNED_SIM`): step 1's map
-        (read back: float32, stored losslessly) times the correction."""
+    def emulate(self, inputs: quality.QualityInputs, name: str, gain: float) -> None:
+        """Step 2 without a simulation: the correction from the simulation of
+        ``inputs`` (called ``name``; simulated with stage 01's map), its noise
+        scaled to step 1's map (:func:`emulated_background`)."""
+        band_run = self.steps.band_run
+        maps = (
+            read_bsig(band_run.sysmaps),
+            read_bsig(sysmaps_path(band_run, MASKED_SIM)),
+        )
+        self.emulated = tuning_correction(inputs, gain, self.account_photon_noise, maps)
+        self.emulated_from = name
+
+    def correct(self, masked: simulate.Simulation | None = None) -> None:
+        """Step 2: the correction, from the tuning half of the simulation
+        ``masked`` with step 1's map or, without it, the emulated one; the band's
+        improved sysmaps (:data:`TUNED_SIM`): step 1's map (read back: float32,
+        stored losslessly) times the correction."""
         band_run, band = self.steps.band_run, self.steps.tile.band
-        inputs = self.steps.add(masked.directory, MASKED_SIM)
-        gain = masked.parameters["gain_dict"][band]
-        self.correction = tuning_correction(inputs, gain, account_photon_noise)
-        del inputs
+        if masked is None:
+            if self.emulated is None:
+                raise RuntimeError(f"band {band}: nothing to take the correction from")
+            self.correction, self.correction_from = self.emulated, self.emulated_from
+        else:
+            inputs = self.steps.add(masked.directory, MASKED_SIM)
+            gain = masked.parameters["gain_dict"][band]
+            self.correction = tuning_correction(inputs, gain, self.account_photon_noise)
+            self.correction_from = MASKED_SIM
+            del inputs
         masked_map = sysmaps_path(band_run, MASKED_SIM)
         write_improved_sysmaps(
             masked_map, sysmaps_path(band_run, TUNED_SIM),
             np.asarray(read_bsig(masked_map), np.float64) * self.correction[0],
         )  # fmt: skip
 
-    def section(self, improved_psf: bool, account_photon_noise: bool) -> dict:
+    def section(self, improved_psf: bool) -> dict:
         """The band's block of section ``background_finetune``."""
         if self.correction is None:
             raise RuntimeError(f"band {self.steps.tile.band}: no correction yet")
         correction, plain, fixed, n_tuning = self.correction
         steps = self.steps
-        return {
+        out = {
             "band": steps.tile.band,
             "steps": list(steps.blocks),  # the simulations in order (JSON sorts)
             "realism": steps.blocks,
@@ -447,13 +531,20 @@ class _BandTuning:
             "std_correction": correction,
             "plain_std_correction": plain,
             "photon_variance": fixed,
-            "account_photon_noise": account_photon_noise,
+            "account_photon_noise": self.account_photon_noise,
             "correction_half": TUNING,
             "n_correction_pixels": n_tuning,
+            # the simulation measured; "emulated": its noise scaled to step 1's map
+            "correction_simulation": self.correction_from,
+            "correction_emulated": self.correction_from != MASKED_SIM,
             "sysmaps": relative_path(
                 steps.run.root, sysmaps_path(steps.band_run, TUNED_SIM)
             ),
         }
+        if self.emulated is not None and self.correction_from == MASKED_SIM:
+            out["emulated_std_correction"] = self.emulated[0]
+            out["emulated_from"] = self.emulated_from
+        return out
 
 
 def _psf_tuned_bands(run: RunFolder) -> tuple[str, ...]:
@@ -467,10 +558,11 @@ def _psf_tuned_bands(run: RunFolder) -> tuple[str, ...]:
 
 def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     """Stage 09 in every band stage 06 simulated: background RMS from background
-    pixels, a simulation of all bands with it, each band's correction of its
-    width (tuning half), and a last simulation with the corrected maps; every
-    simulation's realism on the scoring half, per band, against the noise
-    floors stage 07 computed for that band.
+    pixels, each band's correction of its width (tuning half; emulated on stage
+    08's simulation, or measured on a simulation of all bands with the new maps
+    with ``params.masked_simulation``), and a last simulation with the corrected
+    maps; every simulation's realism on the scoring half, per band, against the
+    noise floors stage 07 computed for that band.
 
     Writes the product ``background_finetune/`` (in the detection band's run
     folder, with the simulations, and the sysmaps in every other band's) and
@@ -484,22 +576,32 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     tunings = {
         band: _BandTuning(_Steps(psf_finetune.band_tile(tile, band), run, band_run,
                                  quality.stage07_floors(run, band, tile.band),
-                                 keep_backgrounds=band == tile.band))
+                                 keep_backgrounds=band == tile.band),
+                          params.account_photon_noise)
         for band, band_run in band_runs.items()
     }  # fmt: skip
     psf_tuned = _psf_tuned_bands(run)
     for band, tuning in tunings.items():
-        tuning.steps.add(run.sim_baseline, BASELINE)
+        # stages 06 and 08 simulated with stage 01's map: the emulation's source
+        source, name = tuning.steps.add(run.sim_baseline, BASELINE), BASELINE
         if improved[band] and band in psf_tuned:
-            tuning.steps.add(psf_finetune.tuned_sim_dir(run), PSF_TUNED)
+            del source
+            source = tuning.steps.add(psf_finetune.tuned_sim_dir(run), PSF_TUNED)
+            name = PSF_TUNED
         # 1. map_bsig from background pixels only
         tuning.write_masked_map()
+        tuning.emulate(source, name, baseline.parameters["gain_dict"][band])
+        del source
         tuning.steps.data = None  # ~160 MB a band: not held while UFig renders
     choices = simulate.baseline_choices(run)  # stage 06's model, seed, noise
-    masked_sim = simulate_with_sysmaps(tile, run, MASKED_SIM, band_runs, **choices)
+    masked_sim = None
+    if params.masked_simulation:
+        masked_sim = simulate_with_sysmaps(tile, run, MASKED_SIM, band_runs, **choices)
+    elif sim_dir(run, MASKED_SIM).exists():  # an earlier run's: not this one's
+        shutil.rmtree(sim_dir(run, MASKED_SIM))
     # 2. each band's correction of the width, on the tuning half
     for tuning in tunings.values():
-        tuning.correct(masked_sim, params.account_photon_noise)
+        tuning.correct(masked_sim)
         tuning.steps.data = None
     # 3. the last simulation
     tuned_sim = simulate_with_sysmaps(tile, run, TUNED_SIM, band_runs, **choices)
@@ -507,7 +609,7 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     for band, tuning in tunings.items():
         tuning.steps.add(tuned_sim.directory, TUNED_SIM)
         tuning.steps.data = None
-        sections[band] = tuning.section(improved[band], params.account_photon_noise)
+        sections[band] = tuning.section(improved[band])
     section = sections.pop(tile.band)
     if sections:
         section["bands"] = sections
