@@ -27,12 +27,14 @@
    one with stage 01's map (stage 08's, or stage 06's when stage 08 has not
    run) only by its noise, multiplied pixel by pixel by the ratio of the two
    maps (smooth on the scale of the 7-pixel resampling kernel).
-   :func:`emulated_background` applies that ratio to the background pixels of
-   the simulation at hand (their deviations from their median level), and the
-   correction is measured on them. ``Params(masked_simulation=True)`` runs the
+   :func:`emulated_background` applies that ratio to the noise of the
+   background pixels of the simulation at hand (the shot noise of undetected
+   light left as it is), and the correction is measured on them: one
+   simulation of every band less. ``Params(masked_simulation=True)`` runs the
    tutorial's simulation instead (``sim_masked/``) and takes the correction
    from it, with the emulated one beside it in the section
-   (``emulated_std_correction``).
+   (``emulated_std_correction``). On the 2000 x 2000 i-band DEMO: 1.08809
+   emulated, 1.08787 simulated (the tuned width ratio's noise floor: 0.0018).
 3. A last simulation with the scaled map.
 
 The simulations use stage 08's improved PSF model when it exists.
