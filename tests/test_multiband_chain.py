@@ -161,6 +161,9 @@ def test_every_band_has_its_background_fine_tuned(chain, tuned):
         assert block["correction_simulation"] == "psf_tuned"
         assert (run.band_run(band).background_finetune_dir / "sysmaps.h5").is_file()
         realism = block["realism"]
+        # the baseline as stage 07 scored it in this band
+        stage07 = {k: v for k, v in floors[band].items() if k != "band"}
+        assert realism["baseline"] == stage07
         before = abs(realism["baseline"]["bkg_std_ratio"] - 1)
         after = abs(realism["bkg_tuned"]["bkg_std_ratio"] - 1)
         assert after < before and block["std_correction"] > 1

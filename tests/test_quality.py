@@ -276,12 +276,17 @@ def test_stage07_redshifts_of_the_detected_galaxies(tmp_path):
 def test_stage07_floors_are_read_back_or_asked_for(tmp_path):
     rng = np.random.default_rng(9)
     tile, run = write_products(tmp_path, rng)
-    with pytest.raises(InputError, match="floors of an older version: run stage 07"):
-        quality.stage07_floors(run)
+    for read in (quality.stage07_floors, quality.stage07_realism):
+        with pytest.raises(InputError, match=r"of stage 07.*run stage 07 \(quality\)"):
+            read(run)
     with pytest.warns(UserWarning, match="truth_dir"):
         result = quality.run(tile, run, quality.Params())
     floors = quality.stage07_floors(run)
     assert floors == result.inputs.reference().floors
+    # stage 09 takes the baseline's realism block from here, as written
+    assert quality.stage07_realism(run) == result.realism
+    with pytest.raises(InputError, match="in band g"):
+        quality.stage07_realism(run, "g", "i")
 
 
 def test_a_stage_reading_another_stages_section_counts_it_by_content(tmp_path):

@@ -584,10 +584,16 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
     }  # fmt: skip
     psf_tuned = _psf_tuned_bands(run)
     for band, tuning in tunings.items():
-        # stages 06 and 08 simulated with stage 01's map: the emulation's source
-        source, name = tuning.steps.add(run.sim_baseline, BASELINE), BASELINE
-        if improved[band] and band in psf_tuned:
-            del source
+        tuned_psf = improved[band] and band in psf_tuned
+        if band == tile.band or not tuned_psf:
+            # the figure's pixels (detection band), or the emulation's source
+            source, name = tuning.steps.add(run.sim_baseline, BASELINE), BASELINE
+        else:  # stage 07 scored the baseline on the same half with the same floors
+            block = quality.stage07_realism(run, band, tile.band)
+            tuning.steps.blocks[BASELINE] = block
+        if tuned_psf:
+            # stages 06 and 08 simulated with stage 01's map: the emulation's source
+            source = None  # freed before the next simulation is read
             source = tuning.steps.add(psf_finetune.tuned_sim_dir(run), PSF_TUNED)
             name = PSF_TUNED
         # 1. map_bsig from background pixels only

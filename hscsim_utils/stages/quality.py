@@ -622,6 +622,28 @@ def described_realism(
 # ---------------------------------------------------------------- metrics.json
 
 
+def stage07_realism(
+    run: RunFolder, band: str | None = None, detection_band: str | None = None
+) -> dict:
+    """The realism block of the baseline simulation as stage 07 wrote it: that
+    of the detection band (block ``realism``) unless ``band`` names another band
+    (its block ``bands.<band>``, without its key ``band``)."""
+    other = band is not None and band != detection_band
+    try:
+        section = read_section(run.metrics, STAGE.name)
+        block = section["bands"][band] if other else section["realism"]
+        if not isinstance(block, Mapping) or "statistics" not in block:
+            raise KeyError("statistics")
+    except (KeyError, TypeError):
+        which = f" in band {band}" if other else ""
+        raise InputError(
+            run.metrics,
+            f"has no realism block of stage 07{which}, or one of an older "
+            "version: run stage 07 (quality) first",
+        ) from None
+    return {key: value for key, value in block.items() if key != "band"}
+
+
 def stage07_floors(
     run: RunFolder, band: str | None = None, detection_band: str | None = None
 ) -> dict[str, rs.Floor]:
@@ -630,16 +652,12 @@ def stage07_floors(
     simulations against the same floors without the ~7 s of computing them.
     Those of the detection band (block ``realism``) unless ``band`` names
     another band (its block ``bands.<band>``)."""
+    block = stage07_realism(run, band, detection_band)
     try:
-        section = read_section(run.metrics, STAGE.name)
-        block = (
-            section["realism"]
-            if band is None or band == detection_band
-            else section["bands"][band]
-        )
         return rs.recorded_floors(block["statistics"])
     except (KeyError, TypeError):
-        which = "" if band is None or band == detection_band else f" in band {band}"
+        other = band is not None and band != detection_band
+        which = f" in band {band}" if other else ""
         raise InputError(
             run.metrics,
             f"has no noise floors of stage 07{which}, or floors of an older "
