@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 01 Sky information and systematic maps
 #
+# *Runtime on 2 cores: about 23 s on the full 4200 x 4200 DEMO (each band).*
+#
 # Much of what the simulation needs comes straight from the real patch: the FITS
 # header gives the pixel grid and WCS, the coadd metadata (one row of the HSC
 # archive's `mosaic` table) gives seeing, zero point and centre, and the frame

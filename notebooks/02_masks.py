@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 02 Mask and overlap files
 #
+# *Runtime on 2 cores: about 3 s on the full 4200 x 4200 DEMO (each band).*
+#
 # ufig flags sources with a pixel mask in binary flag format: bit 0 (value 1)
 # delta weight (unused for HSC), bit 1 (value 2) bright star, bit 2 (value 4)
 # survey mask; a pixel with value 6 carries both star and survey flags. We take the

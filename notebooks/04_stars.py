@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 04 Stars
 #
+# *Runtime on 2 cores: about 5 s on the full 4200 x 4200 DEMO.*
+#
 # Stars are simulated with two ingredients:
 #
 # - the Besançon model of the Milky Way gives a synthetic star catalogue with

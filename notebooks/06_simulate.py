@@ -18,6 +18,9 @@
 # %% [markdown]
 # # 06 Simulating the image
 #
+# *Runtime on 2 cores: about 85 s on the full 4200 x 4200 DEMO in the i band,
+# 350 s in five bands.*
+#
 # With every ingredient of the patch in the run folder (sky information and
 # systematic maps, masks, stars, PSF model), GalSBI samples a galaxy population
 # from the ABC posterior of a galaxy model and UFig renders it together with the
