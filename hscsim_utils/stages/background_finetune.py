@@ -332,9 +332,13 @@ def tuning_correction(
     out of the scaling (:func:`photon_variance`, or 0) and the number of
     simulated background pixels used.
     """
-    sim_bkg, data_bkg = inputs.background(TUNING)
-    if maps is not None:
+    if maps is None:
+        sim_bkg, data_bkg = inputs.background(TUNING)
+    else:
         sim_bkg = emulated_background(inputs, *maps, gain, TUNING)
+        data_bkg = quality.background_pixels(
+            inputs.data_image, inputs.data_segmentation, inputs.masked, TUNING
+        )
     fixed = photon_variance(sim_bkg, gain) if account_photon_noise else 0.0
     correction = std_correction(data_bkg, sim_bkg, fixed)
     return correction, std_correction(data_bkg, sim_bkg), fixed, int(sim_bkg.size)
@@ -471,9 +475,10 @@ class _BandTuning:
     correction: tuple[float, float, float, int] | None = None
     correction_from: str = ""  # the simulation the correction was measured on
 
-    def write_masked_map(self) -> None:
+    def write_masked_map(self) -> tuple[np.ndarray, np.ndarray]:
         """Step 1: ``map_bsig`` from background pixels, into the band's sysmaps of
-        :data:`MASKED_SIM`."""
+        :data:`MASKED_SIM`; returns stage 01's map and the new one (float32, as
+        written)."""
         tile, band_run = self.steps.tile, self.steps.band_run
         bsig = data_background_rms(tile, band_run)
         write_improved_sysmaps(
@@ -485,16 +490,18 @@ class _BandTuning:
             "stage_01": float(np.median(old[good])),
             "background_pixels": float(np.median(bsig[good])),
         }
+        return old, np.asarray(bsig, np.float32)
 
-    def emulate(self, inputs: quality.QualityInputs, name: str, gain: float) -> None:
+    def emulate(
+        self,
+        inputs: quality.QualityInputs,
+        name: str,
+        gain: float,
+        maps: tuple[np.ndarray, np.ndarray],
+    ) -> None:
         """Step 2 without a simulation: the correction from the simulation of
-        ``inputs`` (called ``name``; simulated with stage 01's map), its noise
-        scaled to step 1's map (:func:`emulated_background`)."""
-        band_run = self.steps.band_run
-        maps = (
-            read_bsig(band_run.sysmaps),
-            read_bsig(sysmaps_path(band_run, MASKED_SIM)),
-        )
+        ``inputs`` (called ``name``; simulated with stage 01's map, ``maps[0]``),
+        its noise scaled to step 1's map ``maps[1]`` (:func:`emulated_background`)."""
         self.emulated = tuning_correction(inputs, gain, self.account_photon_noise, maps)
         self.emulated_from = name
 
@@ -599,9 +606,9 @@ def run(tile: TileSpec, run: RunFolder, params: Params) -> Products:
             source = tuning.steps.add(psf_finetune.tuned_sim_dir(run), PSF_TUNED)
             name = PSF_TUNED
         # 1. map_bsig from background pixels only
-        tuning.write_masked_map()
-        tuning.emulate(source, name, baseline.parameters["gain_dict"][band])
-        del source
+        maps = tuning.write_masked_map()
+        tuning.emulate(source, name, baseline.parameters["gain_dict"][band], maps)
+        del source, maps
         tuning.steps.data = None  # ~160 MB a band: not held while UFig renders
     choices = simulate.baseline_choices(run)  # stage 06's model, seed, noise
     masked_sim = None
