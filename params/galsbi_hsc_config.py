@@ -149,6 +149,9 @@ stars_mag_min, stars_mag_max = 12, 26
 # profiles are integrated out to render_stars_accuracy (ADU), which
 # hscsim_utils.stages.simulate sets to a tenth of the patch's background noise (ufig's
 # default of 0.3 ADU would cut the wings at ~15 sigma of an HSC coadd).
+# This is a floor: per band, simulate.pixel_rendering_magnitude raises it to the
+# magnitude brighter than which every star saturates anywhere in the patch (DEMO:
+# i 17.9, g 17.5, r 17.7, z 16.7, y 16.3); a third of an i-band simulation's time.
 mag_pixel_rendering_stars = 15
 
 # ---------------------------------------------------------------- SExtractor

@@ -7,7 +7,12 @@ import pytest
 
 from hscsim_utils.compat.ufig_psf import import_psf_estimation
 from hscsim_utils.numerics import psf_direct
-from hscsim_utils.numerics.psf_model import PARAM_NAMES, PSF_BETAS, StampRenderer
+from hscsim_utils.numerics.psf_model import (
+    PARAM_NAMES,
+    PSF_BETAS,
+    StampRenderer,
+    peak_pixel_fraction,
+)
 from tests import synthetic_psf
 
 FLEXED = np.array([3.3, 0.45, 0.04, -0.03, 0.06, -0.05, 0.04, 0.07])
@@ -166,3 +171,21 @@ def test_neighbours_are_masked():
     assert np.median(err(masked)) < 0.06 < np.median(err(plain))
     rel = np.abs(masked["params"][:, 0] / truth[:, 0] - 1)
     assert np.median(rel) < 0.01
+
+
+@pytest.mark.parametrize("beta", PSF_BETAS)
+def test_peak_pixel_fraction_is_the_lowest_peak_of_the_moffat(beta):
+    """The brightest pixel's share of a Moffat star sitting on a pixel corner,
+    against a 400 x 400 midpoint sum; other placements have a higher peak."""
+    fwhm = 3.6
+    alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+    def pixel_share(dx, dy):
+        t = (np.arange(400) + 0.5) / 400
+        r2 = ((t[None, :] - dx) ** 2 + (t[:, None] - dy) ** 2) / alpha**2
+        return ((beta - 1) / (np.pi * alpha**2) * (1 + r2) ** -beta).mean()
+
+    corner = peak_pixel_fraction(fwhm, beta)
+    assert corner == pytest.approx(pixel_share(0.0, 0.0), rel=1e-5)
+    for dx, dy in [(0.5, 0.5), (0.25, 0.1), (0.5, 0.0), (0.1, 0.4)]:
+        assert pixel_share(dx, dy) > corner

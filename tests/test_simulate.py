@@ -196,6 +196,39 @@ def test_bright_star_wings_are_not_cut(simulated, tmp_path):
     assert wing > 0.03  # about 0.07 ADU expected; 0 if the profile were cut
 
 
+def test_stars_rendered_on_pixels_saturate_with_the_full_psf(simulated, tmp_path):
+    """Every star brighter than the saturation magnitude of
+    ``pixel_rendering_magnitude`` saturates even when ufig draws it photon by
+    photon with the whole PSF (flexion included), so the pixel integration
+    (no flexion) only ever renders saturated stars; fainter stars do not all
+    saturate, so the check can fail."""
+    from tests.fabricated_run import grid_stars, write_stars
+
+    tile, _, _, _ = simulated
+    shape = (360, 360)
+    run = make_run_folder(tmp_path, shape, bsig=BSIG)
+    extra = grid_stars(patch_wcs(shape), shape, 60, 0.0)
+    extra["phot_g_mean_mag"] = np.linspace(12.0, 19.0, extra.size)
+    write_stars(run, extra)
+    info = simulate.read_skymapinfo(run.skymapinfo_npy, "i")
+    m_sat = simulate.pixel_rendering_magnitude(info, "i", floor=0.0)
+    photons = {"mag_pixel_rendering_stars_dict": {"i": 0.0}}
+    sim = simulate.run_simulation(tile, run, measure_psf="none", overrides=photons)
+    assert sim.parameters["mag_pixel_rendering_stars_dict"] == {"i": 0.0}
+    stars = sim.load_catalogs()["ucat stars"]
+    image = sim.load_images()["image"]
+    peaks = []
+    for star in stars:
+        ix, iy = int(star["x"]), int(star["y"])
+        if 3 <= ix < shape[1] - 3 and 3 <= iy < shape[0] - 3:
+            peaks.append((star["mag"], image[iy - 3 : iy + 4, ix - 3 : ix + 4].max()))
+    mag, peak = np.array(peaks).T
+    satur = info["satur_i"]
+    assert (mag < m_sat).sum() >= 5
+    assert np.all(peak[mag < m_sat] >= satur)
+    assert np.any(peak[(mag > m_sat) & (mag < m_sat + 3)] < satur)
+
+
 def test_failed_run_keeps_previous_result(simulated):
     tile, run, sim, _ = simulated
     before = (sim.directory / simulate.MANIFEST).read_text()
@@ -478,7 +511,9 @@ def test_measured_photon_noise_gives_stars_the_noise_of_the_measured_gain(tmp_pa
     measured = MEASURED_GAIN_FACTOR * tutorial
     p = sim.parameters
     assert p["photon_noise"] == "measured"
-    assert p["mag_pixel_rendering_stars"] == simulate.ALL_STARS_ON_PIXELS_MAG
+    assert p["mag_pixel_rendering_stars_dict"] == {
+        "i": simulate.ALL_STARS_ON_PIXELS_MAG
+    }
     assert p["star_photon_noise_gain"] == pytest.approx(measured)
     diff, mean = images[0] - images[1], 0.5 * (images[0] + images[1])
     core = (mean > 30 * BSIG) & (mean < 0.5 * 1500.0) & (diff != 0)

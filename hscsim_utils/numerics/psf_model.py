@@ -73,6 +73,20 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (x + 1.0), 0.5 * w
 
 
+def peak_pixel_fraction(fwhm: float, beta: float, n: int = 16) -> float:
+    """Fraction of a circular Moffat star's flux (FWHM ``fwhm`` pixels, index
+    ``beta``) in its brightest pixel when the star sits on a pixel corner, the
+    placement with the lowest peak. The Moffat profile is
+    ``(beta - 1) / (pi alpha^2) (1 + r^2 / alpha^2)^-beta`` with
+    ``alpha = fwhm / (2 sqrt(2^(1/beta) - 1))``; the pixel [0, 1)^2 is integrated
+    with an n x n Gauss-Legendre rule."""
+    alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    x, w = _gauss_legendre(n)
+    r2 = (x[:, None] ** 2 + x[None, :] ** 2) / alpha**2
+    density = (beta - 1.0) / (np.pi * alpha**2) * (1.0 + r2) ** -beta
+    return float(w @ density @ w)
+
+
 @nb.njit(cache=True)
 def _ellip_matrix(e1, e2, m):
     """ufig's effective ellipticity matrix: dx = m0 x + m1 y, dy = m2 x + m3 y."""

@@ -51,6 +51,7 @@ from hscsim_utils.compat.galsbi import import_galsbi, mended_galsbi_class
 from hscsim_utils.compat.ufig_gaia import shift_gaia_for_ufig
 from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.tile import TileSpec
+from hscsim_utils.numerics.psf_model import PSF_BETAS, peak_pixel_fraction
 from hscsim_utils.runfolder import REPO_ROOT, RunFolder, read_dataset
 from hscsim_utils.stages import registry
 from hscsim_utils.stages.skymapinfo import tutorial_gain
@@ -75,9 +76,16 @@ PHOTON_NOISE = ("tutorial", "measured")
 ALL_STARS_ON_PIXELS_MAG = 99.0
 GAIA_UFIG = "gaia_ufig.h5"
 STAR_WING_FRACTION = 0.1  # pixel-rendered star profiles go down to this x noise
+#: Stars that saturate everywhere in the patch are rendered on pixels
+#: (:func:`pixel_rendering_magnitude`): the widest PSF taken as the band's seeing
+#: times this factor (the DEMO's PSF FWHM varies by 2% rms across a patch).
+SEEING_MARGIN = 1.25
+#: Brightest magnitude of the stars ufig's PSF estimation selects (stages 05 and
+#: 08: ``star_mag_range`` (18, 22) of ``ufig.psf_estimation``).
+PSF_STAR_MAG_MIN = 18.0
 SKYMAPINFO_FIELDS = ("pixscale", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1",
                      "NAXIS2")  # fmt: skip
-BAND_FIELDS = ("magzero", "satur", "gain", "nexp", "exptime")
+BAND_FIELDS = ("magzero", "satur", "gain", "nexp", "exptime", "seeing")
 
 
 @dataclass(frozen=True)
@@ -247,7 +255,7 @@ def read_skymapinfo(path: str | os.PathLike, band: str) -> dict[str, float]:
     info = {k: float(rec[0][k]) for k in needed}
     bad = [k for k, v in info.items() if not np.isfinite(v)]
     positive = ("pixscale", "NAXIS1", "NAXIS2", f"satur_{band}", f"gain_{band}",
-                f"nexp_{band}", f"exptime_{band}")  # fmt: skip
+                f"nexp_{band}", f"exptime_{band}", f"seeing_{band}")  # fmt: skip
     bad += [k for k in positive if info[k] <= 0]
     if bad:
         raise InputError(path, f"invalid values in fields {sorted(set(bad))}")
@@ -284,6 +292,30 @@ def star_noise_scale(
         )
         return 1.0
     return measured / tutorial
+
+
+def pixel_rendering_magnitude(
+    info: Mapping[str, float], band: str, floor: float
+) -> float:
+    """Magnitude above which ufig renders the band's stars on pixels.
+
+    Photon by photon, a star of magnitude m costs 10^(-0.4 (m - magzero)) x gain
+    photons (~6e7 for i = 16 on the DEMO): the stars between 15 and 18 made 30 s
+    of a 90 s i-band simulation. ufig's pixel integration draws the same
+    per-pixel Poisson counts from the same Moffat components but without
+    flexion (ufig's kurtosis is zero for this PSF), so it is used only for stars
+    whose core saturates anywhere in the patch: brighter than the magnitude at
+    which the brightest pixel reaches the band's saturation level with the
+    broadest Moffat component (beta = 2) at ``SEEING_MARGIN`` x the band's
+    seeing, centred on a pixel corner. Such stars are flagged saturated by
+    SExtractor and enter no PSF fit; the result is also kept brighter than
+    ``PSF_STAR_MAG_MIN`` and never fainter than ``floor`` (the config's
+    ``mag_pixel_rendering_stars``). DEMO: i 17.9, g 17.5, r 17.7, z 16.7,
+    y 16.3."""
+    fwhm = SEEING_MARGIN * info[f"seeing_{band}"] / info["pixscale"]
+    peak = peak_pixel_fraction(fwhm, min(PSF_BETAS))
+    saturated = info[f"magzero_{band}"] - 2.5 * np.log10(info[f"satur_{band}"] / peak)
+    return float(max(floor, min(saturated, PSF_STAR_MAG_MIN)))
 
 
 def _check_datasets(
@@ -690,8 +722,14 @@ def run_simulation(
             counts,
         )  # fmt: skip
         params.update(fixed)
-        if photon_noise == "measured":
-            params["mag_pixel_rendering_stars"] = ALL_STARS_ON_PIXELS_MAG
+        params["mag_pixel_rendering_stars_dict"] = {
+            b: ALL_STARS_ON_PIXELS_MAG
+            if photon_noise == "measured"
+            else pixel_rendering_magnitude(
+                bands[b].info, b, config.mag_pixel_rendering_stars
+            )
+            for b in settings.bands
+        }
         params.update(overrides or {})
         ufig_gaia_file(run.gaia, info, tmp / GAIA_UFIG)
         plugins = (
