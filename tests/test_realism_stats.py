@@ -11,6 +11,7 @@ from scipy.ndimage import uniform_filter
 from hscsim_utils.errors import InputError
 from hscsim_utils.numerics import halves
 from hscsim_utils.numerics import realism_stats as rs
+from tests.reference_acf import numpy_acf_sums
 
 SHAPE = (1024, 1024)
 BLOCK = 128  # 8 x 8 blocks on a small image
@@ -151,6 +152,28 @@ def test_autocorrelation_of_white_and_smoothed_noise():
     assert rs.autocorrelation(image, np.ones(SHAPE, bool))["y1"] == pytest.approx(
         0.5, abs=0.01
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, ">f4"])
+def test_acf_sums_follow_their_definition(dtype):
+    """The numba kernel against the vectorised numpy sums: blocks cut by the
+    image's edge, an empty block, a NaN, outliers and a constant block; the
+    pair counts exactly, the sums to rounding."""
+    rng = np.random.default_rng(11)
+    shape, block = (300, 257), 64
+    image = uniform_filter(rng.normal(0, 1, shape), 2).astype(dtype)
+    image[5:9, 5:70] = 50.0
+    image[128:192, 0:64] = 0.25
+    image[3, 3] = np.nan
+    valid = rng.random(shape) > 0.2
+    valid[:64, 64:128] = False
+    got = rs._acf_sums(image, valid, block)
+    expected = numpy_acf_sums(image, valid, block)
+    assert got.shape == (5 * 5, 3 + 4 * len(rs.LAGS))
+    counts = [0] + [3 + 4 * j for j in range(len(rs.LAGS))]
+    np.testing.assert_array_equal(got[:, counts], expected[:, counts])
+    np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-9)
+    assert got[1, 0] == 0  # the empty block
 
 
 # ---------------------------------------------------------------- halves and floors

@@ -95,6 +95,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 
 from hscsim_utils.errors import InputError
@@ -423,31 +424,77 @@ def _acf_sums(
     ``v`` is the pixel value minus the median of the block's valid pixels;
     pixels beyond :data:`CLIP_SIGMA` times the block's robust standard deviation
     do not count. Everything is local to a block, so the numbers of a set of
-    blocks do not depend on the pixels of the others.
+    blocks do not depend on the pixels of the others. The blocks run in
+    parallel (numba), each summed in one order, so the sums do not depend on
+    the threads; medians are taken in float32, the sums in float64.
     """
+    image = np.asarray(image)
+    image = image.astype(image.dtype.newbyteorder("="), copy=False)  # FITS: >f4
     good = np.asarray(valid, bool) & np.isfinite(image)
-    values = _blocks(np.where(good, image, 0.0).astype(np.float64), block)
-    ok = _blocks(good, block)
-    del good
-    nby, _, nbx, _ = values.shape
-    flat = np.where(ok, values, np.nan).astype(np.float32)  # float32: half the work
-    flat = flat.transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
-    centre = nanmedian_rows(flat)
-    sigma = MAD_TO_STD * nanmedian_rows(np.abs(flat - centre[..., None]))
-    del flat
-    centre = np.nan_to_num(centre)[:, None, :, None]
-    sigma = np.nan_to_num(sigma)[:, None, :, None]
-    v = values - centre
-    ok &= (np.abs(v) <= CLIP_SIGMA * sigma) | (sigma == 0)
-    v[~ok] = 0.0
-    ok = ok.astype(np.float64)
-    cols = [ok.sum(axis=(1, 3)), v.sum(axis=(1, 3)), (v * v).sum(axis=(1, 3))]
-    for dy, dx in lags.values():
-        p = (slice(None), slice(0, block - dy), slice(None), slice(0, block - dx))
-        q = (slice(None), slice(dy, block), slice(None), slice(dx, block))
-        for a, b in ((ok[p], ok[q]), (v[p], ok[q]), (ok[p], v[q]), (v[p], v[q])):
-            cols.append(np.einsum("iajb,iajb->ij", a, b))  # sum of a * b per block
-    return np.stack([c.ravel() for c in cols], axis=1)
+    shifts = np.array(list(lags.values()), dtype=np.int64).reshape(-1, 2)
+    return _acf_block_sums(
+        image, good, int(block), shifts, np.float32(CLIP_SIGMA), np.float32(MAD_TO_STD)
+    )
+
+
+@nb.njit(cache=True)
+def _median_f32(ordered: np.ndarray) -> np.float32:
+    """Median of sorted float32 values, computed in float32 as
+    :func:`nanmedian_rows` does."""
+    n = ordered.size
+    hi = ordered[n // 2]
+    if n % 2 == 1:
+        return hi
+    return (ordered[(n - 1) // 2] + hi) / np.float32(2.0)
+
+
+@nb.njit(cache=True, parallel=True)
+def _acf_block_sums(image, good, block, shifts, clip, mad):
+    ny, nx = image.shape
+    nby, nbx = -(-ny // block), -(-nx // block)
+    n_lags = shifts.shape[0]
+    out = np.zeros((nby * nbx, 3 + 4 * n_lags))
+    for k in nb.prange(nby * nbx):
+        y0, x0 = (k // nbx) * block, (k % nbx) * block
+        h, w = min(block, ny - y0), min(block, nx - x0)
+        values = np.empty(h * w, np.float32)
+        n = 0
+        for yy in range(h):
+            for xx in range(w):
+                if good[y0 + yy, x0 + xx]:
+                    values[n] = np.float32(image[y0 + yy, x0 + xx])
+                    n += 1
+        centre, sigma = np.float32(0.0), np.float32(0.0)
+        if n > 0:
+            centre = _median_f32(np.sort(values[:n]))
+            sigma = mad * _median_f32(np.sort(np.abs(values[:n] - centre)))
+        limit = np.float64(clip * sigma)
+        v = np.zeros((h, w))
+        ok = np.zeros((h, w))
+        for yy in range(h):
+            for xx in range(w):
+                if good[y0 + yy, x0 + xx]:
+                    d = np.float64(image[y0 + yy, x0 + xx]) - np.float64(centre)
+                    if abs(d) <= limit or sigma == 0:
+                        v[yy, xx] = d
+                        ok[yy, xx] = 1.0
+        row = out[k]
+        for yy in range(h):
+            for xx in range(w):
+                row[0] += ok[yy, xx]
+                row[1] += v[yy, xx]
+                row[2] += v[yy, xx] * v[yy, xx]
+        for j in range(n_lags):
+            dy, dx = shifts[j, 0], shifts[j, 1]
+            for yy in range(h - dy):
+                for xx in range(w - dx):
+                    op, oq = ok[yy, xx], ok[yy + dy, xx + dx]
+                    vp, vq = v[yy, xx], v[yy + dy, xx + dx]
+                    row[3 + 4 * j] += op * oq
+                    row[4 + 4 * j] += vp * oq
+                    row[5 + 4 * j] += op * vq
+                    row[6 + 4 * j] += vp * vq
+    return out
 
 
 def _acf_from_sums(
