@@ -18,8 +18,8 @@
 # %% [markdown]
 # # 06 Simulating the image
 #
-# *Runtime on 2 cores: about 85 s on the full 4200 x 4200 DEMO in the i band,
-# 350 s in five bands.*
+# *Runtime on 2 cores: about 62 s on the full 4200 x 4200 DEMO in the i band,
+# 300 s in five bands.*
 #
 # With every ingredient of the patch in the run folder (sky information and
 # systematic maps, masks, stars, PSF model), GalSBI samples a galaxy population

@@ -18,8 +18,8 @@
 # %% [markdown]
 # # 07 First quality assessment
 #
-# *Runtime on 2 cores: about 32 s on the full 4200 x 4200 DEMO in the i band, 80
-# s in five bands.*
+# *Runtime on 2 cores: about 30 s on the full 4200 x 4200 DEMO in the i band,
+# 115 s in five bands.*
 #
 # The simulation of stage 06 is compared with the data: first by eye (both images
 # with the same normalisation), then quantitatively with the same cuts on both:

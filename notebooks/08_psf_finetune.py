@@ -18,8 +18,8 @@
 # %% [markdown]
 # # 08 Fine-tuning the PSF estimation
 #
-# *Runtime on 2 cores: about 2 min on the full 4200 x 4200 DEMO in the i band, 7
-# min in five bands.*
+# *Runtime on 2 cores: about 1.5 min on the full 4200 x 4200 DEMO in the i band,
+# 7 min in five bands.*
 #
 # A measured PSF is never exactly the PSF that made the image. The simulation of
 # stage 06 knows its PSF (the model stage 05 measured on the data), so measuring

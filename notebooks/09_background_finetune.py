@@ -18,8 +18,8 @@
 # %% [markdown]
 # # 09 Fine-tuning the background noise
 #
-# *Runtime on 2 cores: about 2 min on the full 4200 x 4200 DEMO in the i band,
-# 8-9 min in five bands (`masked_simulation = True`: one simulation more).*
+# *Runtime on 2 cores: about 1.5 min on the full 4200 x 4200 DEMO in the i band,
+# 7 min in five bands (`masked_simulation = True`: one simulation more).*
 #
 # Two steps, as in the tutorial. First the background RMS of the data is
 # measured again on background pixels only: the data's SExtractor
