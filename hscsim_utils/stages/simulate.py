@@ -78,7 +78,8 @@ GAIA_UFIG = "gaia_ufig.h5"
 STAR_WING_FRACTION = 0.1  # pixel-rendered star profiles go down to this x noise
 #: Stars that saturate everywhere in the patch are rendered on pixels
 #: (:func:`pixel_rendering_magnitude`): the widest PSF taken as the band's seeing
-#: times this factor (the DEMO's PSF FWHM varies by 2% rms across a patch).
+#: times this factor (the DEMO's i-band PSF FWHM spans +-1% across the patch;
+#: the factor leaves room for the larger spread of a real coadd).
 SEEING_MARGIN = 1.25
 #: Brightest magnitude of the stars ufig's PSF estimation selects (stages 05 and
 #: 08: ``star_mag_range`` (18, 22) of ``ufig.psf_estimation``).
@@ -300,8 +301,8 @@ def pixel_rendering_magnitude(
     """Magnitude above which ufig renders the band's stars on pixels.
 
     Photon by photon, a star of magnitude m costs 10^(-0.4 (m - magzero)) x gain
-    photons (~6e7 for i = 16 on the DEMO): the stars between 15 and 18 made 30 s
-    of a 90 s i-band simulation. ufig's pixel integration draws the same
+    photons (~6e7 for i = 16 on the DEMO): the stars between 15 and 18 made 22 s
+    of a 92 s i-band simulation. ufig's pixel integration draws the same
     per-pixel Poisson counts from the same Moffat components but without
     flexion (ufig's kurtosis is zero for this PSF), so it is used only for stars
     whose core saturates anywhere in the patch: brighter than the magnitude at
