@@ -12,6 +12,29 @@ import numpy as np
 from hscsim_utils.numerics import realism_stats as rs
 
 
+def nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=-1)``, the same numbers (NaN for a row without
+    values, without the warning), from one sort instead of one median per row.
+    """
+    ordered = np.sort(values, axis=-1)  # NaN last
+    count = np.count_nonzero(~np.isnan(ordered), axis=-1)
+    hi = np.take_along_axis(ordered, (count // 2)[..., None], axis=-1)[..., 0]
+    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[..., None] // 2, axis=-1)[
+        ..., 0
+    ]
+    out = np.where(count % 2 == 1, hi, (lo + hi) / 2)
+    return np.where(count == 0, np.nan, out).astype(values.dtype, copy=False)
+
+
+def _blocks(array: np.ndarray, block: int) -> np.ndarray:
+    """``array`` padded with zeros to whole blocks, as (rows, block, cols, block)."""
+    ny, nx = array.shape
+    nby, nbx = -(-ny // block), -(-nx // block)
+    padded = np.zeros((nby * block, nbx * block), array.dtype)
+    padded[:ny, :nx] = array
+    return padded.reshape(nby, block, nbx, block)
+
+
 def numpy_acf_sums(
     image: np.ndarray,
     valid: np.ndarray,
@@ -28,14 +51,14 @@ def numpy_acf_sums(
     blocks do not depend on the pixels of the others.
     """
     good = np.asarray(valid, bool) & np.isfinite(image)
-    values = rs._blocks(np.where(good, image, 0.0).astype(np.float64), block)
-    ok = rs._blocks(good, block)
+    values = _blocks(np.where(good, image, 0.0).astype(np.float64), block)
+    ok = _blocks(good, block)
     del good
     nby, _, nbx, _ = values.shape
     flat = np.where(ok, values, np.nan).astype(np.float32)  # float32: half the work
     flat = flat.transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
-    centre = rs.nanmedian_rows(flat)
-    sigma = rs.MAD_TO_STD * rs.nanmedian_rows(np.abs(flat - centre[..., None]))
+    centre = nanmedian_rows(flat)
+    sigma = rs.MAD_TO_STD * nanmedian_rows(np.abs(flat - centre[..., None]))
     del flat
     centre = np.nan_to_num(centre)[:, None, :, None]
     sigma = np.nan_to_num(sigma)[:, None, :, None]

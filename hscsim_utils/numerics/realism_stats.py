@@ -185,20 +185,6 @@ def median(values: np.ndarray) -> np.floating:
     return upper if n % 2 else (part[:k].max() + upper) / 2
 
 
-def nanmedian_rows(values: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(values, axis=-1)``, the same numbers (NaN for a row without
-    values, without the warning), from one sort instead of one median per row.
-    """
-    ordered = np.sort(values, axis=-1)  # NaN last
-    count = np.count_nonzero(~np.isnan(ordered), axis=-1)
-    hi = np.take_along_axis(ordered, (count // 2)[..., None], axis=-1)[..., 0]
-    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[..., None] // 2, axis=-1)[
-        ..., 0
-    ]
-    out = np.where(count % 2 == 1, hi, (lo + hi) / 2)
-    return np.where(count == 0, np.nan, out).astype(values.dtype, copy=False)
-
-
 def robust_std(values: np.ndarray) -> float | None:
     """1.4826 times the median absolute deviation (None for no values)."""
     values = np.asarray(values).ravel()
@@ -402,15 +388,6 @@ def autocorrelation(
     return _acf_from_sums(sums.sum(axis=0), lags)
 
 
-def _blocks(array: np.ndarray, block: int) -> np.ndarray:
-    """``array`` padded with zeros to whole blocks, as (rows, block, cols, block)."""
-    ny, nx = array.shape
-    nby, nbx = -(-ny // block), -(-nx // block)
-    padded = np.zeros((nby * block, nbx * block), array.dtype)
-    padded[:ny, :nx] = array
-    return padded.reshape(nby, block, nbx, block)
-
-
 def _acf_sums(
     image: np.ndarray,
     valid: np.ndarray,
@@ -439,8 +416,8 @@ def _acf_sums(
 
 @nb.njit(cache=True)
 def _median_f32(ordered: np.ndarray) -> np.float32:
-    """Median of sorted float32 values, computed in float32 as
-    :func:`nanmedian_rows` does."""
+    """Median of sorted float32 values, the mean of the middle two computed in
+    float32 (as ``np.nanmedian`` does for float32 rows)."""
     n = ordered.size
     hi = ordered[n // 2]
     if n % 2 == 1:
