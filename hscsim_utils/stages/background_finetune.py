@@ -336,9 +336,7 @@ def tuning_correction(
         sim_bkg, data_bkg = inputs.background(TUNING)
     else:
         sim_bkg = emulated_background(inputs, *maps, gain, TUNING)
-        data_bkg = quality.background_pixels(
-            inputs.data_image, inputs.data_segmentation, inputs.masked, TUNING
-        )
+        data_bkg = inputs.data_background(TUNING)
     fixed = photon_variance(sim_bkg, gain) if account_photon_noise else 0.0
     correction = std_correction(data_bkg, sim_bkg, fixed)
     return correction, std_correction(data_bkg, sim_bkg), fixed, int(sim_bkg.size)

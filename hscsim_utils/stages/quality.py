@@ -367,12 +367,14 @@ class QualityInputs:
 
     def background(self, half: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Background pixels of simulation and data (in ``half``; None: all)."""
-        return (
-            background_pixels(self.sim_image, self.sim_segmentation, self.masked,
-                              half),
-            background_pixels(self.data_image, self.data_segmentation, self.masked,
-                              half),
-        )  # fmt: skip
+        sim = background_pixels(self.sim_image, self.sim_segmentation, self.masked,
+                                half)  # fmt: skip
+        return sim, self.data_background(half)
+
+    def data_background(self, half: str | None = None) -> np.ndarray:
+        """Background pixels of the data (in ``half``; None: all)."""
+        return background_pixels(self.data_image, self.data_segmentation, self.masked,
+                                 half)  # fmt: skip
 
     def objects(self, half: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Selected objects of simulation and data (same cuts; in ``half``)."""
