@@ -36,10 +36,10 @@ def best_of(func, repeats: int) -> float:
 
 CHILD = """
 import numpy as np
-from benchmarks.bench_realism import test_image
+from benchmarks.bench_realism import sample_image
 from hscsim_utils.numerics import realism_stats as rs
 from tests.reference_acf import numpy_acf_sums
-image, valid, cell = test_image({size})
+image, valid, cell = sample_image({size})
 def status_kb(key):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(key))
@@ -51,7 +51,7 @@ print((status_kb("VmHWM") - before) / 1e6)
 """
 
 
-def test_image(size: int) -> tuple[np.ndarray, np.ndarray, int]:
+def sample_image(size: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Correlated noise (2 x 2 box) with 30% of the pixels invalid, the cell size."""
     rng = np.random.default_rng(1)
     shape = (size, size)
@@ -74,7 +74,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=4200, help="image side (px)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    image, valid, cell = test_image(args.size)
+    image, valid, cell = sample_image(args.size)
     rs._acf_sums(image[:cell, :cell], valid[:cell, :cell], cell)  # numba cache
     new = rs._acf_sums(image, valid, cell)
     old = numpy_acf_sums(image, valid, cell)
