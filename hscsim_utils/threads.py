@@ -12,6 +12,8 @@ _LIBRARY_VARS = (
     "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
 )  # fmt: skip
+#: Every variable :func:`limited_threads` sets.
+THREAD_VARS = (THREADS_ENV, *_LIBRARY_VARS)
 
 
 def n_threads() -> int:
@@ -27,9 +29,8 @@ def limited_threads(n: int) -> Iterator[None]:
     Only environment variables change (the kernels inherit them), and they are
     restored afterwards: libraries already running in this process are untouched.
     """
-    names = (THREADS_ENV, *_LIBRARY_VARS)
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update({name: str(n) for name in names})
+    saved = {name: os.environ.get(name) for name in THREAD_VARS}
+    os.environ.update({name: str(n) for name in THREAD_VARS})
     try:
         yield
     finally:

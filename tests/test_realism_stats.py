@@ -176,6 +176,32 @@ def test_acf_sums_follow_their_definition(dtype):
     assert got[1, 0] == 0  # the empty block
 
 
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8"])
+def test_image_sample_tags_pixels_as_numpy_masks_do(dtype):
+    """The sample's background values, their cells and the area per cell, as
+    boolean masks and ``np.bincount`` give them: cells cut by the image's edge,
+    NaNs among the background pixels, a big-endian FITS image."""
+    rng = np.random.default_rng(5)
+    shape, block = (300, 257), 128
+    image = rng.normal(0, 1, shape).astype(dtype)
+    image[3, 3] = image[299, 256] = np.nan
+    background = rng.random(shape) > 0.3
+    unmasked = rng.random(shape) > 0.1
+    sample = rs.image_sample(image, background, unmasked, np.zeros(0), np.zeros(0),
+                             np.zeros(0), block=block)  # fmt: skip
+    cell = block // rs.SHIFTS_PER_AXIS
+    ncx = -(-shape[1] // cell)
+    labels = (np.arange(shape[0]) // cell)[:, None] * ncx + np.arange(shape[1]) // cell
+    keep = background & np.isfinite(image)
+    np.testing.assert_array_equal(sample.bkg_values, image[keep])
+    np.testing.assert_array_equal(sample.bkg_cells, labels[keep])
+    np.testing.assert_array_equal(
+        sample.cell_area,
+        np.bincount(labels.ravel(), unmasked.ravel(), labels.max() + 1),
+    )
+    assert keep.sum() < background.sum() and sample.cell_area.size == 10 * 9
+
+
 # ---------------------------------------------------------------- halves and floors
 
 

@@ -124,6 +124,51 @@ def test_floor_calls_of_each_stage_are_recorded(tmp_path, tile):
     assert state["01_a"]["calls_s"] == {} and "HSCSIM_CALL_LOG" not in os.environ
 
 
+def test_stages_share_one_kernel_that_each_finds_like_new(tmp_path, tile):
+    """The chain runs its stages in one kernel (same process), and each stage
+    finds it as a kernel of its own would be: no variable of an earlier stage,
+    execution counts from 1, no open figure, its own call log."""
+    probe = (
+        "import json, os, matplotlib\nmatplotlib.use('Agg')\n"
+        "import matplotlib.pyplot as plt\n"
+        "seen = {'pid': os.getpid(), 'left': 'leftover' in dir(),\n"
+        "        'figures': len(plt.get_fignums()),\n"
+        "        'count': get_ipython().execution_count,\n"
+        "        'log': os.environ.get('HSCSIM_CALL_LOG', '')}\n"
+        "(Path(run_dir) / ('seen_' + out.stem)).write_text(json.dumps(seen))\n"
+        "leftover = plt.figure()\n"
+    )
+    nbs = _notebooks(tmp_path / "nb", extra=dict.fromkeys(("01_a", "02_b", "03_c"),
+                                                           probe))  # fmt: skip
+    out = tmp_path / "run"
+    _run(tile, out, nbs)
+    seen = {n: json.loads((out / f"seen_{n}").read_text())
+            for n in ("01_a", "02_b", "03_c")}  # fmt: skip
+    assert len({s["pid"] for s in seen.values()}) == 1
+    assert not any(s["left"] or s["figures"] for s in seen.values())
+    assert {s["count"] for s in seen.values()} == {seen["01_a"]["count"]}
+    assert [os.path.basename(s["log"]) for s in seen.values()] == [
+        "01_a.jsonl", "02_b.jsonl", "03_c.jsonl"]  # fmt: skip
+
+
+def test_stage_kernel_starts_again_when_the_thread_limits_change(tmp_path):
+    from hscsim_utils.pipeline.kernel import StageKernel
+    from hscsim_utils.threads import limited_threads
+
+    def pid(kernel):
+        km = kernel.manager(str(tmp_path / "calls.jsonl"))
+        return km.provisioner.process.pid
+
+    with StageKernel(tmp_path) as kernel:
+        first = pid(kernel)
+        assert pid(kernel) == first and kernel.starts == 1
+        with limited_threads(1):
+            second = pid(kernel)
+        third = pid(kernel)
+    assert first != second != third and kernel.starts == 3
+    assert kernel._km is None
+
+
 def test_progress_line_parsing():
     line = "\rsimulate:  33%|███▎      | 1/3 [00:03<00:06,  3.06s/step, GalSBI + UFig]"
     match = runner.StageProgress._BAR.search(line)

@@ -598,21 +598,48 @@ def image_sample(
     cell = block // shifts_per_axis
     ny, nx = shape
     ncy, ncx = -(-ny // cell), -(-nx // cell)
-    rows = (np.arange(ny) // cell).astype(np.int32)[:, None]
-    cols = (np.arange(nx) // cell).astype(np.int32)[None, :]
-    labels = rows * np.int32(ncx) + cols
-    n_cells = ncy * ncx
-    background = np.asarray(background, bool) & np.isfinite(image)
-    area = np.bincount(labels.ravel(), np.asarray(unmasked, bool).ravel(), n_cells)
+    image = image.astype(image.dtype.newbyteorder("="), copy=False)  # FITS: >f4
+    background = np.asarray(background, bool)
+    values, labels, area = _tag_pixels(
+        image, background, np.asarray(unmasked, bool), cell, ncx, ncy * ncx
+    )
     ix, iy = halves.pixel_index(x, first_centre), halves.pixel_index(y, first_centre)
     inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
     obj_cells = np.where(inside, iy // cell * ncx + ix // cell, -1)
-    index = np.arange(n_cells)
+    index = np.arange(ncy * ncx)
     return ImageSample(
-        shape, block, cell, image[background], labels[background],
-        np.asarray(objects), obj_cells, area,
+        shape, block, cell, values, labels, np.asarray(objects), obj_cells, area,
         _acf_sums(image, background, cell), index // ncx * cell, index % ncx * cell,
     )  # fmt: skip
+
+
+@nb.njit(cache=True)
+def _tag_pixels(image, background, unmasked, cell, ncx, n_cells):
+    """The finite background pixels' values and cells (row-major, as
+    ``image[mask]``) and the unmasked pixels per cell, in two passes without
+    a full-size temporary (numpy's masks and labels: ~2 s per 4200 x 4200
+    image, this ~0.1 s)."""
+    ny, nx = image.shape
+    n = 0
+    for i in range(ny):
+        for j in range(nx):
+            if background[i, j] and np.isfinite(image[i, j]):
+                n += 1
+    values = np.empty(n, image.dtype)
+    labels = np.empty(n, np.int32)
+    area = np.zeros(n_cells)
+    k = 0
+    for i in range(ny):
+        row = (i // cell) * ncx
+        for j in range(nx):
+            label = row + j // cell
+            if unmasked[i, j]:
+                area[label] += 1.0
+            if background[i, j] and np.isfinite(image[i, j]):
+                values[k] = image[i, j]
+                labels[k] = label
+                k += 1
+    return values, labels, area
 
 
 # ---------------------------------------------------------------- comparisons

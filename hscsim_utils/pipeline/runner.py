@@ -8,6 +8,8 @@ when its fingerprint changed (its code, its parameters or the content of what it
 declares it reads, :mod:`hscsim_utils.pipeline.fingerprint`) or when one of its
 declared outputs is missing; otherwise it is skipped. A failing stage stops the
 chain, leaves its executed notebook for inspection and names the failing cell.
+The stages of a run share one kernel, which each finds as a new one would be
+(:mod:`hscsim_utils.pipeline.kernel`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from hscsim_utils.interpreter import KERNEL_NAME
 from hscsim_utils.memory import PeakMemory
 from hscsim_utils.metrics import read_metrics, update_metrics
 from hscsim_utils.pipeline import fingerprint as fp
+from hscsim_utils.pipeline.kernel import KERNEL_ARGUMENTS, StageKernel
 from hscsim_utils.pipeline.parameters import parse_assignments, stage_parameters
 from hscsim_utils.pipeline.report import write_report
 from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, STATE_FILE, RunFolder
@@ -144,8 +147,12 @@ class StageProgress:
 
 
 def _run_notebook(
-    stage: Stage, params: dict, run: RunFolder, progress: StageProgress | None = None
-) -> Path:
+    stage: Stage, params: dict, run: RunFolder, progress: StageProgress | None = None,
+    kernel: StageKernel | None = None,
+) -> Path:  # fmt: skip
+    """Execute the stage's notebook into the run's notebooks folder, in a kernel
+    of its own or in ``kernel`` (prepared for it with the call log of
+    ``os.environ``, :func:`_call_log`)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -153,6 +160,7 @@ def _run_notebook(
     # papermill rewrites its output after every cell: write a temporary name and
     # rename it once the notebook has finished, successfully or not.
     partial = out.with_name(f"{TMP_PREFIX}{out.name}")
+    km = None if kernel is None else kernel.manager(os.environ.get(calltimes.ENV))
     try:
         papermill.execute_notebook(
             str(stage.notebook),
@@ -162,11 +170,10 @@ def _run_notebook(
             kernel_name=KERNEL_NAME,
             progress_bar=False,
             log_output=False,
-            # the kernel's own start-up log (e.g. "running over TCP without
-            # encryption" on every stage); the notebook's output is unaffected
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=KERNEL_ARGUMENTS,
             stdout_file=progress,
             stderr_file=progress,
+            km=km,
         )
     except PapermillExecutionError as err:
         os.replace(partial, out)
@@ -177,6 +184,9 @@ def _run_notebook(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        if kernel is not None:
+            kernel.release()
     os.replace(partial, out)
     return out
 
@@ -303,8 +313,11 @@ def run_tile(
                file=sys.stdout)  # fmt: skip
     try:
         jobs = _band_jobs(chain, chosen, force, notebook_dir, specs)
-        with BandRuns(jobs, chain.prefix) as band_runs:
-            _run_stages(bar, chain, chosen, force, band_runs)
+        with (
+            BandRuns(jobs, chain.prefix) as band_runs,
+            StageKernel(run.notebooks_dir) as kernel,
+        ):
+            _run_stages(bar, chain, chosen, force, band_runs, kernel)
     finally:  # a failed run reports too: what ran and where it failed
         stale = stale_stages(chain)
         write_json(run.root / DIGEST_FILE, chain.cache.known)
@@ -547,10 +560,12 @@ def stale_stages(chain: _Chain) -> dict[str, str]:
 
 
 def _run_stages(
-    bar, chain: _Chain, chosen: set[str], force: bool, band_runs: BandRuns
-) -> None:
-    """Run the chosen stages in order; before the first that reads the band
-    runs, wait for them (each stage's peak memory leaves them out)."""
+    bar, chain: _Chain, chosen: set[str], force: bool, band_runs: BandRuns,
+    kernel: StageKernel,
+) -> None:  # fmt: skip
+    """Run the chosen stages in order in ``kernel``; before the first that
+    reads the band runs, wait for them (each stage's peak memory leaves them
+    out)."""
     from tqdm.auto import tqdm
 
     run, prefix = chain.run, chain.prefix
@@ -572,7 +587,8 @@ def _run_stages(
         log = run.root / CALLS_DIR / f"{stage.name}.jsonl"
         try:
             with mem, _call_log(log):
-                _run_notebook(stage, params, run, StageProgress(bar, stage.name))
+                _run_notebook(stage, params, run, StageProgress(bar, stage.name),
+                              kernel)  # fmt: skip
             status = "ok"
         finally:
             wall = time.perf_counter() - t0

@@ -1,0 +1,141 @@
+"""One Jupyter kernel for the stages a chain runs one after another.
+
+Started for every stage, a kernel costs about 1 s to start and stop, and the
+stage's imports (astropy, matplotlib, the stage modules, numba's cached
+functions) 1-3 s more (the i-band chain on the full DEMO patch: 1.3-2.4 s per
+stage between the end of one stage's last cell and the start of the next
+stage's first, 1.2-2.8 s in each import cell). :class:`StageKernel` keeps one
+kernel for the stages of a run and, before each stage, gives it the state a new
+kernel would have where a notebook could tell the difference:
+
+- an empty namespace (``%reset -f``: no variable of an earlier stage is seen,
+  and its arrays are freed) and execution counts from 1;
+- no open figure, and the working folder the kernel started in;
+- the stage's call log (:mod:`hscsim_utils.calltimes`), which a new kernel
+  would inherit from the runner's environment.
+
+Libraries read their thread counts once, when imported (numba, OpenMP,
+OpenBLAS): a kernel is started again when the runner's thread limits
+(:func:`hscsim_utils.threads.limited_threads`) differ from those it started
+with, as they do in a tile of several bands once its band runs have finished.
+Modules stay imported, with the state they keep (caches, warnings already
+shown once). Each notebook run alone, in JupyterLab or by papermill, still has
+a kernel of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+from hscsim_utils import calltimes
+from hscsim_utils.interpreter import KERNEL_NAME
+from hscsim_utils.threads import THREAD_VARS
+
+__all__ = ["StageKernel"]
+
+#: The kernel's own start-up log (e.g. "running over TCP without encryption"
+#: on every start); a notebook's output is unaffected.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+class _Manager(AsyncKernelManager):
+    """A kernel manager that keeps the clients papermill makes of it, so that
+    their channels (and heartbeat threads) can be closed after each stage."""
+
+    def client(self, **kwargs):  # noqa: ANN201 (jupyter_client's signature)
+        kc = super().client(**kwargs)
+        self.clients = [*getattr(self, "clients", []), kc]
+        return kc
+
+
+def _thread_limits() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in THREAD_VARS}
+
+
+class StageKernel:
+    """A kernel reused by the stages of one run (see the module docstring)::
+
+    with StageKernel(run.notebooks_dir) as kernel:
+        papermill.execute_notebook(..., km=kernel.manager(call_log))
+        kernel.release()
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = Path(cwd)
+        self.starts = 0
+        self._km: _Manager | None = None
+        self._limits: dict[str, str | None] = {}
+
+    def __enter__(self) -> StageKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def manager(self, call_log: str | None) -> AsyncKernelManager:
+        """The kernel manager for the next stage, its kernel prepared for it
+        (started when there is none, it died, or the thread limits changed);
+        ``call_log``: the stage's call log, or None for none."""
+        limits = _thread_limits()
+        if self._km is not None and (
+            limits != self._limits or not run_sync(self._km.is_alive)()
+        ):
+            self.close()
+        if self._km is None:
+            km = _Manager(kernel_name=KERNEL_NAME)
+            run_sync(km.start_kernel)(cwd=str(self.cwd),
+                                      extra_arguments=KERNEL_ARGUMENTS)  # fmt: skip
+            self._km, self._limits = km, limits
+            self.starts += 1
+        self._prepare(call_log)
+        return self._km
+
+    def release(self) -> None:
+        """Close the channels of the clients the last stage used."""
+        if self._km is not None:
+            for kc in getattr(self._km, "clients", []):
+                kc.stop_channels()
+            self._km.clients = []
+
+    def close(self) -> None:
+        """Shut the kernel down (a no-op when none runs)."""
+        if self._km is None:
+            return
+        self.release()
+        km, self._km = self._km, None
+        run_sync(km.shutdown_kernel)(now=False)
+
+    def _prepare(self, call_log: str | None) -> None:
+        log = (f"_os.environ[{calltimes.ENV!r}] = {str(call_log)!r}\n" if call_log
+               else f"_os.environ.pop({calltimes.ENV!r}, None)\n")  # fmt: skip
+        code = (
+            "get_ipython().run_line_magic('reset', '-f')\n"
+            "import gc as _gc, os as _os, sys as _sys\n"
+            "if 'matplotlib.pyplot' in _sys.modules:\n"
+            "    _sys.modules['matplotlib.pyplot'].close('all')\n"
+            f"_os.chdir({str(self.cwd)!r})\n"
+            f"{log}"
+            "_gc.collect()\n"
+            "get_ipython().execution_count = 1\n"
+            "del _gc, _os, _sys\n"
+        )
+        kc = self._km.client()
+        try:
+            kc.start_channels()
+            run_sync(kc.wait_for_ready)(timeout=60)
+            reply = run_sync(kc.execute_interactive)(
+                code, silent=True, store_history=False, timeout=120,
+                output_hook=lambda msg: None,
+            )  # fmt: skip
+        finally:
+            self.release()
+        if reply["content"]["status"] != "ok":
+            content = reply["content"]
+            raise RuntimeError(
+                f"preparing the stage kernel failed: {content.get('ename')}: "
+                f"{content.get('evalue')}"
+            )
