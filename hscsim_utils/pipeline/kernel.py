@@ -9,7 +9,8 @@ kernel for the stages of a run and, before each stage, gives it the state a new
 kernel would have where a notebook could tell the difference:
 
 - an empty namespace (``%reset -f``: no variable of an earlier stage is seen,
-  and its arrays are freed) and execution counts from 1;
+  and its arrays are freed, garbage collection included) and execution counts
+  from 1;
 - no open figure, and the working folder the kernel started in;
 - the stage's call log (:mod:`hscsim_utils.calltimes`), which a new kernel
   would inherit from the runner's environment.
@@ -114,14 +115,13 @@ class StageKernel:
                else f"_os.environ.pop({calltimes.ENV!r}, None)\n")  # fmt: skip
         code = (
             "get_ipython().run_line_magic('reset', '-f')\n"
-            "import gc as _gc, os as _os, sys as _sys\n"
+            "import os as _os, sys as _sys\n"
             "if 'matplotlib.pyplot' in _sys.modules:\n"
             "    _sys.modules['matplotlib.pyplot'].close('all')\n"
             f"_os.chdir({str(self.cwd)!r})\n"
             f"{log}"
-            "_gc.collect()\n"
             "get_ipython().execution_count = 1\n"
-            "del _gc, _os, _sys\n"
+            "del _os, _sys\n"
         )
         kc = self._km.client()
         try:
