@@ -149,10 +149,18 @@ def test_stages_share_one_kernel_that_each_finds_like_new(tmp_path, tile):
     assert {s["count"] for s in seen.values()} == {seen["01_a"]["count"]}
     assert [os.path.basename(s["log"]) for s in seen.values()] == [
         "01_a.jsonl", "02_b.jsonl", "03_c.jsonl"]  # fmt: skip
+    for name in ("01_a", "02_b", "03_c"):  # nothing but the stage's own output
+        cells = json.loads((out / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+        assert not [o for c in cells for o in c.get("outputs", [])]
 
 
-def test_stage_kernel_starts_again_when_the_thread_limits_change(tmp_path):
-    from hscsim_utils.pipeline.kernel import StageKernel
+def test_stage_kernel_starts_again_when_it_must(tmp_path):
+    """A new kernel when the thread limits change, after a stage that imported
+    a module of HEAVY_MODULES, and after the kernel died; closing a dead
+    kernel does not raise."""
+    import signal
+
+    from hscsim_utils.pipeline.kernel import HEAVY_MODULES, StageKernel
     from hscsim_utils.threads import limited_threads
 
     def pid(kernel):
@@ -160,12 +168,20 @@ def test_stage_kernel_starts_again_when_the_thread_limits_change(tmp_path):
         return km.provisioner.process.pid
 
     with StageKernel(tmp_path) as kernel:
-        first = pid(kernel)
-        assert pid(kernel) == first and kernel.starts == 1
+        pids = [pid(kernel)]
+        assert pid(kernel) == pids[0] and kernel.starts == 1
         with limited_threads(1):
-            second = pid(kernel)
-        third = pid(kernel)
-    assert first != second != third and kernel.starts == 3
+            pids.append(pid(kernel))
+        pids.append(pid(kernel))
+        kernel._execute(f"import sys, types; sys.modules[{HEAVY_MODULES[0]!r}] = "
+                        f"types.ModuleType({HEAVY_MODULES[0]!r})")  # fmt: skip
+        pids.append(pid(kernel))
+        os.kill(pids[-1], signal.SIGKILL)  # a kernel that died
+        kernel._km.provisioner.process.wait(timeout=30)
+        pids.append(pid(kernel))
+        os.kill(pids[-1], signal.SIGKILL)  # dead when the block closes it
+        kernel._km.provisioner.process.wait(timeout=30)
+    assert len(set(pids)) == 5 and kernel.starts == 5
     assert kernel._km is None
 
 

@@ -8,9 +8,9 @@ stage's first, 1.2-2.8 s in each import cell). :class:`StageKernel` keeps one
 kernel for the stages of a run and, before each stage, gives it the state a new
 kernel would have where a notebook could tell the difference:
 
-- an empty namespace (``%reset -f``: no variable of an earlier stage is seen,
-  and its arrays are freed, garbage collection included) and execution counts
-  from 1;
+- an empty namespace (IPython's reset: no variable of an earlier stage is
+  seen, and its arrays are freed, the last error's traceback too) and a new
+  history session (execution counts from 1);
 - no open figure, and the working folder the kernel started in;
 - the stage's call log (:mod:`hscsim_utils.calltimes`), which a new kernel
   would inherit from the runner's environment.
@@ -18,7 +18,8 @@ kernel would have where a notebook could tell the difference:
 Libraries read their thread counts once, when imported (numba, OpenMP,
 OpenBLAS): a kernel is started again when the runner's thread limits
 (:func:`hscsim_utils.threads.limited_threads`) differ from those it started
-with, as they do in a tile of several bands once its band runs have finished.
+with, as they do in a tile of several bands once its band runs have finished,
+and after a stage that imported a module of :data:`HEAVY_MODULES`.
 Modules stay imported, with the state they keep (caches, warnings already
 shown once). Each notebook run alone, in JupyterLab or by papermill, still has
 a kernel of its own.
@@ -27,6 +28,7 @@ a kernel of its own.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -38,9 +40,17 @@ from hscsim_utils.threads import THREAD_VARS
 
 __all__ = ["StageKernel"]
 
-#: The kernel's own start-up log (e.g. "running over TCP without encryption"
-#: on every start); a notebook's output is unaffected.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: The kernel's own start-up log off (e.g. "running over TCP without
+#: encryption" on every start; a notebook's output is unaffected), and its
+#: input history in memory, as nbclient starts its kernels: no history file
+#: shared by the kernels of parallel runs.
+KERNEL_ARGUMENTS = [
+    "--IPKernelApp.log_level=ERROR", "--HistoryManager.hist_file=:memory:",
+]  # fmt: skip
+#: Modules after which a stage leaves the kernel to be started again: they hold
+#: memory no reset returns (TensorFlow, ~1 GB, when stage 05's PSF estimator
+#: uses ufig's CNN).
+HEAVY_MODULES = ("tensorflow", "torch")
 
 
 class _Manager(AsyncKernelManager):
@@ -58,12 +68,10 @@ def _thread_limits() -> dict[str, str | None]:
 
 
 class StageKernel:
-    """A kernel reused by the stages of one run (see the module docstring)::
-
-    with StageKernel(run.notebooks_dir) as kernel:
-        papermill.execute_notebook(..., km=kernel.manager(call_log))
-        kernel.release()
-    """
+    """A kernel reused by the stages of one run (see the module docstring):
+    ``papermill.execute_notebook(..., km=kernel.manager(call_log))`` for each
+    stage, then :meth:`release`; :meth:`close` (or leaving the ``with`` block)
+    shuts it down."""
 
     def __init__(self, cwd: Path) -> None:
         self.cwd = Path(cwd)
@@ -84,7 +92,8 @@ class StageKernel:
         limits = _thread_limits()
         if self._km is not None and (
             limits != self._limits or not run_sync(self._km.is_alive)()
-        ):
+            or self._holds_heavy_modules()
+        ):  # fmt: skip
             self.close()
         if self._km is None:
             km = _Manager(kernel_name=KERNEL_NAME)
@@ -98,44 +107,66 @@ class StageKernel:
     def release(self) -> None:
         """Close the channels of the clients the last stage used."""
         if self._km is not None:
-            for kc in getattr(self._km, "clients", []):
-                kc.stop_channels()
-            self._km.clients = []
+            self.release_of(self._km)
+
+    @staticmethod
+    def release_of(km: _Manager) -> None:
+        for kc in getattr(km, "clients", []):
+            kc.stop_channels()
+        km.clients = []
 
     def close(self) -> None:
-        """Shut the kernel down (a no-op when none runs)."""
+        """Shut the kernel down (a no-op when none runs). Never raises: it also
+        runs while a stage's error propagates, which it must not replace."""
         if self._km is None:
             return
-        self.release()
         km, self._km = self._km, None
-        run_sync(km.shutdown_kernel)(now=False)
+        try:
+            self.release_of(km)
+            if run_sync(km.is_alive)():
+                run_sync(km.shutdown_kernel)(now=False)
+            else:
+                run_sync(km.cleanup_resources)()
+        except Exception as err:  # a kernel already gone, a closed zmq context
+            warnings.warn(f"stage kernel not shut down cleanly: {err}", stacklevel=2)
+
+    def _holds_heavy_modules(self) -> bool:
+        expression = f"any(m in __import__('sys').modules for m in {HEAVY_MODULES})"
+        values = self._execute("", {"heavy": expression})["content"]["user_expressions"]
+        return values["heavy"]["data"]["text/plain"] == "True"
 
     def _prepare(self, call_log: str | None) -> None:
         log = (f"_os.environ[{calltimes.ENV!r}] = {str(call_log)!r}\n" if call_log
                else f"_os.environ.pop({calltimes.ENV!r}, None)\n")  # fmt: skip
         code = (
-            "get_ipython().run_line_magic('reset', '-f')\n"
-            "import os as _os, sys as _sys\n"
+            # a new history session: execution counts from 1 again
+            "get_ipython().reset(new_session=True)\n"
+            "import gc as _gc, os as _os, sys as _sys\n"
+            "_sys.last_type = _sys.last_value = _sys.last_traceback = None\n"
             "if 'matplotlib.pyplot' in _sys.modules:\n"
             "    _sys.modules['matplotlib.pyplot'].close('all')\n"
             f"_os.chdir({str(self.cwd)!r})\n"
             f"{log}"
-            "get_ipython().execution_count = 1\n"
-            "del _os, _sys\n"
+            "_gc.collect()\n"
+            "del _gc, _os, _sys\n"
         )
-        kc = self._km.client()
-        try:
-            kc.start_channels()
-            run_sync(kc.wait_for_ready)(timeout=60)
-            reply = run_sync(kc.execute_interactive)(
-                code, silent=True, store_history=False, timeout=120,
-                output_hook=lambda msg: None,
-            )  # fmt: skip
-        finally:
-            self.release()
+        reply = self._execute(code)
         if reply["content"]["status"] != "ok":
             content = reply["content"]
             raise RuntimeError(
                 f"preparing the stage kernel failed: {content.get('ename')}: "
                 f"{content.get('evalue')}"
             )
+
+    def _execute(self, code: str, expressions: dict[str, str] | None = None) -> dict:
+        """Run ``code`` silently in the kernel; its reply."""
+        kc = self._km.client()
+        try:
+            kc.start_channels()
+            run_sync(kc.wait_for_ready)(timeout=60)
+            return run_sync(kc.execute_interactive)(
+                code, silent=True, store_history=False, timeout=120,
+                user_expressions=expressions or {}, output_hook=lambda msg: None,
+            )  # fmt: skip
+        finally:
+            self.release()
