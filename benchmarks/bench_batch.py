@@ -6,7 +6,7 @@
 Builds four small demo tiles (different seeds and positions in the patch), runs
 them as a batch on a Dask LocalCluster with two worker processes (one thread per
 tile), then runs each alone in sequence (all cores), and prints both wall times,
-their ratio (target: at most 0.65 on 2 cores), the CPU time of each, and whether
+their ratio (target: at most 0.55 on 2 cores), the CPU time of each, and whether
 every tile's metrics are the same in both runs (to 1e-9 relative: floating-point
 reductions may sum in another order on one thread than on two). Numba's on-disk
 caches are filled first, so that neither run pays the one-time compilation.
@@ -39,7 +39,7 @@ from hscsim_utils.demo.build import build_demo_tile
 from hscsim_utils.pipeline import batch, runner
 
 CENTRES = [(1400.0, 1400.0), (2800.0, 1400.0), (1400.0, 2800.0), (2800.0, 2800.0)]
-TARGET_RATIO = 0.65
+TARGET_RATIO = 0.55
 #: Metrics agree to this relative difference: a tile on one thread sums some
 #: floating-point reductions (BLAS, numba) in another order than on two.
 SAME_REL = 1e-9
