@@ -57,10 +57,20 @@ class _Manager(AsyncKernelManager):
     """A kernel manager that keeps the clients papermill makes of it, so that
     their channels (and heartbeat threads) can be closed after each stage."""
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clients: list = []
+
     def client(self, **kwargs):  # noqa: ANN201 (jupyter_client's signature)
         kc = super().client(**kwargs)
-        self.clients = [*getattr(self, "clients", []), kc]
+        self.clients.append(kc)
         return kc
+
+    def release_clients(self) -> None:
+        """Close the channels of every client made so far."""
+        for kc in self.clients:
+            kc.stop_channels()
+        self.clients = []
 
 
 def _thread_limits() -> dict[str, str | None]:
@@ -87,13 +97,15 @@ class StageKernel:
 
     def manager(self, call_log: str | None) -> AsyncKernelManager:
         """The kernel manager for the next stage, its kernel prepared for it
-        (started when there is none, it died, or the thread limits changed);
-        ``call_log``: the stage's call log, or None for none."""
+        (started when there is none, it died, the thread limits changed or it
+        holds a module of :data:`HEAVY_MODULES`); ``call_log``: the stage's
+        call log, or None for none."""
         limits = _thread_limits()
         if self._km is not None and (
             limits != self._limits or not run_sync(self._km.is_alive)()
-            or self._holds_heavy_modules()
-        ):  # fmt: skip
+        ):
+            self.close()
+        if self._km is not None and self._prepare(call_log):
             self.close()
         if self._km is None:
             km = _Manager(kernel_name=KERNEL_NAME)
@@ -101,19 +113,13 @@ class StageKernel:
                                       extra_arguments=KERNEL_ARGUMENTS)  # fmt: skip
             self._km, self._limits = km, limits
             self.starts += 1
-        self._prepare(call_log)
+            self._prepare(call_log)
         return self._km
 
     def release(self) -> None:
         """Close the channels of the clients the last stage used."""
         if self._km is not None:
-            self.release_of(self._km)
-
-    @staticmethod
-    def release_of(km: _Manager) -> None:
-        for kc in getattr(km, "clients", []):
-            kc.stop_channels()
-        km.clients = []
+            self._km.release_clients()
 
     def close(self) -> None:
         """Shut the kernel down (a no-op when none runs). Never raises: it also
@@ -122,7 +128,7 @@ class StageKernel:
             return
         km, self._km = self._km, None
         try:
-            self.release_of(km)
+            km.release_clients()
             if run_sync(km.is_alive)():
                 run_sync(km.shutdown_kernel)(now=False)
             else:
@@ -130,12 +136,10 @@ class StageKernel:
         except Exception as err:  # a kernel already gone, a closed zmq context
             warnings.warn(f"stage kernel not shut down cleanly: {err}", stacklevel=2)
 
-    def _holds_heavy_modules(self) -> bool:
-        expression = f"any(m in __import__('sys').modules for m in {HEAVY_MODULES})"
-        values = self._execute("", {"heavy": expression})["content"]["user_expressions"]
-        return values["heavy"]["data"]["text/plain"] == "True"
-
-    def _prepare(self, call_log: str | None) -> None:
+    def _prepare(self, call_log: str | None) -> bool:
+        """Reset the kernel for the next stage; whether it holds a module of
+        :data:`HEAVY_MODULES` (imported by an earlier stage; a reset keeps
+        modules)."""
         log = (f"_os.environ[{calltimes.ENV!r}] = {str(call_log)!r}\n" if call_log
                else f"_os.environ.pop({calltimes.ENV!r}, None)\n")  # fmt: skip
         code = (
@@ -150,13 +154,14 @@ class StageKernel:
             "_gc.collect()\n"
             "del _gc, _os, _sys\n"
         )
-        reply = self._execute(code)
-        if reply["content"]["status"] != "ok":
-            content = reply["content"]
+        heavy = f"any(m in __import__('sys').modules for m in {HEAVY_MODULES})"
+        content = self._execute(code, {"heavy": heavy})["content"]
+        if content["status"] != "ok":
             raise RuntimeError(
                 f"preparing the stage kernel failed: {content.get('ename')}: "
                 f"{content.get('evalue')}"
             )
+        return content["user_expressions"]["heavy"]["data"]["text/plain"] == "True"
 
     def _execute(self, code: str, expressions: dict[str, str] | None = None) -> dict:
         """Run ``code`` silently in the kernel; its reply."""
