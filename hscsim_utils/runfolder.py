@@ -13,6 +13,7 @@ read and write (:mod:`hscsim_utils.stages.registry`) and reach the files through
       stars/besancon.h5, stars/gaia.h5  stage 04
       psf/psf_model.h5, psf_catalog.cat, psf_summary.json   stage 05
       sim/baseline/                     stage 06 (GalSBI/UFig outputs)
+      sim/population/                   the galaxy population the simulations share
       psf_finetune/                     stage 08 (improved PSF model, its simulation)
       background_finetune/              stage 09 (improved sysmaps, its simulations)
       metrics.json                      one section per stage (07, 08, 09, timing)
@@ -52,6 +53,9 @@ PRODUCTS: dict[str, str] = {
     "background_finetune": "background_finetune/",
     "band_runs": "bands/",
 }
+#: Folders of work kept for reuse, not products: what a stage computes does not
+#: depend on whether an entry is there, only how long it takes.
+CACHES: dict[str, str] = {"population_cache": "sim/population/"}
 METRICS_FILE = "metrics.json"
 #: The runner's record of every stage's result in a run folder.
 STATE_FILE = ".hscsim_state.json"
@@ -163,6 +167,13 @@ class RunFolder:
     def sim_baseline(self) -> Path:
         """Stage 06's simulation folder."""
         return self.product("sim_baseline")
+
+    @property
+    def population_cache(self) -> Path:
+        """The galaxy population the run's simulations sample once and share
+        (:mod:`hscsim_utils.population_cache`). Not a product: a simulation
+        finds there what it would sample itself, or samples and adds it."""
+        return self.root / CACHES["population_cache"]
 
     @property
     def psf_finetune_dir(self) -> Path:

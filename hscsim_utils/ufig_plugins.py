@@ -5,10 +5,12 @@ measures; the demo tile (:mod:`hscsim_utils.demo.ufig_config`) only renders. Bot
 sample and render the same way, so the lists live here once.
 """
 
-#: Galaxies from the GalSBI posterior, Besancon stars spliced with Gaia.
+#: Galaxies from the GalSBI posterior (GalSBI's sampler, whose outcome a run's
+#: simulations share: :mod:`hscsim_utils.population_cache`), Besancon stars
+#: spliced with Gaia.
 SAMPLE = [
     "ufig.plugins.multi_band_setup",
-    "galsbi.ucat.plugins.sample_galaxies",
+    "hscsim_utils.population_cache",
     "ufig.plugins.draw_stars_besancon_map",
 ]
 

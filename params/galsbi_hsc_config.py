@@ -82,6 +82,10 @@ lum_fct_filter_band = "B"
 magzero_dict = {"i": 27.0}  # HSC PDR3 coadds; skymapinfo's value is passed
 
 # ---------------------------------------------------------------- plugins
+# Folder where the galaxy population sampled by a run's first simulation is kept
+# for the next ones (hscsim_utils.population_cache); None: always sample.
+# hscsim_utils.stages.simulate sets it to the run folder's sim/population/.
+population_cache_dir = None
 # ufig's common config lacks filepath_cnn, which estimate_psf reads.
 filepath_cnn = _cnn_weights()
 

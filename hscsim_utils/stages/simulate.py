@@ -52,6 +52,7 @@ from hscsim_utils.compat.ufig_gaia import shift_gaia_for_ufig
 from hscsim_utils.errors import InputError, ToolError
 from hscsim_utils.hsc.tile import TileSpec
 from hscsim_utils.numerics.psf_model import PSF_BETAS, peak_pixel_fraction
+from hscsim_utils.population_cache import CACHE_PARAMETER
 from hscsim_utils.runfolder import REPO_ROOT, RunFolder, read_dataset
 from hscsim_utils.stages import registry
 from hscsim_utils.stages.skymapinfo import tutorial_gain
@@ -706,6 +707,7 @@ def run_simulation(
     if photon_noise == "measured" and len(settings.bands) > 1:
         raise InputError("photon_noise", "'measured' needs a single band")
     fixed = {
+        CACHE_PARAMETER: str(run.population_cache),
         "sextractor_binary": sextractor_binary(),
         "filepath_cnn": config.filepath_cnn if kind == "cnn" else None,
     }

@@ -1,0 +1,175 @@
+"""The galaxy population of a run's simulations: sampled once, then reused.
+
+GalSBI samples the galaxy population (``galsbi.ucat.plugins.sample_galaxies``:
+numbers and redshifts from the luminosity functions, template coefficients and
+magnitudes, then sizes, Sersic indices and ellipticities) from the model's
+parameters, the patch's WCS and the seed alone. The simulations of a chain
+(stage 06's, 08's and the two of 09) share model, posterior sample and seed and
+differ in PSF and background only, so each drew the same population again: 8.8 s
+of every simulation of the full 4200 x 4200 DEMO patch (cProfile of stage 09).
+
+This plugin stands in the plugin list where ``sample_galaxies`` stood. With the
+parameter :data:`CACHE_PARAMETER` unset it runs the sampler as before (the DEMO
+tile's renderer). With it set to a folder, the first simulation runs the sampler
+and keeps what it made; a later one whose sampler would read the same parameter
+values takes the kept population instead of sampling.
+
+- What decides the population: every parameter the sampler reads, recorded by
+  name while it runs (attribute and item reads, and names it finds absent),
+  each kept with a digest of its value (SHA-256 of its pickle). A later
+  simulation reuses an entry only if all these digests agree; any other
+  parameter (the PSF, the background map) cannot change the population.
+  Files named by parameters (the template tables of the data cache) are taken
+  to be what their names say.
+- What the sampler leaves: the attributes it sets on the context (the
+  catalogue, the healpix pixels, their area, the number of galaxies), the
+  parameters it sets (``filters_full_names`` when absent) and numpy's global
+  random state, which it seeds per healpix pixel (the plugins after it seed
+  their own today; a plugin that did not would draw on). A reuse restores all
+  three, so the simulation's image and catalogue are the same to the last bit
+  (``tests/test_population_cache.py`` runs the simulation each way).
+
+Entries are pairs of files, ``<key>.pkl`` (what the sampler left) and
+``<key>.reads.json`` (the digests; written last, so an entry without it is
+incomplete and ignored); the newest :data:`KEEP` entries stay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ivy.plugin.base_plugin import BasePlugin
+
+from hscsim_utils.atomic import atomic_path
+
+__all__ = ["CACHE_PARAMETER", "KEEP", "SAMPLER", "Plugin", "sample_or_reuse"]
+
+#: The plugin this one stands in for.
+SAMPLER = "galsbi.ucat.plugins.sample_galaxies"
+#: The parameter naming the cache folder (None: always sample).
+CACHE_PARAMETER = "population_cache_dir"
+#: How many entries a cache folder keeps (a run uses one seed and model at a time).
+KEEP = 2
+_ABSENT = "absent"
+
+
+def _digest(value: Any) -> str:
+    try:
+        data = pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        data = repr(value).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _value_digest(par: Any, name: str) -> str | None:
+    """Digest of a parameter's value, ``absent`` if unset, None for a method."""
+    values = object.__getattribute__(par, "__dict__")
+    if name in values:
+        return _digest(values[name])
+    return None if hasattr(type(par), name) else _ABSENT
+
+
+@contextlib.contextmanager
+def _recorded_reads(par: Any) -> Iterator[dict[str, str | None]]:
+    """The digests of the parameters read while the block runs, each as it was
+    first read (a parameter found absent and then set stays ``absent``)."""
+    seen: dict[str, str | None] = {}
+    cls = type(par)
+
+    def note(name: str) -> None:
+        if name not in seen and not name.startswith("__"):
+            seen[name] = _value_digest(par, name)
+
+    class Recording(cls):
+        def __getattribute__(self, name: str) -> Any:
+            note(name)
+            return super().__getattribute__(name)
+
+        def __getitem__(self, name: str) -> Any:
+            note(name)
+            return super().__getitem__(name)
+
+    par.__class__ = Recording
+    try:
+        yield seen
+    finally:
+        par.__class__ = cls
+
+
+def _changed(before: dict, after: dict) -> dict:
+    return {k: v for k, v in after.items() if k not in before or before[k] is not v}
+
+
+def _run_and_keep(ctx: Any, folder: Path) -> None:
+    from ivy.plugin.plugin_factory import PluginFactory
+
+    par = ctx.parameters
+    ctx_before, par_before = dict(ctx.__dict__), dict(par.__dict__)
+    with _recorded_reads(par) as seen:
+        PluginFactory.create_instance(SAMPLER, ctx)()
+    digests = {n: d for n, d in sorted(seen.items()) if d is not None}
+    left = {
+        "context": _changed(ctx_before, ctx.__dict__),
+        "parameters": _changed(par_before, par.__dict__),
+        "random_state": np.random.get_state(),  # noqa: NPY002 (ufig draws from it)
+    }
+    key = _digest(digests)[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{key}.pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(left, protocol=5))
+    with atomic_path(folder / f"{key}.reads.json") as tmp:
+        tmp.write_text(json.dumps(digests, indent=0, sort_keys=True))
+    entries = sorted(folder.glob("*.reads.json"), key=lambda p: p.stat().st_mtime)
+    for old in entries[:-KEEP]:
+        old.unlink(missing_ok=True)
+        old.with_name(old.name.replace(".reads.json", ".pkl")).unlink(missing_ok=True)
+
+
+def _reuse(ctx: Any, folder: Path) -> Path | None:
+    """Restore a kept population whose reads all agree; its file, else None."""
+    par = ctx.parameters
+    for reads in sorted(folder.glob("*.reads.json")):
+        digests = json.loads(reads.read_text())
+        if any(_value_digest(par, n) != d for n, d in digests.items()):
+            continue
+        kept = reads.with_name(reads.name.replace(".reads.json", ".pkl"))
+        left = pickle.loads(kept.read_bytes())
+        for name, value in left["parameters"].items():
+            setattr(par, name, value)
+        for name, value in left["context"].items():
+            setattr(ctx, name, value)
+        np.random.set_state(left["random_state"])  # noqa: NPY002
+        return kept
+    return None
+
+
+def sample_or_reuse(ctx: Any) -> str:
+    """Sample the population into ``ctx``, or restore a kept one; which it did."""
+    from ivy.plugin.plugin_factory import PluginFactory
+
+    folder = getattr(ctx.parameters, CACHE_PARAMETER, None)
+    if folder is None:
+        PluginFactory.create_instance(SAMPLER, ctx)()
+        return "sampled"
+    folder = Path(folder)
+    if folder.is_dir() and (kept := _reuse(ctx, folder)) is not None:
+        return f"reused {kept.name}"
+    _run_and_keep(ctx, folder)
+    return "sampled and kept"
+
+
+class Plugin(BasePlugin):
+    """GalSBI's galaxy sampling, reusing a run's earlier identical sample."""
+
+    def __call__(self) -> None:
+        self.ctx.population_source = sample_or_reuse(self.ctx)
+
+    def __str__(self) -> str:
+        return "sample gal population (cached)"
