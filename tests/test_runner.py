@@ -336,6 +336,30 @@ def test_code_change_reruns_only_the_stages_that_import_it(
     assert "03_c: ok" in printed  # imports plots_b through shared
 
 
+def test_a_python_repo_file_counts_with_the_modules_it_imports(tmp_path, monkeypatch):
+    """The simulation config is read as ``repo:``; its plugin lists live in a
+    package module, whose edit must re-run the simulating stages."""
+    package = tmp_path / "hscsim_utils"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plugins.py").write_text("SAMPLE = ['a']\n")
+    (tmp_path / "config.py").write_text("from hscsim_utils import plugins\n")
+    (tmp_path / "table.csv").write_text("1\n")
+    monkeypatch.setattr(fingerprint, "PACKAGE_DIR", package)
+    monkeypatch.setattr(fingerprint, "REPO_ROOT", tmp_path)
+    cache = fingerprint.DigestCache()
+
+    def digest(entry: str) -> str:
+        return fingerprint._read_digest(entry, None, {}, tmp_path, cache)
+
+    before = digest("repo:config.py"), digest("repo:table.csv")
+    (package / "plugins.py").write_text("SAMPLE = ['b', 'c']\n")
+    after = digest("repo:config.py"), digest("repo:table.csv")
+    assert after[0] != before[0] and after[1] == before[1]
+    files = fingerprint.code_files(tmp_path / "config.py", package)
+    assert [p.name for p in files] == ["config.py", "__init__.py", "plugins.py"]
+
+
 #: a and b run per band; c reads a and b of the detection band.
 BAND_SPECS = (
     StageSpec("01", "a", reads=("tile:calexp",), writes=("a",), per_band=True),
