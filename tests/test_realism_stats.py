@@ -91,6 +91,33 @@ def test_ks_ratio_and_robust_width():
     assert rs.density_ratio(110, 0.0, 100, 2.0).value is None
 
 
+def _ks_by_lookup(a, b) -> float:
+    """The KS statistic as it was computed before the merge: every pooled value
+    looked up in both sorted samples."""
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    pooled = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, pooled, side="right") / a.size
+    cdf_b = np.searchsorted(b, pooled, side="right") / b.size
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ks_merge_gives_the_lookups_float(dtype):
+    rng = np.random.default_rng(7)
+    for n_a, n_b, decimals in [(1000, 1000, 1), (50_000, 7_001, 2), (3, 40_000, 0),
+                               (200_000, 150_000, 6)]:  # fmt: skip
+        a = rng.normal(0, 1, n_a).round(decimals).astype(dtype)
+        b = rng.normal(0.02, 1.1, n_b).round(decimals).astype(dtype)
+        assert rs.ks_statistic(a, b) == _ks_by_lookup(a, b)  # exactly
+        assert rs.ks_statistic(b, a) == _ks_by_lookup(b, a)
+    mixed = rng.normal(size=500)
+    assert rs.ks_statistic(mixed.astype(np.float32), mixed) == _ks_by_lookup(
+        mixed.astype(np.float32), mixed
+    )
+    with_nan = np.append(rng.normal(size=99), np.nan)
+    assert rs.ks_statistic(with_nan, mixed) == _ks_by_lookup(with_nan, mixed)
+
+
 def test_counts_chi2_is_the_poisson_formula():
     bins = np.array([20.0, 21.0, 22.0, 23.0])
     a = np.r_[np.full(30, 20.5), np.full(10, 21.5), np.full(2, 22.5)]
