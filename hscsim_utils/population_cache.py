@@ -20,7 +20,8 @@ values takes the kept population instead of sampling.
   simulation reuses an entry only if all these digests agree; any other
   parameter (the PSF, the background map) cannot change the population.
   Files named by parameters (the template tables of the data cache) are taken
-  to be what their names say.
+  to be what their names say. The versions of the packages that sample
+  (:data:`SAMPLING_PACKAGES`) count too: an upgrade samples anew.
 - What the sampler leaves: the attributes it sets on the context (the
   catalogue, the healpix pixels, their area, the number of galaxies), the
   parameters it sets (``filters_full_names`` when absent) and numpy's global
@@ -30,8 +31,9 @@ values takes the kept population instead of sampling.
   (``tests/test_population_cache.py`` runs the simulation each way).
 
 Entries are pairs of files, ``<key>.pkl`` (what the sampler left) and
-``<key>.reads.json`` (the digests; written last, so an entry without it is
-incomplete and ignored); the newest :data:`KEEP` entries stay.
+``<key>.reads.json`` (the versions and the digests; written last, so an entry
+without it is incomplete and ignored; one that cannot be read back is sampled
+anew); the newest :data:`KEEP` entries stay.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +52,10 @@ from ivy.plugin.base_plugin import BasePlugin
 
 from hscsim_utils.atomic import atomic_path
 
-__all__ = ["CACHE_PARAMETER", "KEEP", "SAMPLER", "Plugin", "sample_or_reuse"]
+__all__ = [
+    "CACHE_PARAMETER", "KEEP", "SAMPLER", "SAMPLING_PACKAGES", "Plugin",
+    "sample_or_reuse",
+]  # fmt: skip
 
 #: The plugin this one stands in for.
 SAMPLER = "galsbi.ucat.plugins.sample_galaxies"
@@ -57,7 +63,17 @@ SAMPLER = "galsbi.ucat.plugins.sample_galaxies"
 CACHE_PARAMETER = "population_cache_dir"
 #: How many entries a cache folder keeps (a run uses one seed and model at a time).
 KEEP = 2
+#: Distributions whose code draws the population (GalSBI's sampler, its
+#: cosmology, numpy's legacy random streams).
+SAMPLING_PACKAGES = ("galsbi", "PyCosmo", "numpy")
 _ABSENT = "absent"
+_LOG = logging.getLogger(__name__)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in SAMPLING_PACKAGES}
 
 
 def _digest(value: Any) -> str:
@@ -115,17 +131,18 @@ def _run_and_keep(ctx: Any, folder: Path) -> None:
     with _recorded_reads(par) as seen:
         PluginFactory.create_instance(SAMPLER, ctx)()
     digests = {n: d for n, d in sorted(seen.items()) if d is not None}
+    entry = {"versions": _versions(), "reads": digests}
     left = {
         "context": _changed(ctx_before, ctx.__dict__),
         "parameters": _changed(par_before, par.__dict__),
         "random_state": np.random.get_state(),  # noqa: NPY002 (ufig draws from it)
     }
-    key = _digest(digests)[:16]
+    key = _digest(entry)[:16]
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / f"{key}.pkl") as tmp:
         tmp.write_bytes(pickle.dumps(left, protocol=5))
     with atomic_path(folder / f"{key}.reads.json") as tmp:
-        tmp.write_text(json.dumps(digests, indent=0, sort_keys=True))
+        tmp.write_text(json.dumps(entry, indent=0, sort_keys=True))
     entries = sorted(folder.glob("*.reads.json"), key=lambda p: p.stat().st_mtime)
     for old in entries[:-KEEP]:
         old.unlink(missing_ok=True)
@@ -134,13 +151,19 @@ def _run_and_keep(ctx: Any, folder: Path) -> None:
 
 def _reuse(ctx: Any, folder: Path) -> Path | None:
     """Restore a kept population whose reads all agree; its file, else None."""
-    par = ctx.parameters
+    par, versions = ctx.parameters, _versions()
     for reads in sorted(folder.glob("*.reads.json")):
-        digests = json.loads(reads.read_text())
-        if any(_value_digest(par, n) != d for n, d in digests.items()):
+        entry = json.loads(reads.read_text())
+        if entry.get("versions") != versions or any(
+            _value_digest(par, n) != d for n, d in entry.get("reads", {}).items()
+        ):
             continue
         kept = reads.with_name(reads.name.replace(".reads.json", ".pkl"))
-        left = pickle.loads(kept.read_bytes())
+        try:
+            left = pickle.loads(kept.read_bytes())
+        except (OSError, EOFError, pickle.UnpicklingError) as err:
+            _LOG.warning("%s: cannot be read back (%s); sampling anew", kept, err)
+            continue
         for name, value in left["parameters"].items():
             setattr(par, name, value)
         for name, value in left["context"].items():

@@ -59,7 +59,9 @@ def test_a_reused_population_gives_the_same_image_and_catalogue(runs):
 
 def test_the_entry_holds_what_decides_the_population(runs):
     _, run, *_, kept = runs
-    reads = json.loads((run.population_cache / kept[0]).read_text())
+    entry = json.loads((run.population_cache / kept[0]).read_text())
+    assert set(entry["versions"]) == set(pc.SAMPLING_PACKAGES)
+    reads = entry["reads"]
     for name in ("seed", "size_x", "size_y", "filters", "gals_mag_max", "ra0"):
         assert name in reads, name
     # what the sampler does not read cannot stop a reuse
@@ -125,3 +127,26 @@ def test_reads_decide_and_the_sampler_leaves_everything_behind(tmp_path, monkeyp
     d = ctx(seed=1, n=5, psf=0.6, names=["y"])  # found absent before: now set
     assert pc.sample_or_reuse(d) == "sampled and kept" and d.parameters.names == ["y"]
     assert type(d.parameters) is Struct  # the recording class is gone again
+
+
+def test_an_upgrade_or_an_unreadable_entry_samples_anew(tmp_path, monkeypatch):
+    from ivy.plugin.plugin_factory import PluginFactory
+
+    monkeypatch.setattr(PluginFactory, "create_instance",
+                        staticmethod(lambda name, ctx: _Sampler(ctx)))  # fmt: skip
+
+    def ctx():
+        return Struct(parameters=Struct(population_cache_dir=str(tmp_path), seed=2,
+                                        n=3))  # fmt: skip
+
+    assert pc.sample_or_reuse(ctx()) == "sampled and kept"
+    assert pc.sample_or_reuse(ctx()).startswith("reused")
+    versions = pc._versions()
+    monkeypatch.setattr(pc, "_versions", lambda: {**versions, "galsbi": "99.0"})
+    assert pc.sample_or_reuse(ctx()) == "sampled and kept"  # another galsbi
+    monkeypatch.setattr(pc, "_versions", lambda: versions)
+    for kept in tmp_path.glob("*.pkl"):
+        kept.write_bytes(b"not a pickle")
+    again = ctx()
+    assert pc.sample_or_reuse(again) == "sampled and kept"
+    assert again.galaxies.shape == (3,)
