@@ -1,12 +1,14 @@
 """The noise-correlation sums of :mod:`hscsim_utils.numerics.realism_stats` in
 vectorised numpy, as hscsim computed them before the numba kernel: the reference
 the kernel is tested against (tests/test_realism_stats.py) and timed against
-(benchmarks/bench_realism.py)."""
+(benchmarks/bench_realism.py); and the numba kernel's earlier form (a pass per
+lag), which the present one must equal to the last bit."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numba as nb
 import numpy as np
 
 from hscsim_utils.numerics import realism_stats as rs
@@ -73,3 +75,65 @@ def numpy_acf_sums(
         for a, b in ((ok[p], ok[q]), (v[p], ok[q]), (ok[p], v[q]), (v[p], v[q])):
             cols.append(np.einsum("iajb,iajb->ij", a, b))  # sum of a * b per block
     return np.stack([c.ravel() for c in cols], axis=1)
+
+
+@nb.njit(cache=True)
+def _sorted_median_f32(ordered: np.ndarray) -> np.float32:
+    """Median of sorted float32 values, the mean of the middle two computed in
+    float32 (as ``np.nanmedian`` does for float32 rows)."""
+    n = ordered.size
+    hi = ordered[n // 2]
+    if n % 2 == 1:
+        return hi
+    return (ordered[(n - 1) // 2] + hi) / np.float32(2.0)
+
+
+@nb.njit(cache=True, parallel=True)
+def previous_acf_block_sums(image, good, block, shifts, clip, mad):
+    """``realism_stats._acf_block_sums`` before its one-pass form: a pass per
+    lag over every pair of the block with 0/1 weights, medians from sorts."""
+    ny, nx = image.shape
+    nby, nbx = -(-ny // block), -(-nx // block)
+    n_lags = shifts.shape[0]
+    out = np.zeros((nby * nbx, 3 + 4 * n_lags))
+    for k in nb.prange(nby * nbx):
+        y0, x0 = (k // nbx) * block, (k % nbx) * block
+        h, w = min(block, ny - y0), min(block, nx - x0)
+        values = np.empty(h * w, np.float32)
+        n = 0
+        for yy in range(h):
+            for xx in range(w):
+                if good[y0 + yy, x0 + xx]:
+                    values[n] = np.float32(image[y0 + yy, x0 + xx])
+                    n += 1
+        centre, sigma = np.float32(0.0), np.float32(0.0)
+        if n > 0:
+            centre = _sorted_median_f32(np.sort(values[:n]))
+            sigma = mad * _sorted_median_f32(np.sort(np.abs(values[:n] - centre)))
+        limit = np.float64(clip * sigma)
+        v = np.zeros((h, w))
+        ok = np.zeros((h, w))
+        for yy in range(h):
+            for xx in range(w):
+                if good[y0 + yy, x0 + xx]:
+                    d = np.float64(image[y0 + yy, x0 + xx]) - np.float64(centre)
+                    if abs(d) <= limit or sigma == 0:
+                        v[yy, xx] = d
+                        ok[yy, xx] = 1.0
+        row = out[k]
+        for yy in range(h):
+            for xx in range(w):
+                row[0] += ok[yy, xx]
+                row[1] += v[yy, xx]
+                row[2] += v[yy, xx] * v[yy, xx]
+        for j in range(n_lags):
+            dy, dx = shifts[j, 0], shifts[j, 1]
+            for yy in range(h - dy):
+                for xx in range(w - dx):
+                    op, oq = ok[yy, xx], ok[yy + dy, xx + dx]
+                    vp, vq = v[yy, xx], v[yy + dy, xx + dx]
+                    row[3 + 4 * j] += op * oq
+                    row[4 + 4 * j] += vp * oq
+                    row[5 + 4 * j] += op * vq
+                    row[6 + 4 * j] += vp * vq
+    return out

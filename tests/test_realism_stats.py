@@ -11,7 +11,7 @@ from scipy.ndimage import uniform_filter
 from hscsim_utils.errors import InputError
 from hscsim_utils.numerics import halves
 from hscsim_utils.numerics import realism_stats as rs
-from tests.reference_acf import nanmedian_rows, numpy_acf_sums
+from tests.reference_acf import nanmedian_rows, numpy_acf_sums, previous_acf_block_sums
 
 SHAPE = (1024, 1024)
 BLOCK = 128  # 8 x 8 blocks on a small image
@@ -201,6 +201,26 @@ def test_acf_sums_follow_their_definition(dtype):
     np.testing.assert_array_equal(got[:, counts], expected[:, counts])
     np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-9)
     assert got[1, 0] == 0  # the empty block
+
+
+@pytest.mark.parametrize(("dtype", "block"), [("<f4", 64), ("<f8", 64), ("<f4", 37)])
+def test_acf_kernel_in_one_pass_gives_the_floats_of_a_pass_per_lag(dtype, block):
+    """Same sums to the last bit as the kernel's earlier form: a NaN, outliers,
+    a constant block, an empty block, blocks cut by the image's edge."""
+    rng = np.random.default_rng(12)
+    shape = (300, 257)
+    image = uniform_filter(rng.normal(0, 1, shape), 2).astype(dtype)
+    image[5:9, 5:70] = 50.0
+    image[128:192, 0:64] = 0.25
+    image[3, 3] = np.nan
+    valid = (rng.random(shape) > 0.2) & np.isfinite(image)
+    valid[:64, 64:128] = False
+    shifts = np.array(list(rs.LAGS.values()), dtype=np.int64).reshape(-1, 2)
+    args = (image, valid, block, shifts, np.float32(rs.CLIP_SIGMA),
+            np.float32(rs.MAD_TO_STD))  # fmt: skip
+    np.testing.assert_array_equal(
+        rs._acf_block_sums(*args), previous_acf_block_sums(*args)
+    )
 
 
 @pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8"])
