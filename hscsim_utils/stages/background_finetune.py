@@ -454,8 +454,10 @@ class _Steps:
         )
         inputs.reference(self.floors)
         self.blocks[name] = quality.described_realism(self.tile, self.run, inputs)
-        if self.keep_backgrounds:
-            self.backgrounds[name], self.data_bkg = inputs.background(SCORING)
+        if self.keep_backgrounds:  # the data's pixels are the same for every step
+            self.backgrounds[name] = inputs.sim_background(SCORING)
+            if self.data_bkg is None:
+                self.data_bkg = inputs.data_background(SCORING)
         self.data, self.reference = inputs.data_side(), inputs.reference()
         return inputs
 

@@ -367,9 +367,12 @@ class QualityInputs:
 
     def background(self, half: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Background pixels of simulation and data (in ``half``; None: all)."""
-        sim = background_pixels(self.sim_image, self.sim_segmentation, self.masked,
-                                half)  # fmt: skip
-        return sim, self.data_background(half)
+        return self.sim_background(half), self.data_background(half)
+
+    def sim_background(self, half: str | None = None) -> np.ndarray:
+        """Background pixels of the simulation (in ``half``; None: all)."""
+        return background_pixels(self.sim_image, self.sim_segmentation, self.masked,
+                                 half)  # fmt: skip
 
     def data_background(self, half: str | None = None) -> np.ndarray:
         """Background pixels of the data (in ``half``; None: all)."""
