@@ -33,7 +33,8 @@ values takes the kept population instead of sampling.
 Entries are pairs of files, ``<key>.pkl`` (what the sampler left) and
 ``<key>.reads.json`` (the versions and the digests; written last, so an entry
 without it is incomplete and ignored; one that cannot be read back is sampled
-anew); the newest :data:`KEEP` entries stay.
+anew, as is any entry when the cache cannot be read or written); the
+:data:`KEEP` entries last written or reused stay.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,9 +65,12 @@ SAMPLER = "galsbi.ucat.plugins.sample_galaxies"
 CACHE_PARAMETER = "population_cache_dir"
 #: How many entries a cache folder keeps (a run uses one seed and model at a time).
 KEEP = 2
-#: Distributions whose code draws the population (GalSBI's sampler, its
-#: cosmology, numpy's legacy random streams).
-SAMPLING_PACKAGES = ("galsbi", "PyCosmo", "numpy")
+#: Distributions whose code draws the population (GalSBI's sampler, ufig's WCS
+#: and healpix helpers, the cosmology, extinction, integrals, numpy's legacy
+#: random streams).
+SAMPLING_PACKAGES = ("galsbi", "ufig", "PyCosmo", "healpy", "astropy", "scipy", "numpy")
+#: What an entry holds; a new layout makes the old entries misses.
+FORMAT = 1
 _ABSENT = "absent"
 _LOG = logging.getLogger(__name__)
 
@@ -73,7 +78,10 @@ _LOG = logging.getLogger(__name__)
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {name: version(name) for name in SAMPLING_PACKAGES}
+    return {
+        "format": str(FORMAT),
+        **{name: version(name) for name in SAMPLING_PACKAGES},
+    }
 
 
 def _digest(value: Any) -> str:
@@ -123,7 +131,8 @@ def _changed(before: dict, after: dict) -> dict:
     return {k: v for k, v in after.items() if k not in before or before[k] is not v}
 
 
-def _run_and_keep(ctx: Any, folder: Path) -> None:
+def _run_and_keep(ctx: Any, folder: Path) -> bool:
+    """Sample into ``ctx`` and keep the outcome in ``folder``; whether it was kept."""
     from ivy.plugin.plugin_factory import PluginFactory
 
     par = ctx.parameters
@@ -138,22 +147,45 @@ def _run_and_keep(ctx: Any, folder: Path) -> None:
         "random_state": np.random.get_state(),  # noqa: NPY002 (ufig draws from it)
     }
     key = _digest(entry)[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / f"{key}.pkl") as tmp:
-        tmp.write_bytes(pickle.dumps(left, protocol=5))
-    with atomic_path(folder / f"{key}.reads.json") as tmp:
-        tmp.write_text(json.dumps(entry, indent=0, sort_keys=True))
-    entries = sorted(folder.glob("*.reads.json"), key=lambda p: p.stat().st_mtime)
+    try:  # a cache that cannot be written costs time, not the simulation
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / f"{key}.pkl") as tmp:
+            tmp.write_bytes(pickle.dumps(left, protocol=5))
+        with atomic_path(folder / f"{key}.reads.json") as tmp:
+            tmp.write_text(json.dumps(entry, indent=0, sort_keys=True))
+    except (OSError, pickle.PicklingError) as err:  # OutputError is an OSError
+        _LOG.warning("%s: population not kept (%s)", folder, err)
+        return False
+    _prune(folder)
+    return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _prune(folder: Path) -> None:
+    """Keep the :data:`KEEP` most recently written or reused entries; drop
+    pickles whose entry is gone (a process stopped between two writes)."""
+    entries = sorted(folder.glob("*.reads.json"), key=_mtime)
     for old in entries[:-KEEP]:
         old.unlink(missing_ok=True)
-        old.with_name(old.name.replace(".reads.json", ".pkl")).unlink(missing_ok=True)
+    for kept in folder.glob("*.pkl"):
+        if not kept.with_name(kept.name.replace(".pkl", ".reads.json")).exists():
+            kept.unlink(missing_ok=True)
 
 
 def _reuse(ctx: Any, folder: Path) -> Path | None:
     """Restore a kept population whose reads all agree; its file, else None."""
     par, versions = ctx.parameters, _versions()
     for reads in sorted(folder.glob("*.reads.json")):
-        entry = json.loads(reads.read_text())
+        try:
+            entry = json.loads(reads.read_text())
+        except (OSError, ValueError):  # pruned meanwhile, or not JSON
+            continue
         if entry.get("versions") != versions or any(
             _value_digest(par, n) != d for n, d in entry.get("reads", {}).items()
         ):
@@ -161,7 +193,8 @@ def _reuse(ctx: Any, folder: Path) -> Path | None:
         kept = reads.with_name(reads.name.replace(".reads.json", ".pkl"))
         try:
             left = pickle.loads(kept.read_bytes())
-        except (OSError, EOFError, pickle.UnpicklingError) as err:
+        except (OSError, EOFError, ImportError, AttributeError,
+                pickle.UnpicklingError) as err:  # fmt: skip
             _LOG.warning("%s: cannot be read back (%s); sampling anew", kept, err)
             continue
         for name, value in left["parameters"].items():
@@ -169,6 +202,8 @@ def _reuse(ctx: Any, folder: Path) -> Path | None:
         for name, value in left["context"].items():
             setattr(ctx, name, value)
         np.random.set_state(left["random_state"])  # noqa: NPY002
+        with contextlib.suppress(OSError):
+            os.utime(reads)  # used: the last to go
         return kept
     return None
 
@@ -184,8 +219,7 @@ def sample_or_reuse(ctx: Any) -> str:
     folder = Path(folder)
     if folder.is_dir() and (kept := _reuse(ctx, folder)) is not None:
         return f"reused {kept.name}"
-    _run_and_keep(ctx, folder)
-    return "sampled and kept"
+    return "sampled and kept" if _run_and_keep(ctx, folder) else "sampled, not kept"
 
 
 class Plugin(BasePlugin):

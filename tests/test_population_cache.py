@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 
 import numpy as np
 import pytest
@@ -37,6 +39,20 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("population")
     run = make_run_folder(root, SHAPE, bsig=0.03, star_grid_step=100)
     tile = make_tile(root, seed=SEED)
+    outcomes = []
+
+    def recorded(ctx):
+        outcomes.append(sample_or_reuse(ctx))
+        return outcomes[-1]
+
+    sample_or_reuse = pc.sample_or_reuse
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pc, "sample_or_reuse", recorded)
+        sims = _three_simulations(tile, run)
+    return (tile, run, *sims, outcomes)
+
+
+def _three_simulations(tile, run):
     plain = simulate.run_simulation(
         tile, run, out=run.root / "sim" / "plain", measure_psf="none",
         overrides={CACHE_PARAMETER: None},
@@ -47,20 +63,22 @@ def runs(tmp_path_factory):
     kept = _entries(run)
     second = simulate.run_simulation(tile, run, out=run.root / "sim" / "second",
                                      measure_psf="none")  # fmt: skip
-    return tile, run, plain, first, second, kept
+    return plain, first, second, kept
 
 
 def test_a_reused_population_gives_the_same_image_and_catalogue(runs):
-    _, run, plain, first, second, kept = runs
+    _, run, plain, first, second, kept, outcomes = runs
+    assert outcomes[:2] == ["sampled", "sampled and kept"]
+    assert outcomes[2] == f"reused {kept[0].replace('.reads.json', '.pkl')}"
     assert len(kept) == 1 and _entries(run) == kept  # the second added none
     _same_outputs(plain, first)  # sampling and keeping changes nothing
     _same_outputs(plain, second)  # nor does reusing
 
 
 def test_the_entry_holds_what_decides_the_population(runs):
-    _, run, *_, kept = runs
+    _, run, *_, kept, _ = runs
     entry = json.loads((run.population_cache / kept[0]).read_text())
-    assert set(entry["versions"]) == set(pc.SAMPLING_PACKAGES)
+    assert set(entry["versions"]) == {"format", *pc.SAMPLING_PACKAGES}
     reads = entry["reads"]
     for name in ("seed", "size_x", "size_y", "filters", "gals_mag_max", "ra0"):
         assert name in reads, name
@@ -150,3 +168,37 @@ def test_an_upgrade_or_an_unreadable_entry_samples_anew(tmp_path, monkeypatch):
     again = ctx()
     assert pc.sample_or_reuse(again) == "sampled and kept"
     assert again.galaxies.shape == (3,)
+
+
+def test_the_cache_folder_keeps_the_last_used_and_never_stops_a_simulation(
+    tmp_path, monkeypatch, caplog
+):
+    from ivy.plugin.plugin_factory import PluginFactory
+
+    monkeypatch.setattr(PluginFactory, "create_instance",
+                        staticmethod(lambda name, ctx: _Sampler(ctx)))  # fmt: skip
+
+    def ctx(seed, folder=tmp_path):
+        return Struct(parameters=Struct(population_cache_dir=str(folder), seed=seed,
+                                        n=3))  # fmt: skip
+
+    def entries() -> set[str]:
+        return {p.name for p in tmp_path.glob("*.reads.json")}
+
+    assert pc.sample_or_reuse(ctx(1)) == "sampled and kept"
+    (first,) = entries()
+    assert pc.sample_or_reuse(ctx(2)) == "sampled and kept"
+    (second,) = entries() - {first}
+    os.utime(tmp_path / first, (1, 1))  # written long ago ...
+    assert pc.sample_or_reuse(ctx(1)).startswith("reused")  # ... used just now
+    (tmp_path / "orphan.pkl").write_bytes(b"left by a stopped process")
+    assert pc.sample_or_reuse(ctx(3)) == "sampled and kept"  # a third entry
+    names = {p.name for p in tmp_path.iterdir()}
+    assert len(names) == 2 * pc.KEEP and "orphan.pkl" not in names
+    assert first in names and second not in names  # the least recently used went
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with caplog.at_level(logging.WARNING):
+        made = ctx(4, folder=blocked)
+        assert pc.sample_or_reuse(made) == "sampled, not kept"
+    assert made.galaxies.shape == (3,) and "population not kept" in caplog.text

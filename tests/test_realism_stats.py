@@ -116,6 +116,8 @@ def test_ks_merge_gives_the_lookups_float(dtype):
     )
     with_nan = np.append(rng.normal(size=99), np.nan)
     assert rs.ks_statistic(with_nan, mixed) == _ks_by_lookup(with_nan, mixed)
+    half = mixed.astype(np.float16)  # not numba's: the lookup
+    assert rs.ks_statistic(half, half[:200]) == _ks_by_lookup(half, half[:200])
 
 
 def test_counts_chi2_is_the_poisson_formula():

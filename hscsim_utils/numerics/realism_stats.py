@@ -211,14 +211,15 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float | None:
 
     Both samples sorted, one merge walks them (:func:`_ks_merge`), instead of
     looking every pooled value up in both (``np.searchsorted``; kept for samples
-    with NaN): the same counts divided the same way, so the same float.
+    with NaN and for other dtypes): the same counts divided the same way, so the
+    same float.
     """
     dtype = np.result_type(np.asarray(a).dtype, np.asarray(b).dtype)
     a = np.sort(np.ravel(a).astype(dtype, copy=False))
     b = np.sort(np.ravel(b).astype(dtype, copy=False))
     if a.size == 0 or b.size == 0:
         return None
-    if np.issubdtype(dtype, np.floating) and not (np.isnan(a[-1]) or np.isnan(b[-1])):
+    if dtype in (np.float32, np.float64) and not (np.isnan(a[-1]) or np.isnan(b[-1])):
         return float(_ks_merge(a, b))
     pooled = np.concatenate([a, b])
     cdf_a = np.searchsorted(a, pooled, side="right") / a.size
