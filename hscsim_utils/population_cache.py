@@ -127,18 +127,27 @@ def _recorded_reads(par: Any) -> Iterator[dict[str, str | None]]:
         par.__class__ = cls
 
 
+def _sample(ctx: Any) -> None:
+    from ivy.plugin.plugin_factory import PluginFactory
+
+    PluginFactory.create_instance(SAMPLER, ctx)()
+
+
+def _pickle_of(reads: Path) -> Path:
+    """The ``<key>.pkl`` of an entry's ``<key>.reads.json``."""
+    return reads.with_name(reads.name.replace(".reads.json", ".pkl"))
+
+
 def _changed(before: dict, after: dict) -> dict:
     return {k: v for k, v in after.items() if k not in before or before[k] is not v}
 
 
 def _run_and_keep(ctx: Any, folder: Path) -> bool:
     """Sample into ``ctx`` and keep the outcome in ``folder``; whether it was kept."""
-    from ivy.plugin.plugin_factory import PluginFactory
-
     par = ctx.parameters
     ctx_before, par_before = dict(ctx.__dict__), dict(par.__dict__)
     with _recorded_reads(par) as seen:
-        PluginFactory.create_instance(SAMPLER, ctx)()
+        _sample(ctx)
     digests = {n: d for n, d in sorted(seen.items()) if d is not None}
     entry = {"versions": _versions(), "reads": digests}
     left = {
@@ -173,9 +182,9 @@ def _prune(folder: Path) -> None:
     entries = sorted(folder.glob("*.reads.json"), key=_mtime)
     for old in entries[:-KEEP]:
         old.unlink(missing_ok=True)
-    for kept in folder.glob("*.pkl"):
-        if not kept.with_name(kept.name.replace(".pkl", ".reads.json")).exists():
-            kept.unlink(missing_ok=True)
+    complete = {_pickle_of(reads) for reads in folder.glob("*.reads.json")}
+    for kept in set(folder.glob("*.pkl")) - complete:
+        kept.unlink(missing_ok=True)
 
 
 def _reuse(ctx: Any, folder: Path) -> Path | None:
@@ -190,7 +199,7 @@ def _reuse(ctx: Any, folder: Path) -> Path | None:
             _value_digest(par, n) != d for n, d in entry.get("reads", {}).items()
         ):
             continue
-        kept = reads.with_name(reads.name.replace(".reads.json", ".pkl"))
+        kept = _pickle_of(reads)
         try:
             left = pickle.loads(kept.read_bytes())
         except (OSError, EOFError, ImportError, AttributeError,
@@ -210,11 +219,9 @@ def _reuse(ctx: Any, folder: Path) -> Path | None:
 
 def sample_or_reuse(ctx: Any) -> str:
     """Sample the population into ``ctx``, or restore a kept one; which it did."""
-    from ivy.plugin.plugin_factory import PluginFactory
-
     folder = getattr(ctx.parameters, CACHE_PARAMETER, None)
     if folder is None:
-        PluginFactory.create_instance(SAMPLER, ctx)()
+        _sample(ctx)
         return "sampled"
     folder = Path(folder)
     if folder.is_dir() and (kept := _reuse(ctx, folder)) is not None:
@@ -226,7 +233,7 @@ class Plugin(BasePlugin):
     """GalSBI's galaxy sampling, reusing a run's earlier identical sample."""
 
     def __call__(self) -> None:
-        self.ctx.population_source = sample_or_reuse(self.ctx)
+        _LOG.info("galaxy population: %s", sample_or_reuse(self.ctx))
 
     def __str__(self) -> str:
         return "sample gal population (cached)"
