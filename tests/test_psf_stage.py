@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import types
@@ -308,3 +309,26 @@ def test_params_validate_themselves():
     ]:
         with pytest.raises(InputError, match=fragment):
             psf.Params(**bad)
+
+
+def test_visit_seeing_is_kept_per_version_of_the_frame_table(tmp_path, synthetic):
+    with h5py.File(synthetic.run.sysmaps, "r") as fh5:
+        n_pointings = fh5["map_pointings"].attrs["n_pointings"]
+    frames = tmp_path / "frames.csv"
+    shutil.copyfile(synthetic.tile.frame_metadata, frames)
+    tile = dataclasses.replace(synthetic.tile, frame_metadata=frames)
+    first = psf.visit_seeing(tile, n_pointings)
+    first[:] = -1.0  # the caller's copy: the kept result is not touched
+    again = psf.visit_seeing(tile, n_pointings)
+    assert np.array_equal(again, psf.visit_seeing(synthetic.tile, n_pointings),
+                          equal_nan=True)  # fmt: skip
+    table = frames.read_text().splitlines()
+    header = table[0].lstrip("# ").split(",")
+    col = header.index("seeing")
+    rows = [line.split(",") for line in table[1:]]
+    for row in rows:
+        row[col] = str(2 * float(row[col]))
+    frames.write_text("\n".join([table[0], *(",".join(r) for r in rows)]) + "\n")
+    doubled = psf.visit_seeing(tile, n_pointings)  # a new version of the file
+    ok = np.isfinite(again)
+    assert np.allclose(doubled[ok], 2 * again[ok])

@@ -47,7 +47,8 @@ place of the CNN) for the duration of one ``PSFEstimationPipeline`` run; the
 mended classes come from :func:`mended_components`. Two changes there are for
 speed only: the model file receives ``map_pointings`` as HDF5 copies its chunks
 (ufig recompresses every sysmap with gzip 9), and the map is read once per file
-(:class:`PointingsCache`) instead of once per step. :func:`import_psf_estimation`
+(:class:`PointingsCache`) instead of once per step, its LZF chunks decoded on the
+tile's threads (:func:`hscsim_utils.hdf5_lzf.read_array`). :func:`import_psf_estimation`
 imports ufig's PSF package without TensorFlow unless the CNN is actually used.
 """
 
@@ -66,6 +67,7 @@ import numpy as np
 
 from hscsim_utils.compat import check_version
 from hscsim_utils.errors import InputError
+from hscsim_utils.hdf5_lzf import read_array
 
 check_version("ufig", "1.2.1", __name__)
 
@@ -146,7 +148,7 @@ class PointingsCache:
     def get(self, dataset) -> np.ndarray:
         key = self.key(dataset)
         if key not in self.maps:
-            self.maps[key] = dataset[()]
+            self.maps[key] = read_array(dataset)
         return self.maps[key]
 
     def alias(self, copy, original) -> None:
@@ -160,7 +162,7 @@ _CACHE: PointingsCache | None = None  # set while mended_psf_estimation runs
 
 def read_pointings(dataset) -> np.ndarray:
     """The whole map of an h5py ``map_pointings`` dataset (cached during a run)."""
-    return _CACHE.get(dataset) if _CACHE is not None else dataset[()]
+    return _CACHE.get(dataset) if _CACHE is not None else read_array(dataset)
 
 
 def get_position_weights(x, y, pointings_maps) -> np.ndarray:

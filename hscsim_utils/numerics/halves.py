@@ -75,12 +75,17 @@ def block_parity(iy: np.ndarray, ix: np.ndarray, block: int = BLOCK_PX) -> np.nd
 
 
 def half_mask(shape: tuple[int, int], half: str, block: int = BLOCK_PX) -> np.ndarray:
-    """Boolean image: True on the pixels of ``half`` (``"tuning"``/``"scoring"``)."""
+    """Boolean image: True on the pixels of ``half`` (``"tuning"``/``"scoring"``).
+
+    ``(row block + column block) % 2`` is the exclusive or of the two blocks'
+    parities: one byte per pixel instead of two int64 sums and a modulo
+    (4200 x 4200: 6 ms instead of 0.35-0.7 s; stages 07-09 take it several times).
+    """
     ny, nx = _check(tuple(shape), block)
     parity = _parity(half)
-    rows = (np.arange(ny) // block)[:, None]
-    cols = (np.arange(nx) // block)[None, :]
-    return (rows + cols) % 2 == parity
+    rows = ((np.arange(ny) // block) % 2).astype(np.uint8)[:, None]
+    cols = ((np.arange(nx) // block) % 2).astype(np.uint8)[None, :]
+    return (rows ^ cols) == parity
 
 
 def pixel_index(

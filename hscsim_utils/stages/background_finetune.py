@@ -96,7 +96,7 @@ from hscsim_utils.metrics import relative_path, write_section
 from hscsim_utils.numerics.halves import SCORING, TUNING
 from hscsim_utils.runfolder import RunFolder, read_dataset
 from hscsim_utils.stages import psf_finetune, quality, registry, simulate
-from hscsim_utils.stages.sky_and_sysmaps import background_maps
+from hscsim_utils.stages.sky_and_sysmaps import background_maps, map_compression
 
 STAGE = registry.spec("background_finetune")
 #: The simulations compared, in order (names of the realism blocks).
@@ -197,7 +197,9 @@ def write_improved_sysmaps(
         shutil.copyfile(source, tmp)
         with h5py.File(tmp, "a") as fh5:
             del fh5["map_bsig"]
-            fh5.create_dataset("map_bsig", data=bsig, compression="lzf")
+            fh5.create_dataset(
+                "map_bsig", data=bsig, compression=map_compression("map_bsig")
+            )
     return target
 
 

@@ -266,7 +266,33 @@ def visit_seeing(tile: TileSpec, n_pointings: int) -> np.ndarray | None:
     is the rms over its frames weighted by their pixels inside the patch.
     Visits are indexed as in ``map_pointings`` (rank of the visit id). Returns
     None when the table has no usable seeing.
+
+    The frames' pixels inside the patch take 0.7-1 s on a full patch, and stage
+    08 asks again for the data and for two simulations on the same WCS: the
+    result is kept per version of the frame table (path, size, modification
+    time) and patch geometry (shape, WCS header) in this process.
     """
+    path = Path(tile.frame_metadata)
+    stat = path.stat() if path.is_file() else None
+    shape, wcs = _calexp_geometry(tile.calexp)
+    key = (
+        str(path.resolve()), stat and (stat.st_size, stat.st_mtime_ns),
+        shape, wcs.to_header_string(relax=True), int(n_pointings),
+    )  # fmt: skip
+    if key not in _SEEING:
+        while len(_SEEING) >= _SEEING_KEPT:
+            del _SEEING[next(iter(_SEEING))]  # the oldest
+        _SEEING[key] = _visit_seeing(path, shape, wcs, int(n_pointings))
+    out = _SEEING[key]
+    return None if out is None else out.copy()
+
+
+_SEEING: dict[tuple, np.ndarray | None] = {}  # visit_seeing's results by key
+_SEEING_KEPT = 4
+
+
+def _visit_seeing(path: Path, shape: tuple[int, int], wcs, n_pointings: int):
+    """:func:`visit_seeing` of one frame table and patch geometry."""
     from hscsim_utils.hsc.files import read_frame_metadata
     from hscsim_utils.stages.sky_and_sysmaps import (
         frame_corners_pixels,
@@ -274,14 +300,12 @@ def visit_seeing(tile: TileSpec, n_pointings: int) -> np.ndarray | None:
         visit_indices,
     )
 
-    frames = read_frame_metadata(tile.frame_metadata)
-    visit, n_visits = visit_indices(frames["visit"].to_numpy(), tile.frame_metadata)
-    if n_visits != int(n_pointings):
+    frames = read_frame_metadata(path)
+    visit, n_visits = visit_indices(frames["visit"].to_numpy(), path)
+    if n_visits != n_pointings:
         raise InputError(
-            tile.frame_metadata,
-            f"{n_visits} visits, but the sysmaps' map_pointings has {n_pointings}",
+            path, f"{n_visits} visits, but the sysmaps' map_pointings has {n_pointings}"
         )
-    shape, wcs = _calexp_geometry(tile.calexp)
     spans = polygon_row_spans(frame_corners_pixels(frames, wcs), shape)
     pixels = np.bincount(spans.frame, spans.stop - spans.start, len(frames))
     seeing = frames["seeing"].to_numpy(float)
