@@ -364,6 +364,51 @@ def test_median_is_numpys(n, dtype):
     assert np.isnan(rs.median(np.array([], dtype)))
 
 
+def _float32_samples():
+    """float32 samples that a selection could get wrong: odd and even sizes,
+    ties, signed zeros, subnormal and infinite values, a constant, a NaN."""
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 3, 4, 5, 10, 101, 4096, 4097, 100_000):
+        yield rng.normal(0.01, 0.02, n).astype(np.float32)
+        yield rng.integers(-3, 4, n).astype(np.float32)  # ties across bins
+        yield (rng.normal(size=n) * 1e-39).astype(np.float32)  # subnormal
+    zeros = rng.normal(size=10_001).astype(np.float32)
+    zeros[::7], zeros[::11] = -0.0, 0.0
+    yield zeros
+    signed = np.zeros(1000, np.float32)
+    signed[::2] = -0.0
+    yield signed
+    wild = rng.standard_cauchy(100_000).astype(np.float32)
+    wild[:5] = [np.inf, -np.inf, 3e38, -3e38, 1e-45]
+    yield wild
+    yield np.full(5000, 2.5, np.float32)
+    with_nan = rng.normal(size=1000).astype(np.float32)
+    with_nan[10] = np.nan
+    yield with_nan
+
+
+@pytest.mark.parametrize("values", list(_float32_samples()))
+def test_robust_std_of_float32_is_the_two_medians_of_numpy(values):
+    expected = float(rs.MAD_TO_STD * np.median(np.abs(values - np.median(values))))
+    got = rs.robust_std(values)
+    if np.isnan(expected):
+        assert np.isnan(got)
+    else:
+        assert got == expected and np.signbit(got) == np.signbit(expected)
+
+
+def test_order_pair_of_float32_gives_both_middle_ranks():
+    values = np.random.default_rng(2).normal(size=20_000).astype(np.float32)
+    ordered = np.sort(values)
+    centre = np.float32(0.3)
+    deviations = np.sort(np.abs(values - centre))
+    for k in (0, 1, 9_999, 19_998):
+        lo, hi, ok = rs._f32_order_pair(values, np.float32(0), False, k, k + 1)
+        assert ok and (lo, hi) == (ordered[k], ordered[k + 1])
+        lo, hi, ok = rs._f32_order_pair(values, centre, True, k, k)
+        assert ok and lo == hi == deviations[k]
+
+
 def test_nanmedian_rows_is_numpys():
     rng = np.random.default_rng(5)
     values = rng.normal(size=(6, 7, 900)).astype(np.float32)
