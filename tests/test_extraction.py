@@ -256,6 +256,8 @@ def test_settings_from_skymapinfo_use_effective_gain(tmp_path):
 
 
 def test_stamp_flags_mark_masked_and_overlap_sources(synthetic, tmp_path):
+    from ufig.plugins.add_generic_stamp_flags import add_all_stamp_flags
+
     calexp, _ = synthetic
     cat_path, seg_path, bkg_path = outputs(tmp_path)
     extraction.run_sextractor(calexp, SETTINGS, cat_path, seg_path, bkg_path)
@@ -264,17 +266,26 @@ def test_stamp_flags_mark_masked_and_overlap_sources(synthetic, tmp_path):
     mask = np.zeros((ny, nx), np.int32)
     mask[:, 250:] |= 1 << 1  # bright-star mask (ufig flag bit 1)
     mask[:150, :] |= 1 << 2  # survey mask (ufig flag bit 2)
+    mask[300:, 100:180] |= 1  # delta weight (ufig flag bit 0)
     overlap = np.zeros((ny, nx), np.int8)
     overlap[:, :200] = 1
     with h5py.File(tmp_path / "mask.h5", "w") as fh5:
         fh5["mask"] = mask
     with h5py.File(tmp_path / "overlap.h5", "w") as fh5:
         fh5["img_mask"] = overlap
+    ufig_cat = tmp_path / "ufig_flags.cat"  # ufig's own code, on a copy
+    shutil.copyfile(cat_path, ufig_cat)
+    add_all_stamp_flags(
+        str(ufig_cat), str(tmp_path / "overlap.h5"), str(tmp_path / "mask.h5"), 1.0
+    )
     flags = extraction.add_stamp_flags(
         cat_path, tmp_path / "mask.h5", tmp_path / "overlap.h5", calexp.shape
     )
     stored = extraction.read_catalog(cat_path)["FLAGS_STAMP"]
     np.testing.assert_array_equal(flags, stored)
+    with h5py.File(ufig_cat, "r") as fh5:  # the bit operations: ufig's flags
+        np.testing.assert_array_equal(flags, fh5["FLAGS_STAMP"][()])
+    assert len(np.unique(flags)) >= 4
     x, y = cat["XWIN_IMAGE"] - 1, cat["YWIN_IMAGE"] - 1
     r = np.where(cat["FLUX_RADIUS"] < 0, 5, cat["FLUX_RADIUS"])  # as ufig does
     bit = lambda b: (stored >> b) & 1 == 1  # noqa: E731
