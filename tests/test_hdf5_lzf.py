@@ -108,3 +108,19 @@ def test_decoder_refuses_a_truncated_or_oversized_stream(tmp_path):
     assert _lzf_decode(literal, dst) == -1
     backref = np.array([0, 7, 0x20, 5], np.uint8)  # reference before the start
     assert _lzf_decode(backref, dst) == -1
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [np.dtype(">f4"), np.dtype([("a", "u1"), ("b", "<f8")], align=True)],
+    ids=["big-endian", "padded-compound"],
+)
+def test_stored_types_other_than_the_arrays_read_as_hdf5_does(tmp_path, dtype):
+    path = tmp_path / "t.h5"
+    data = np.zeros((40, 30), dtype)
+    for name in dtype.names or (None,):
+        view = data if name is None else data[name]
+        view[...] = np.arange(1200).reshape(40, 30) % 7
+    _write(path, "map", data, compression="lzf", chunks=(16, 16))
+    got = _same(path, "map")
+    assert np.array_equal(got, data)
