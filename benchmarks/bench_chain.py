@@ -104,12 +104,19 @@ def _run_folder(path: Path):
 def chain(
     tile_file: Path, run_dir: Path, stages: str | None = None, bands: str | None = None
 ) -> dict:
-    """Run the chain once (``bands``: those of the tile's bands, as ``--bands``);
-    per stage its wall time, floor calls and peak memory, and the stages of the
-    band runs of a tile of several bands."""
+    """Run the chain once as ``hscsim run`` does, its input check first
+    (``bands``: those of the tile's bands, as ``--bands``); per stage its wall
+    time, floor calls and peak memory, and the stages of the band runs of a tile
+    of several bands."""
     from hscsim_utils.pipeline import runner
+    from hscsim_utils.pipeline.check_tile import check_tile
 
     with PeakMemory(include_self=True, interval=0.2) as mem:
+        start = time.perf_counter()
+        problems = check_tile(tile_file, bands)
+        check = time.perf_counter() - start
+        if problems:
+            raise SystemExit("\n".join(problems))
         state = runner.run_tile(tile_file, run_dir, stages=stages, force=True,
                                 bands=bands)  # fmt: skip
     rows = []
@@ -123,6 +130,7 @@ def chain(
     floor = sum(r["floor_s"] for r in rows)
     return {"stages": rows, "chain_s": round(wall, 1), "floor_s": round(floor, 1),
             "runner_s": round(wall - sum(r["wall_s"] for r in rows), 1),
+            "check_s": round(check, 1),
             "ratio": round(wall / floor, 3) if floor else None,
             "stage_peak_gb": max(r["peak_gb"] for r in rows),
             "peak_gb": round(mem.peak / 2**30, 2),
@@ -154,7 +162,8 @@ def print_chain(size: str, result: dict) -> None:
         blank = " " * 15
         print(f"  band {r['band']} {r['stage']:19s} {r['wall_s']:7.1f} {blank} "
               f"{r['peak_gb']:8.2f}  (beside the stages above)")  # fmt: skip
-    print(f"{'runner (check, fingerprints, report)':26s} {result['runner_s']:7.1f}")
+    print(f"{'runner (check, fingerprints, report)':26s} {result['runner_s']:7.1f}  "
+          f"input check {result['check_s']:.1f}")  # fmt: skip
     r = result
     print(f"chain {r['chain_s']:.1f} s, floor {r['floor_s']:.1f} s, "
           f"chain/floor {r['ratio']}; peak of a stage {r['stage_peak_gb']:.2f} GB, "

@@ -87,7 +87,12 @@ def test_failing_stage_stops_the_chain(tmp_path, tile):
     with pytest.raises(runner.StageFailed) as err:
         _run(tile, out, nbs)
     assert "02_b" in str(err.value) and "boom in 02_b.txt" in str(err.value)
-    assert (out / "notebooks" / "02_b.ipynb").is_file()
+    # the executed notebook is written once, at the end: with the failing cell's
+    # error, under its own name, no temporary left
+    kept = (out / "notebooks" / "02_b.ipynb").read_text()
+    assert "boom in 02_b.txt" in kept and '"output_type": "error"' in kept
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == [
+        "01_a.ipynb", "02_b.ipynb"]  # fmt: skip
     assert not (out / "03_c.txt").exists()
     state = json.loads((out / runner.STATE_FILE).read_text())
     assert state["02_b"]["status"] == "failed" and "03_c" not in state

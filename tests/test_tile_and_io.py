@@ -400,24 +400,49 @@ def test_calexp_round_trip(tmp_path):
         hsc_io.read_calexp(path, band="g")
 
 
-def test_calexp_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize("reader", [hsc_io.read_calexp, hsc_io.calexp_geometry])
+def test_calexp_errors_name_the_file(tmp_path, reader):
+    """The pixels' reader and the headers' (the input check) refuse the same
+    files with the same line."""
     path = _write(tmp_path)
     with fits.open(path) as hdul:
         fits.HDUList(hdul[:3]).writeto(tmp_path / "short.fits")
+        cube = fits.HDUList([h.copy() for h in hdul])
+        cube[3] = fits.ImageHDU(np.ones((2, 64, 64), np.float32), name="VARIANCE")
+        cube.writeto(tmp_path / "cube.fits")
+        other = fits.HDUList([h.copy() for h in hdul])
+        other[2] = fits.ImageHDU(hdul[2].data[:32], hdul[2].header, name="MASK")
+        other.writeto(tmp_path / "other.fits")
         del hdul[1].header["CRVAL1"]
         hdul.writeto(tmp_path / "nowcs.fits")
     (tmp_path / "junk.fits").write_bytes(b"not a fits file at all" * 10)
     cases = {
         "short.fits": "has 3 HDUs",
+        "cube.fits": "VARIANCE is not a 2-d image (NAXIS = 3)",
+        "other.fits": "IMAGE, MASK, VARIANCE shapes differ",
         "nowcs.fits": "lacks WCS keywords ['CRVAL1']",
         "junk.fits": "not a readable FITS file",
         "absent.fits": "file not found",
     }
     for name, fragment in cases.items():
         with pytest.raises(InputError) as err:
-            hsc_io.read_calexp(tmp_path / name)
+            reader(tmp_path / name)
         assert str(tmp_path / name) in str(err.value) and fragment in str(err.value)
+    with pytest.raises(InputError, match="expected band 'g'"):
+        reader(path, band="g")
+
+
+def test_calexp_geometry_is_the_calexps_without_its_pixels(tmp_path):
+    path = _write(tmp_path, image=np.ones((64, 80), np.float32),
+                  mask=np.zeros((64, 80), np.int32),
+                  variance=np.ones((64, 80), np.float32))  # fmt: skip
+    wcs, shape = hsc_io.calexp_geometry(path, band="i")
+    cal = hsc_io.read_calexp(path, band="i")
+    assert shape == cal.shape == (64, 80)
+    assert wcs.to_header() == cal.wcs.to_header()
+    # an image without a finite pixel is the pixels' reader's to refuse
     nan = _write(tmp_path / "nan", image=np.full((64, 64), np.nan, np.float32))
+    assert hsc_io.calexp_geometry(nan)[1] == (64, 64)
     with pytest.raises(InputError, match="no finite pixel"):
         hsc_io.read_calexp(nan)
 

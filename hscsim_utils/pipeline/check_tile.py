@@ -5,9 +5,9 @@ after stage 04, an unknown galaxy model after five stages, a frame CSV of anothe
 patch as a WCS convergence error in stage 01. :func:`check_tile` reads each input
 with the stages' own readers and checks that the inputs belong together:
 
-- for each band of the tile, its calexp: complete, HSC, the IMAGE/MASK/VARIANCE
-  layout, ``MP_*`` planes, ``FILTER`` of that band, and on the same patch as the
-  detection band's calexp;
+- for each band of the tile, its calexp's headers (its pixels are stage 01's to
+  read): complete, HSC, the IMAGE/MASK/VARIANCE layout, ``MP_*`` planes,
+  ``FILTER`` of that band, and on the same patch as the detection band's calexp;
 - for each band, its frame CSV: readable, and at least one of its CCD frames on
   the band's calexp (a CSV of another patch has none);
 - for each band, its mosaic CSV: readable, and its patch centre (``ra2000``,
@@ -143,14 +143,11 @@ def _same_patch(wcs, shape: tuple[int, int], detection, path: Path) -> None:
 def _check_band(problems: list[str], spec, detection) -> tuple | None:
     """Problems with the files of the band ``spec`` is seen from, each line
     starting with ``band <letter>:``; its calexp's (WCS, shape) or ``None``."""
-    from hscsim_utils.hsc.files import read_calexp
+    from hscsim_utils.hsc.files import calexp_geometry
 
     found: list[str] = []
-    calexp = _try(found, read_calexp, spec.calexp, spec.band)
-    geometry = None
-    if calexp is not None:
-        geometry = (calexp.wcs, calexp.shape)
-        del calexp  # the pixels are not needed any more
+    geometry = _try(found, calexp_geometry, spec.calexp, spec.band)
+    if geometry is not None:
         if detection is not None:
             _try(found, _same_patch, *geometry, detection, spec.calexp)
         _try(found, _frames_on_patch, spec.frame_metadata, *geometry)

@@ -33,7 +33,7 @@ from hscsim_utils.metrics import (
 )
 from hscsim_utils.runfolder import METRICS_FILE, RunFolder
 
-__all__ = ["clean_stream", "metric_rows", "write_report"]
+__all__ = ["clean_stream", "import_in_background", "metric_rows", "write_report"]
 
 #: Figures shown on the summary page, when the run made them.
 KEY_FIGURES = (
@@ -378,6 +378,16 @@ def _summary_html(
         f"<h2>Key figures</h2>{_figures(run) or '<p>none made yet</p>'}"
         f"<h2>Versions</h2>{versions}"
     )
+
+
+def import_in_background() -> None:
+    """Import the HTML exporter in a thread of its own, while the stages run: its
+    import (about 1 s) would otherwise hold up the end of the chain."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("nbconvert",),
+                     name="report-imports", daemon=True).start()  # fmt: skip
 
 
 def write_report(

@@ -35,7 +35,7 @@ from hscsim_utils.metrics import read_metrics, update_metrics
 from hscsim_utils.pipeline import fingerprint as fp
 from hscsim_utils.pipeline.kernel import KERNEL_ARGUMENTS, StageKernel
 from hscsim_utils.pipeline.parameters import parse_assignments, stage_parameters
-from hscsim_utils.pipeline.report import write_report
+from hscsim_utils.pipeline.report import import_in_background, write_report
 from hscsim_utils.runfolder import PRODUCTS, REPO_ROOT, STATE_FILE, RunFolder
 from hscsim_utils.stages.registry import RUNNER_PRODUCTS, STAGES, StageSpec
 from hscsim_utils.threads import limited_threads, n_threads
@@ -157,8 +157,10 @@ def _run_notebook(
     from papermill.exceptions import PapermillExecutionError
 
     out = run.notebooks_dir / stage.notebook.name
-    # papermill rewrites its output after every cell: write a temporary name and
-    # rename it once the notebook has finished, successfully or not.
+    # papermill writes the executed notebook once it has finished, successfully or
+    # not (not after every cell: each save re-encodes the notebook and its figures
+    # while the kernel waits, 2-3 s over the chain): under a temporary name, then
+    # renamed.
     partial = out.with_name(f"{TMP_PREFIX}{out.name}")
     km = None if kernel is None else kernel.manager(os.environ.get(calltimes.ENV))
     try:
@@ -170,6 +172,7 @@ def _run_notebook(
             kernel_name=KERNEL_NAME,
             progress_bar=False,
             log_output=False,
+            request_save_on_cell_execute=False,
             extra_arguments=KERNEL_ARGUMENTS,
             stdout_file=progress,
             stderr_file=progress,
@@ -309,6 +312,8 @@ def run_tile(
     for stage in all_stages:  # every assignment checked before anything runs
         chain.params(stage)
     sweep_temporaries(run.root)  # leftovers of a killed earlier run
+    if report:
+        import_in_background()
     bar = tqdm(all_stages, desc=f"{chain.prefix}stages", unit="stage",
                file=sys.stdout)  # fmt: skip
     try:
