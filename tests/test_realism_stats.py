@@ -364,32 +364,35 @@ def test_median_is_numpys(n, dtype):
     assert np.isnan(rs.median(np.array([], dtype)))
 
 
-def _float32_samples():
-    """float32 samples that a selection could get wrong: odd and even sizes,
-    ties, signed zeros, subnormal and infinite values, a constant, a NaN."""
+def _float_samples():
     rng = np.random.default_rng(8)
-    for n in (1, 2, 3, 4, 5, 10, 101, 4096, 4097, 100_000):
-        yield rng.normal(0.01, 0.02, n).astype(np.float32)
-        yield rng.integers(-3, 4, n).astype(np.float32)  # ties across bins
-        yield (rng.normal(size=n) * 1e-39).astype(np.float32)  # subnormal
-    zeros = rng.normal(size=10_001).astype(np.float32)
-    zeros[::7], zeros[::11] = -0.0, 0.0
-    yield zeros
-    signed = np.zeros(1000, np.float32)
-    signed[::2] = -0.0
-    yield signed
-    wild = rng.standard_cauchy(100_000).astype(np.float32)
-    wild[:5] = [np.inf, -np.inf, 3e38, -3e38, 1e-45]
-    yield wild
-    yield np.full(5000, 2.5, np.float32)
-    with_nan = rng.normal(size=1000).astype(np.float32)
-    with_nan[10] = np.nan
-    yield with_nan
+    for dtype in (np.float32, np.float64):
+        tiny = np.finfo(dtype).smallest_subnormal
+        for n in (1, 2, 3, 4, 5, 10, 101, 4096, 4097, 100_000):
+            yield rng.normal(0.01, 0.02, n).astype(dtype)
+            yield rng.integers(-3, 4, n).astype(dtype)  # ties across bins
+            yield (rng.normal(size=n) * tiny * 1e6).astype(dtype)  # subnormal
+        zeros = rng.normal(size=10_001).astype(dtype)
+        zeros[::7], zeros[::11] = -0.0, 0.0
+        yield zeros
+        signed = np.zeros(1000, dtype)
+        signed[::2] = -0.0
+        yield signed
+        wild = rng.standard_cauchy(100_000).astype(dtype)
+        big = np.finfo(dtype).max
+        wild[:5] = [np.inf, -np.inf, big, -big, tiny]
+        yield wild
+        yield np.full(5000, 2.5, dtype)
+        with_nan = rng.normal(size=1000).astype(dtype)
+        with_nan[10] = np.nan
+        yield with_nan
+    yield rng.integers(-50, 50, 999)  # integers: taken in float64
 
 
-@pytest.mark.parametrize("values", list(_float32_samples()))
-def test_robust_std_of_float32_is_the_two_medians_of_numpy(values):
-    expected = float(rs.MAD_TO_STD * np.median(np.abs(values - np.median(values))))
+@pytest.mark.parametrize("values", list(_float_samples()))
+def test_robust_std_is_the_two_medians_of_numpy(values):
+    work = values if values.dtype == np.float32 else values.astype(np.float64)
+    expected = float(rs.MAD_TO_STD * np.median(np.abs(work - np.median(work))))
     got = rs.robust_std(values)
     if np.isnan(expected):
         assert np.isnan(got)
@@ -397,15 +400,17 @@ def test_robust_std_of_float32_is_the_two_medians_of_numpy(values):
         assert got == expected and np.signbit(got) == np.signbit(expected)
 
 
-def test_order_pair_of_float32_gives_both_middle_ranks():
-    values = np.random.default_rng(2).normal(size=20_000).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_order_pair_gives_both_middle_ranks(dtype):
+    values = np.random.default_rng(2).normal(size=20_000).astype(dtype)
     ordered = np.sort(values)
-    centre = np.float32(0.3)
+    centre = dtype(0.3)
     deviations = np.sort(np.abs(values - centre))
     for k in (0, 1, 9_999, 19_998):
-        lo, hi, ok = rs._f32_order_pair(values, np.float32(0), False, k, k + 1)
+        lo, hi, ok = rs.order_pair(values, k, k + 1)
         assert ok and (lo, hi) == (ordered[k], ordered[k + 1])
-        lo, hi, ok = rs._f32_order_pair(values, centre, True, k, k)
+        assert lo.dtype == hi.dtype == dtype
+        lo, hi, ok = rs.order_pair(values, k, k, centre)
         assert ok and lo == hi == deviations[k]
 
 

@@ -188,53 +188,76 @@ def median(values: np.ndarray) -> np.floating:
 def robust_std(values: np.ndarray) -> float | None:
     """1.4826 times the median absolute deviation (None for no values).
 
-    float32 pixels stay float32 (half the work) and both medians are selected
-    by :func:`_f32_median` (the deviations computed on the fly, no temporary):
-    the values of the expression below, faster.
+    float32 pixels stay float32 (half the work), other values are taken in
+    float64, and both medians are selected by :func:`_radix_median` (the
+    deviations computed on the fly, no temporary): the values of the expression
+    below, faster (7.1 million pixels: 0.05 s against 0.15 s in float32, 0.07 s
+    against 0.25 s in float64).
     """
     values = np.asarray(values).ravel()
     if values.dtype != np.float32:
         values = values.astype(np.float64)
     if values.size == 0:
         return None
-    if values.dtype == np.float32:
-        centre = _f32_median(values)
-        if centre is not None:
-            return float(MAD_TO_STD * _f32_median(values, centre))
+    centre = _radix_median(values)
+    if centre is not None:
+        return float(MAD_TO_STD * _radix_median(values, centre))
     return float(MAD_TO_STD * median(np.abs(values - median(values))))
 
 
-def _f32_median(values: np.ndarray, centre: np.float32 | None = None):
-    """:func:`median` of a float32 array, or of ``abs(values - centre)`` in
-    float32; None when a value is NaN.
-
-    The two middle order statistics come from :func:`_f32_order_pair`, and the
-    mean of two is taken as :func:`median` takes it, in float32: the same float.
-    (A median that is zero comes back as +0.0 where a partition might give -0.0;
-    the deviations from either are the same.)
-    """
-    n = values.size
-    k = n // 2
-    deviations = centre is not None
-    centre = np.float32(0.0 if centre is None else centre)
-    lo, hi, ok = _f32_order_pair(values, centre, deviations, k - 1 + n % 2, k)
-    if not ok:
-        return None
-    lo, hi = np.float32(lo), np.float32(hi)
-    return hi if n % 2 else (lo + hi) / 2
-
-
+#: Unsigned type holding the bits of each float type :func:`_radix_median` takes.
+_KEY_TYPES = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 _RADIX_BITS = 16  # histogram of the top 16 bits of the order key: 65536 bins
 _RADIX_BLOCK = 4096  # values converted per block
 
 
+def _radix_median(values: np.ndarray, centre: np.floating | None = None):
+    """:func:`median` of a float32 or float64 array, or of ``abs(values -
+    centre)`` in that type; None when a value is NaN.
+
+    The two middle order statistics come from :func:`_order_pair`, and the mean
+    of two is taken as :func:`median` takes it, in the array's type: the same
+    float. (A median that is zero comes back as +0.0 where a partition might give
+    -0.0; the deviations from either are the same.)
+    """
+    n = values.size
+    k = n // 2
+    lo, hi, ok = order_pair(values, k - 1 + n % 2, k, centre)
+    if not ok:
+        return None
+    return hi if n % 2 else (lo + hi) / 2
+
+
+def order_pair(values: np.ndarray, k_lo: int, k_hi: int, centre=None) -> tuple:
+    """(value of rank ``k_lo``, value of rank ``k_hi``, no NaN) among the float32
+    or float64 ``values`` or, given ``centre``, among ``abs(values - centre)``
+    (ranks 0-based ascending, ``k_hi`` equal to ``k_lo`` or the next; the values
+    of the array's type): :func:`_order_pair` with its buffers."""
+    kind = values.dtype.type
+    key = _KEY_TYPES[values.dtype]
+    bits = 8 * values.dtype.itemsize
+    block = np.empty(_RADIX_BLOCK, values.dtype)
+    lo, hi, ok = _order_pair(
+        values, kind(0.0 if centre is None else centre), centre is not None,
+        k_lo, k_hi, block, block.view(key),
+        key(bits - 1), key(1 << (bits - 1)), key(bits - _RADIX_BITS),
+    )  # fmt: skip
+    return kind(lo), kind(hi), ok
+
+
 @nb.njit(nogil=True, cache=True)
-def _f32_order_pair(values, centre, deviations, k_lo, k_hi):
+def _order_pair(
+    values, centre, deviations, k_lo, k_hi, block, keys, sign_shift, top_bit,
+    bin_shift,
+):  # fmt: skip
     """The values of rank ``k_lo`` and ``k_hi = k_lo`` or ``k_lo + 1``
     (0-based, ascending) among ``values`` or, with ``deviations``, among
-    ``abs(values - centre)`` (float32 arithmetic); ``ok`` False for a NaN.
+    ``abs(values - centre)`` (in the values' type); ``ok`` False for a NaN.
+    ``block``: a buffer of the values' type, ``keys`` the same memory as
+    unsigned integers of its width; ``sign_shift``, ``top_bit``, ``bin_shift``:
+    width - 1, the top bit, width - 16, of the keys' type.
 
-    Radix selection: a float32's bits, the sign bit flipped for positive values
+    Radix selection: a float's bits, the sign bit flipped for positive values
     and all bits for negative ones, order as the floats do (-0.0 is taken as
     +0.0). One pass counts the values per top 16 bits of that key; a second
     gathers the values of the one or two bins holding the two ranks (no bin
@@ -242,21 +265,17 @@ def _f32_order_pair(values, centre, deviations, k_lo, k_hi):
     numpy's partition, which moves them.
     """
     n = values.size
-    n_bins = 1 << _RADIX_BITS
-    shift = 32 - _RADIX_BITS
-    counts = np.zeros(n_bins, np.int64)
-    block = np.empty(_RADIX_BLOCK, np.float32)
-    keys = block.view(np.uint32)
+    counts = np.zeros(1 << _RADIX_BITS, np.int64)
     for start in range(0, n, _RADIX_BLOCK):
         m = min(_RADIX_BLOCK, n - start)
         if not _fill_block(values, start, m, centre, deviations, block):
-            return np.float32(0.0), np.float32(0.0), False
+            return centre, centre, False
         for i in range(m):
-            counts[_order_key(keys[i]) >> shift] += 1
+            counts[_order_key(keys[i], sign_shift, top_bit) >> bin_shift] += 1
     below = 0
     bin_lo = bin_hi = -1
     base_lo = 0
-    for b in range(n_bins):
+    for b in range(counts.size):
         if bin_lo < 0 and below + counts[b] > k_lo:
             bin_lo, base_lo = b, below
         if below + counts[b] > k_hi:
@@ -264,13 +283,13 @@ def _f32_order_pair(values, centre, deviations, k_lo, k_hi):
             break
         below += counts[b]
     size = counts[bin_lo] + (counts[bin_hi] if bin_hi != bin_lo else 0)
-    found = np.empty(size, np.float32)
+    found = np.empty(size, block.dtype)
     j = 0
     for start in range(0, n, _RADIX_BLOCK):
         m = min(_RADIX_BLOCK, n - start)
         _fill_block(values, start, m, centre, deviations, block)
         for i in range(m):
-            b = _order_key(keys[i]) >> shift
+            b = _order_key(keys[i], sign_shift, top_bit) >> bin_shift
             if b == bin_lo or b == bin_hi:
                 found[j] = block[i]
                 j += 1
@@ -288,16 +307,16 @@ def _fill_block(values, start, m, centre, deviations, block):
             y = abs(y - centre)
         if y != y:
             return False
-        block[i] = y if y != 0 else np.float32(0.0)
+        block[i] = y if y != 0 else abs(y)
     return True
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
-def _order_key(bits):
-    """Unsigned key of a float32's bits that orders as the floats."""
-    if bits >> np.uint32(31):
+def _order_key(bits, sign_shift, top_bit):
+    """Unsigned key of a float's bits that orders as the floats."""
+    if bits >> sign_shift:
         return ~bits
-    return bits | np.uint32(0x80000000)
+    return bits | top_bit
 
 
 def subsample(values: np.ndarray, n_max: int, seed: int = 0) -> np.ndarray:
