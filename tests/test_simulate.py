@@ -109,6 +109,12 @@ def test_background_noise_follows_the_bsig_map(simulated):
     the light of undetected galaxies (one photon is 1 / gain ADU)."""
     _, _, sim, _ = simulated
     images = sim.load_images()
+    assert set(images) == {"image", "segmentation", "background"}
+    some = sim.load_images(("segmentation", "image"))  # what the realism checks read
+    assert set(some) == {"image", "segmentation"}
+    assert all(np.array_equal(some[k], images[k]) for k in some)
+    with pytest.raises(ValueError, match="no image \\['psf'\\]"):
+        sim.load_images(("image", "psf"))
     bkg = quality.background_pixels(images["image"], images["segmentation"])
     kernel = np.loadtxt(
         str(files("ufig") / "res/resampling/lanczos_resampling_kernel_n3.txt")

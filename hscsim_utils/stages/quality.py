@@ -471,7 +471,7 @@ def load_inputs(
     sim = simulate.load_simulation(folder)
     if tile.band != sim.settings.band:  # the tile seen from another simulated band
         sim = sim.for_band(tile.band)
-    images = sim.load_images()
+    images = sim.load_images(("image", "segmentation"))
     catalogs = sim.load_catalogs()
     data = dict(data) if data is not None else _data_side(tile, run)
     shape = data["data_image"].shape

@@ -35,7 +35,7 @@ import sys
 import time
 import types
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,8 @@ STAGE = registry.spec("simulate")
 DEFAULT_CONFIG = REPO_ROOT / "params" / "galsbi_hsc_config.py"
 FILE_PREFIX = "sim"
 MANIFEST = "simulation.json"
+#: The images of a simulated band (:meth:`Simulation.load_images`).
+IMAGE_KEYS = ("image", "segmentation", "background")
 PSF_CATALOG = "psf_catalog_sim.cat"
 PSF_MODEL = "psf_model_sim.h5"
 PSF_MEASUREMENTS = ("auto", "cnn", "direct", "none")
@@ -596,17 +598,23 @@ class Simulation:
         path = self.directory / self.psf_file_name(PSF_CATALOG)
         return path if path.is_file() else None
 
-    def load_images(self) -> dict[str, np.ndarray]:
-        """``image``, ``segmentation`` and ``background`` of the band (those present).
+    def load_images(self, keys: Sequence[str] = IMAGE_KEYS) -> dict[str, np.ndarray]:
+        """Those of ``image``, ``segmentation`` and ``background`` of the band named
+        in ``keys`` (default: all three), those present.
 
         The files and keys of GalSBI's ``load_images``, read without importing
-        GalSBI (and with it PyTorch, ~2.5 s) in stages that only read.
+        GalSBI (and with it PyTorch, ~2.5 s) in stages that only read. Each is a
+        4200 x 4200 array on the full patch; the background map alone (gzip)
+        takes 1.5-2.5 s to read, and the realism checks do not use it.
         """
         from astropy.io import fits
         from cosmic_toolbox import arraytools as at
 
+        unknown = set(keys) - set(IMAGE_KEYS)
+        if unknown:
+            raise ValueError(f"no image {sorted(unknown)}; there are {IMAGE_KEYS}")
         out = {}
-        if self.image_path.is_file():
+        if "image" in keys and self.image_path.is_file():
             with fits.open(self.image_path) as hdul:
                 out["image"] = hdul[0].data
         for key, suffix in (
@@ -614,7 +622,7 @@ class Simulation:
             ("background", "_se_bkg.h5"),
         ):
             path = self._file(suffix)
-            if path.is_file():
+            if key in keys and path.is_file():
                 out[key] = at.load_hdf_cols(str(path))[key.upper()]
         return out
 
