@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -400,10 +401,14 @@ def test_calexp_round_trip(tmp_path):
         hsc_io.read_calexp(path, band="g")
 
 
-@pytest.mark.parametrize("reader", [hsc_io.read_calexp, hsc_io.calexp_geometry])
+@pytest.mark.parametrize(
+    "reader",
+    [hsc_io.read_calexp, hsc_io.calexp_geometry,
+     functools.partial(hsc_io.read_mask_plane, name="NO_DATA")],
+)  # fmt: skip
 def test_calexp_errors_name_the_file(tmp_path, reader):
-    """The pixels' reader and the headers' (the input check) refuse the same
-    files with the same line."""
+    """The pixels' reader, the headers' (the input check) and the mask plane's
+    refuse the same files with the same line."""
     path = _write(tmp_path)
     with fits.open(path) as hdul:
         fits.HDUList(hdul[:3]).writeto(tmp_path / "short.fits")
@@ -440,6 +445,17 @@ def test_calexp_geometry_is_the_calexps_without_its_pixels(tmp_path):
     cal = hsc_io.read_calexp(path, band="i")
     assert shape == cal.shape == (64, 80)
     assert wcs.to_header() == cal.wcs.to_header()
+    mask = np.zeros((64, 80), np.int32)
+    mask[3:9, 5:7] = 1 << 8  # NO_DATA
+    mask[20:30, 40:50] |= 1 << 9  # BRIGHT_OBJECT
+    path = _write(tmp_path, image=np.ones((64, 80), np.float32), mask=mask,
+                  variance=np.ones((64, 80), np.float32))  # fmt: skip
+    cal = hsc_io.read_calexp(path)
+    for plane in ("NO_DATA", "BRIGHT_OBJECT"):
+        assert np.array_equal(hsc_io.read_mask_plane(path, plane), cal.plane(plane))
+    assert hsc_io.read_mask_plane(path, "NO_DATA").sum() == 12
+    with pytest.raises(InputError, match="mask plane MP_GHOST not in the MASK"):
+        hsc_io.read_mask_plane(path, "GHOST")
     # an image without a finite pixel is the pixels' reader's to refuse
     nan = _write(tmp_path / "nan", image=np.full((64, 64), np.nan, np.float32))
     assert hsc_io.calexp_geometry(nan)[1] == (64, 64)

@@ -198,6 +198,21 @@ def calexp_geometry(
         return WCS(header), shape
 
 
+def read_mask_plane(
+    path: str | os.PathLike, name: str, band: str | None = None
+) -> np.ndarray:
+    """Boolean map of mask plane ``name`` of a calexp (:meth:`Calexp.plane`),
+    its headers checked as :func:`read_calexp` checks them, reading the MASK
+    pixels only."""
+    path = _check_file(path)
+    with _open_fits(path) as hdul:
+        _, _, planes = _check_calexp_headers(path, hdul, band)
+        if name not in planes:
+            raise InputError(path, f"mask plane MP_{name} not in the MASK header")
+        mask = np.asarray(hdul[2].data, dtype=np.int32)
+    return ((mask >> planes[name]) & 1) == 1
+
+
 def _open_fits(path: Path) -> fits.HDUList:
     try:
         with warnings.catch_warnings():  # _check_complete says it in one line

@@ -85,6 +85,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -163,16 +164,25 @@ def background_rms_from_background_pixels(
     return background_maps(image, mask, source).rms
 
 
-def data_background_rms(tile: TileSpec, run: RunFolder) -> np.ndarray:
-    """:func:`background_rms_from_background_pixels` of the tile's calexp."""
-    from hscsim_utils.hsc.files import read_calexp
+def data_background_rms(
+    tile: TileSpec, run: RunFolder, data: Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """:func:`background_rms_from_background_pixels` of the tile's calexp.
 
-    calexp = read_calexp(tile.calexp, tile.band)
-    no_data = calexp.plane("NO_DATA")
-    seg = quality.read_segmentation(run.sextractor_seg, calexp.shape)
-    return background_rms_from_background_pixels(
-        calexp.image, no_data, seg, tile.calexp
-    )
+    ``data``: the data side of this tile and run as read for the realism checks
+    (:meth:`~hscsim_utils.stages.quality.QualityInputs.data_side`), whose image
+    and segmentation are then not read again (only the calexp's MASK is).
+    """
+    from hscsim_utils.hsc.files import read_calexp, read_mask_plane
+
+    if data is None:
+        calexp = read_calexp(tile.calexp, tile.band)
+        image, no_data = calexp.image, calexp.plane("NO_DATA")
+        seg = quality.read_segmentation(run.sextractor_seg, calexp.shape)
+    else:
+        image, seg = data["data_image"], data["data_segmentation"]
+        no_data = read_mask_plane(tile.calexp, "NO_DATA", tile.band)
+    return background_rms_from_background_pixels(image, no_data, seg, tile.calexp)
 
 
 def read_bsig(path: str | os.PathLike) -> np.ndarray:
@@ -482,7 +492,7 @@ class _BandTuning:
         :data:`MASKED_SIM`; returns stage 01's map and the new one (float32, as
         written)."""
         tile, band_run = self.steps.tile, self.steps.band_run
-        bsig = data_background_rms(tile, band_run)
+        bsig = data_background_rms(tile, band_run, self.steps.data)
         write_improved_sysmaps(
             band_run.sysmaps, sysmaps_path(band_run, MASKED_SIM), bsig
         )
