@@ -211,12 +211,14 @@ def read_dataset(path: str | os.PathLike, name: str, missing: str = "not found")
     when it is absent (``missing`` says what to do) or lacks the dataset."""
     import h5py
 
+    from hscsim_utils.hdf5_chunks import read_array
+
     if not Path(path).is_file():
         raise InputError(path, missing)
     with h5py.File(path, "r") as fh5:
         if name not in fh5:
             raise InputError(path, f"has no dataset {name!r}")
-        return fh5[name][()]
+        return read_array(fh5[name])
 
 
 def resolve_run(run_dir: str | os.PathLike = "") -> RunFolder:
