@@ -211,7 +211,7 @@ def read_dataset(path: str | os.PathLike, name: str, missing: str = "not found")
     when it is absent (``missing`` says what to do) or lacks the dataset."""
     import h5py
 
-    from hscsim_utils.hdf5_chunks import read_array
+    from hscsim_utils.hdf5_lzf import read_array
 
     if not Path(path).is_file():
         raise InputError(path, missing)

@@ -10,6 +10,7 @@ import pytest
 from hscsim_utils.numerics import effective_gain
 from hscsim_utils.numerics.effective_gain import measure_effective_gain
 from hscsim_utils.stages.source_extraction import settings_from_skymapinfo
+from tests.reference_numpy import numpy_sky_variance
 
 REAL_HSC = (
     Path(__file__).resolve().parents[2]
@@ -108,21 +109,6 @@ def test_sextractor_gets_the_gain_asked_for():
         settings_from_skymapinfo(info, gain="other")
 
 
-def _numpy_sky_variance(variance, usable, block):
-    """The blocks' medians by ``np.nanmedian`` over padded blocks."""
-    ny, nx = variance.shape
-    values = np.where(usable, variance, np.nan)
-    by, bx = -(-ny // block), -(-nx // block)
-    padded = np.full((by * block, bx * block), np.nan)
-    padded[:ny, :nx] = values
-    cells = padded.reshape(by, block, bx, block).transpose(0, 2, 1, 3)
-    cells = cells.reshape(by, bx, block * block)
-    empty = ~np.isfinite(cells).any(axis=-1)
-    cells[empty] = np.nanmedian(values)
-    medians = np.nanmedian(cells, axis=-1)
-    return np.repeat(np.repeat(medians, block, axis=0), block, axis=1)[:ny, :nx]
-
-
 @pytest.mark.parametrize("shape", [(200, 171), (128, 128), (257, 300)])
 def test_sky_variance_is_the_blocks_nanmedian(shape):
     """Odd and even counts, edge blocks cut, a block without usable pixels, ties."""
@@ -133,6 +119,6 @@ def test_sky_variance_is_the_blocks_nanmedian(shape):
     usable[64:128, 0:64] = False  # an empty block: the overall median
     usable[0:64, 64:128] = rng.random((64, 64)) > 0.99  # a few pixels
     got = effective_gain.sky_variance(variance, usable, 32)
-    want = _numpy_sky_variance(variance, usable, 32)
+    want = numpy_sky_variance(variance, usable, 32)
     assert got.dtype == want.dtype == np.float64
     np.testing.assert_array_equal(got, want)

@@ -48,9 +48,8 @@ mended classes come from :func:`mended_components`. Two changes there are for
 speed only: the model file receives ``map_pointings`` as HDF5 copies its chunks
 (ufig recompresses every sysmap with gzip 9), and the map is read once per file
 (:class:`PointingsCache`) instead of once per step, its LZF chunks decoded on the
-tile's threads (:func:`hscsim_utils.hdf5_chunks.read_array`).
-:func:`import_psf_estimation` imports ufig's PSF package without TensorFlow unless
-the CNN is actually used.
+tile's threads (:func:`hscsim_utils.hdf5_lzf.read_array`). :func:`import_psf_estimation`
+imports ufig's PSF package without TensorFlow unless the CNN is actually used.
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ import numpy as np
 
 from hscsim_utils.compat import check_version
 from hscsim_utils.errors import InputError
-from hscsim_utils.hdf5_chunks import read_array
+from hscsim_utils.hdf5_lzf import read_array
 
 check_version("ufig", "1.2.1", __name__)
 

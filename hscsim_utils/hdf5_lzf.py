@@ -1,26 +1,23 @@
-"""Whole HDF5 datasets compressed with LZF or gzip, decoded on the tile's threads.
+"""Whole HDF5 datasets compressed with LZF, decoded on the tile's threads.
 
 Stage 01 writes the patch's maps with h5py's LZF filter (filter 32000: each
 chunk is one raw LZF stream, Lehmann's liblzf format, without a header; a
 chunk that LZF cannot shrink is stored as it is, with bit 0 of its filter mask
-set); UFig's SExtractor step writes the segmentation and background maps with
-gzip (HDF5's deflate filter, 1: each chunk one zlib stream). HDF5 decodes the
-chunks one after the other in the calling thread, holding Python's lock: the
-visit map ``map_pointings`` of a full patch (4200 x 4200 pixels of five 64-bit
-words, 706 MB decoded from 40 MB) took 2.6-3.4 s on a 2-core machine, and ufig's
-PSF estimation reads it once per call (four calls in the i-band chain); a
-simulation's segmentation map (gzip) about 1 s, read once per realism check.
+set). HDF5 decodes the chunks one after the other in the calling thread, holding
+Python's lock: the visit map ``map_pointings`` of a full patch (4200 x 4200
+pixels of five 64-bit words, 706 MB decoded from 40 MB) took 2.6-3.4 s on a
+2-core machine, and ufig's PSF estimation reads it once per call (four calls in
+the i-band chain).
 
 :func:`read_array` reads the stored chunks as they are (one pass, 0.03 s) and
-decodes them on at most :func:`hscsim_utils.threads.n_threads` threads (LZF by a
-numba kernel, gzip by :func:`zlib.decompress`, both releasing the lock), each
-into a buffer of its own from which the chunk's rows go to their place in the
-output array: 1.8-2.0 s for the visit map, most of it the kernel mapping 706 MB
-of fresh memory. The bytes are the ones HDF5 would give: any dataset this path
-does not handle (other filters, a filter pipeline of more than one, shuffle
-included, a chunk never written, a dimension other than 2, a stored type that
-is not the array's, a stream that does not decode to a whole chunk) is read by
-h5py as before.
+decodes them with a numba kernel that releases the lock, on at most
+:func:`hscsim_utils.threads.n_threads` threads, each into a buffer of its own
+from which the chunk's rows go to their place in the output array: 1.8-2.0 s
+for the visit map, most of it the kernel mapping 706 MB of fresh memory. The
+bytes are the ones HDF5 would give: any dataset this path does not handle
+(other filters, a filter pipeline with shuffle, a chunk never written, a
+dimension other than 2, a stored type that is not the array's, a stream that
+does not decode to a whole chunk) is read by h5py as before.
 
 Entry point: :func:`read_array`.
 """
@@ -28,28 +25,23 @@ Entry point: :func:`read_array`.
 from __future__ import annotations
 
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numba as nb
 import numpy as np
 
-__all__ = ["DEFLATE_FILTER", "LZF_FILTER", "read_array"]
+__all__ = ["LZF_FILTER", "read_array"]
 
 #: HDF5 filter code of h5py's LZF filter.
 LZF_FILTER = 32000
-#: HDF5 filter code of gzip (deflate).
-DEFLATE_FILTER = 1
 
 
 def read_array(dataset) -> np.ndarray:
-    """``dataset[()]`` of an h5py dataset, LZF or gzip chunks decoded in
-    parallel."""
-    found = _stored_chunks(dataset)
-    if found is None:
+    """``dataset[()]`` of an h5py dataset, LZF chunks decoded in parallel."""
+    chunks = _stored_chunks(dataset)
+    if chunks is None:
         return dataset[()]
-    codec, chunks = found
     out = np.empty(dataset.shape, dataset.dtype)
     rows = out.view(np.uint8).reshape(out.shape[0], -1)
     size = out.dtype.itemsize
@@ -58,16 +50,10 @@ def read_array(dataset) -> np.ndarray:
 
     def place(item) -> bool:
         (y0, x0), (mask, raw) = item
-        stored_raw = bool(mask & 1)
-        if codec == DEFLATE_FILTER and not stored_raw:
-            try:
-                raw, stored_raw = zlib.decompress(raw), True
-            except zlib.error:
-                return False
         if not hasattr(scratch, "chunk"):
             scratch.chunk = np.empty(cy * cx * size, np.uint8)
         src = np.frombuffer(raw, np.uint8)
-        return _place_chunk(src, stored_raw, scratch.chunk, rows, y0, x0 * size,
+        return _place_chunk(src, bool(mask & 1), scratch.chunk, rows, y0, x0 * size,
                             cy, cx * size)  # fmt: skip
 
     from hscsim_utils.threads import n_threads
@@ -77,19 +63,13 @@ def read_array(dataset) -> np.ndarray:
     return out if all(placed) else dataset[()]
 
 
-def _stored_chunks(
-    dataset,
-) -> tuple[int, dict[tuple[int, int], tuple[int, bytes]]] | None:
-    """The dataset's filter and every chunk's filter mask and stored bytes by
-    offset, or None when the dataset is not a 2-d one compressed by LZF or gzip
-    alone with every chunk written."""
+def _stored_chunks(dataset) -> dict[tuple[int, int], tuple[int, bytes]] | None:
+    """Every chunk's filter mask and stored bytes by offset, or None when the
+    dataset is not a 2-d one compressed by LZF alone with every chunk written."""
     if dataset.ndim != 2 or dataset.chunks is None or dataset.dtype.hasobject:
         return None
     plist = dataset.id.get_create_plist()
-    if plist.get_nfilters() != 1:
-        return None
-    codec = plist.get_filter(0)[0]
-    if codec not in (LZF_FILTER, DEFLATE_FILTER):
+    if plist.get_nfilters() != 1 or plist.get_filter(0)[0] != LZF_FILTER:
         return None
     if dataset.id.get_type() != h5py.h5t.py_create(dataset.dtype):
         return None  # the stored bytes would need HDF5's conversion
@@ -97,7 +77,7 @@ def _stored_chunks(
     offsets = [(y, x) for y in range(0, ny, cy) for x in range(0, nx, cx)]
     if dataset.id.get_num_chunks() != len(offsets):
         return None
-    return codec, {offset: dataset.id.read_direct_chunk(offset) for offset in offsets}
+    return {offset: dataset.id.read_direct_chunk(offset) for offset in offsets}
 
 
 @nb.njit(nogil=True, cache=True)

@@ -1,17 +1,10 @@
-"""The parallel LZF / gzip reader gives HDF5's bytes, and hands anything else to
-h5py."""
+"""The parallel LZF reader gives HDF5's bytes, and hands anything else to h5py."""
 
 import h5py
 import numpy as np
 import pytest
 
-from hscsim_utils.hdf5_chunks import (
-    DEFLATE_FILTER,
-    LZF_FILTER,
-    _lzf_decode,
-    _stored_chunks,
-    read_array,
-)
+from hscsim_utils.hdf5_lzf import _lzf_decode, _stored_chunks, read_array
 
 VISITS = np.dtype([(f"bit{w + 1}", np.uint64) for w in range(5)])
 
@@ -46,23 +39,9 @@ def test_structured_map_with_edge_chunks_reads_as_hdf5_does(tmp_path):
     data = _visit_map((300, 410))
     _write(path, "map_pointings", data, compression="lzf", chunks=(64, 96))
     with h5py.File(path, "r") as fh:
-        assert _stored_chunks(fh["map_pointings"])[0] == LZF_FILTER  # in parallel
+        assert _stored_chunks(fh["map_pointings"]) is not None  # the parallel path
     got = _same(path, "map_pointings")
     assert np.array_equal(got, data)
-
-
-@pytest.mark.parametrize("dtype", [">i4", "<f4"])
-def test_gzip_maps_with_edge_chunks_read_as_hdf5_does(tmp_path, dtype):
-    """UFig's segmentation (big-endian int32) and background maps."""
-    path = tmp_path / "s.h5"
-    rng = np.random.default_rng(4)
-    data = rng.integers(0, 50, (300, 410)) * (rng.random((300, 410)) < 0.2)
-    data = data.astype(dtype)
-    _write(path, "SEGMENTATION", data, compression="gzip", chunks=(64, 96))
-    with h5py.File(path, "r") as fh:
-        assert _stored_chunks(fh["SEGMENTATION"])[0] == DEFLATE_FILTER
-    got = _same(path, "SEGMENTATION")
-    assert got.dtype == np.dtype(dtype) and np.array_equal(got, data)
 
 
 def test_chunks_lzf_cannot_shrink_are_read_as_stored(tmp_path):
@@ -72,7 +51,7 @@ def test_chunks_lzf_cannot_shrink_are_read_as_stored(tmp_path):
     data[:100] = 1.5  # these chunks compress, the noisy ones are stored raw
     _write(path, "map", data, compression="lzf", chunks=(50, 40))
     with h5py.File(path, "r") as fh:
-        masks = {m for m, _ in _stored_chunks(fh["map"])[1].values()}
+        masks = {m for m, _ in _stored_chunks(fh["map"]).values()}
     assert masks == {0, 1}  # both kinds of chunk are there
     assert np.array_equal(_same(path, "map"), data)
 
@@ -80,13 +59,12 @@ def test_chunks_lzf_cannot_shrink_are_read_as_stored(tmp_path):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"compression": "gzip", "shuffle": True},
+        {"compression": "gzip"},
         {"compression": "lzf", "shuffle": True},
-        {"compression": "gzip", "fletcher32": True},
         {"compression": None, "chunks": (16, 16)},
         {},
     ],
-    ids=["gzip+shuffle", "lzf+shuffle", "gzip+checksum", "chunked-raw", "contiguous"],
+    ids=["gzip", "lzf+shuffle", "chunked-raw", "contiguous"],
 )
 def test_other_layouts_are_read_by_h5py(tmp_path, kwargs):
     path = tmp_path / "o.h5"
@@ -120,7 +98,7 @@ def test_decoder_refuses_a_truncated_or_oversized_stream(tmp_path):
         path, "map", np.zeros((64, 64), np.uint8), compression="lzf", chunks=(64, 64)
     )
     with h5py.File(path, "r") as fh:
-        ((_, raw),) = _stored_chunks(fh["map"])[1].values()
+        ((_, raw),) = _stored_chunks(fh["map"]).values()
     src = np.frombuffer(raw, np.uint8)
     dst = np.empty(64 * 64, np.uint8)
     assert _lzf_decode(src, dst) == dst.size and not dst.any()
