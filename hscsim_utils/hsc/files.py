@@ -190,7 +190,8 @@ def calexp_geometry(
     """WCS and shape (NAXIS2, NAXIS1) of a deepCoadd calexp, with every check of
     :func:`read_calexp` that its headers allow (all but IMAGE having a finite
     pixel), without reading its pixels: the input check before a run (reading
-    and converting the three 4200 x 4200 planes takes 1.5-3 s)."""
+    and converting the three 4200 x 4200 planes took 0.08-1.3 s, as fast as the
+    machine maps fresh memory; this 0.004 s)."""
     path = _check_file(path)
     with _open_fits(path) as hdul:
         header, _, _ = _check_calexp_headers(path, hdul, band)
