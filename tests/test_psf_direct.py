@@ -189,3 +189,43 @@ def test_peak_pixel_fraction_is_the_lowest_peak_of_the_moffat(beta):
     assert corner == pytest.approx(pixel_share(0.0, 0.0), rel=1e-5)
     for dx, dy in [(0.5, 0.5), (0.25, 0.1), (0.5, 0.0), (0.1, 0.4)]:
         assert pixel_share(dx, dy) > corner
+
+
+_FIT_IN_A_NEW_PROCESS = """
+import sys
+import numpy as np
+from hscsim_utils.numerics import psf_direct
+from tests import synthetic_psf
+
+cube, _, _ = synthetic_psf.synthetic_stamps(40, np.random.default_rng(5))
+theta = psf_direct.fit_stamps(cube)["theta"]
+np.save(sys.argv[1], theta)
+print(sum(psf_direct._fit_all.stats.cache_hits.values()))
+"""
+
+
+@pytest.mark.slow
+def test_fit_is_the_same_freshly_compiled_and_loaded_from_the_cache(tmp_path):
+    """The first run of a new checkout compiles the fit; every later run loads
+    it from numba's disk cache. Both must give the same numbers to the last
+    bit (with ``fastmath`` they differed by up to 4e-11)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "PYTHONPATH": str(root)}  # fmt: skip
+    hits, fits = [], []
+    for run in ("compiled", "cached"):
+        out = tmp_path / f"{run}.npy"
+        done = subprocess.run(
+            [sys.executable, "-c", _FIT_IN_A_NEW_PROCESS, str(out)],
+            cwd=root, env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        hits.append(int(done.stdout.split()[-1]))
+        fits.append(np.load(out))
+    assert hits == [0, 1]  # the first compiled the fit, the second loaded it
+    assert np.isfinite(fits[0]).sum() > 0.9 * fits[0].size
+    assert fits[0].tobytes() == fits[1].tobytes()
